@@ -1,0 +1,192 @@
+"""Values that cross the public API: sessions, tokens, users, cookie options."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import CrossmintConfigError
+
+__all__ = ["AuthMaterial", "CookieOptions", "RefreshToken", "Session", "User"]
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    """A Crossmint user as the API describes it; unknown fields are kept in ``raw``.
+
+    :param id: the Crossmint user id (the JWT's ``sub``).
+    :param email: the user's email, when Crossmint has one.
+    :param phone_number: the user's phone number, when Crossmint has one.
+    :param twitter: ``{"username", "id"}`` when the user linked Twitter.
+    :param raw: the JSON object exactly as Crossmint sent it.
+    """
+
+    id: str
+    email: str | None = None
+    phone_number: str | None = None
+    twitter: Mapping[str, Any] | None = None
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> User:
+        """Build a user from Crossmint's JSON.
+
+        :raises ValueError: ``id`` is missing or not a string.
+        """
+        user_id = data.get("id")
+        if not isinstance(user_id, str) or not user_id:
+            raise ValueError("user JSON has no string 'id'")
+        email = data.get("email")
+        phone = data.get("phoneNumber")
+        twitter = data.get("twitter")
+        return cls(
+            id=user_id,
+            email=email if isinstance(email, str) else None,
+            phone_number=phone if isinstance(phone, str) else None,
+            twitter=twitter if isinstance(twitter, Mapping) else None,
+            raw=dict(data),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The user as JSON, unknown fields included."""
+        data = dict(self.raw)
+        data["id"] = self.id
+        for key, value in (
+            ("email", self.email),
+            ("phoneNumber", self.phone_number),
+            ("twitter", self.twitter),
+        ):
+            if value is not None:
+                data[key] = dict(value) if isinstance(value, Mapping) else value
+        return data
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse an ISO-8601 timestamp; naive ones are taken as UTC.
+
+    :raises ValueError: not ISO-8601.
+    """
+    # fromisoformat before 3.11 does not take a trailing Z.
+    parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """Format as Crossmint does: UTC, milliseconds, ``Z``."""
+    utc = moment.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshToken:
+    """A refresh secret and when it stops working.
+
+    :param secret: the opaque secret; never shown in ``repr``.
+    :param expires_at: an aware UTC datetime, or ``None`` when unknown
+        (a secret read back from a cookie carries no expiry).
+    """
+
+    secret: str = dataclasses.field(repr=False)
+    expires_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"secret", "expiresAt"}`` as the browser SDK expects it."""
+        return {
+            "secret": self.secret,
+            "expiresAt": format_timestamp(self.expires_at) if self.expires_at else None,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthMaterial:
+    """What a successful refresh returns: a new JWT, a new refresh token, the user.
+
+    :param jwt: the new JWT; never shown in ``repr``.
+    :param refresh_token: the new :class:`RefreshToken`.
+    :param user: the user, when Crossmint sent one.
+    """
+
+    jwt: str = dataclasses.field(repr=False)
+    refresh_token: RefreshToken
+    user: User | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The refresh route's answer, in the browser SDK's shape."""
+        return {
+            "jwt": self.jwt,
+            "refreshToken": self.refresh_token.to_json(),
+            "user": self.user.to_json() if self.user else None,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Session:
+    """A verified Crossmint session.
+
+    :param jwt: the verified JWT; never shown in ``repr``.
+    :param refresh_token: the refresh token that goes with it, if any.
+    :param user_id: the JWT's ``sub``.
+    :param claims: every verified claim of the JWT.
+    :param refreshed: ``True`` when the JWT was obtained by a refresh during
+        this request, so new cookies must be sent.
+    :param user: the user, when a refresh returned one.
+    """
+
+    jwt: str = dataclasses.field(repr=False)
+    refresh_token: RefreshToken | None
+    user_id: str
+    claims: Mapping[str, Any] = dataclasses.field(repr=False)
+    refreshed: bool = False
+    user: User | None = None
+
+    @property
+    def expires_at(self) -> datetime:
+        """When the JWT expires."""
+        return datetime.fromtimestamp(int(self.claims["exp"]), timezone.utc)
+
+    @property
+    def material(self) -> AuthMaterial | None:
+        """The session as :class:`AuthMaterial`, when it has a refresh token."""
+        if self.refresh_token is None:
+            return None
+        return AuthMaterial(self.jwt, self.refresh_token, self.user)
+
+
+_SAME_SITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+
+
+@dataclasses.dataclass(frozen=True)
+class CookieOptions:
+    """How the two auth cookies are written.
+
+    :param secure: ``True`` or ``False`` forces the ``Secure`` attribute;
+        ``None`` (the default) lets the middleware set it when the request
+        came over https.
+    :param http_only: whether the refresh cookie is ``HttpOnly``. The JWT
+        cookie never is: the browser SDK reads it.
+    :param same_site: ``"Lax"`` (default), ``"Strict"`` or ``"None"``
+        (which browsers accept only with ``Secure``).
+    :param domain: the cookies' ``Domain``, or ``None`` for host-only cookies.
+    :param path: the cookies' ``Path``.
+    :raises CrossmintConfigError: an unknown ``same_site`` value.
+    """
+
+    secure: bool | None = None
+    http_only: bool = True
+    same_site: str = "Lax"
+    domain: str | None = None
+    path: str = "/"
+
+    def __post_init__(self) -> None:
+        normalized = _SAME_SITE.get(str(self.same_site).lower())
+        if normalized is None:
+            raise CrossmintConfigError(
+                f"same_site must be 'Lax', 'Strict' or 'None', not {self.same_site!r}"
+            )
+        if normalized == "None" and self.secure is False:
+            raise CrossmintConfigError("same_site='None' needs secure cookies")
+        object.__setattr__(self, "same_site", normalized)
+        if not self.path.startswith("/"):
+            raise CrossmintConfigError(f"cookie path must start with '/', not {self.path!r}")

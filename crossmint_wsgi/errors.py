@@ -19,7 +19,7 @@ class ErrorCode(str, enum.Enum):
     #: The JWT is expired or absent and the refresh token is missing, expired or rejected.
     SESSION_EXPIRED = "SESSION_EXPIRED"
     #: The JWT failed verification for a reason other than expiry and no refresh rescued it.
-    INVALID_TOKEN = "INVALID_TOKEN"
+    INVALID_TOKEN = "INVALID_TOKEN"  # noqa: S105 - a code name, not a secret
     #: Crossmint did not answer usably (timeout, connection error, 5xx, malformed JSON).
     UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
     #: A malformed request to the refresh or logout route.

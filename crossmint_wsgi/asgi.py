@@ -1,0 +1,251 @@
+"""CrossmintASGIMiddleware: Crossmint sessions in front of any ASGI app."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import CrossmintAuthError, ErrorCode
+from .models import Session
+from .routes import Answer, Gate, HttpRequest
+
+if TYPE_CHECKING:
+    from .auth import AsyncCrossmintAuth
+
+__all__ = ["ASGIApp", "CrossmintASGIMiddleware", "get_asgi_session", "require_asgi_session"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SESSION_KEY = "crossmint_session"
+ERROR_KEY = "crossmint_error"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _request_from_scope(scope: Scope) -> HttpRequest:
+    headers: dict[bytes, bytes] = {}
+    cookie_parts: list[bytes] = []
+    for name, value in scope.get("headers", ()):
+        name = name.lower()
+        if name == b"cookie":
+            # HTTP/2 may split cookies over several headers.
+            cookie_parts.append(value)
+        elif name not in headers:
+            headers[name] = value
+
+    def header(name: bytes) -> str | None:
+        value = headers.get(name)
+        return value.decode("latin-1") if value is not None else None
+
+    length_text = header(b"content-length")
+    try:
+        content_length = max(0, int(length_text)) if length_text else None
+    except ValueError:
+        content_length = None
+    host = header(b"host")
+    if host is None and scope.get("server"):
+        server_host, server_port = scope["server"][0], scope["server"][1]
+        host = f"{server_host}:{server_port}" if server_port else str(server_host)
+    return HttpRequest(
+        scope.get("method", "GET"),
+        scope.get("path", "") or "/",
+        query=scope.get("query_string", b"").decode("latin-1"),
+        scheme=scope.get("scheme", "http"),
+        host=host,
+        cookie=b"; ".join(cookie_parts).decode("latin-1") if cookie_parts else None,
+        origin=header(b"origin"),
+        fetch_site=header(b"sec-fetch-site"),
+        accept=header(b"accept"),
+        content_length=content_length,
+    )
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """At most ``limit`` bytes of the body; ``None`` as soon as there is more."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send_answer(answer: Answer, send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": answer.status,
+            "headers": [
+                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+def _publish(scope: Scope, session: Session | None, error: CrossmintAuthError | None) -> None:
+    # scope["state"] is the lifespan state copied shallowly per request: give
+    # this request its own dict instead of writing into the shared one.
+    state = dict(scope.get("state") or {})
+    state[SESSION_KEY] = session
+    state[ERROR_KEY] = error
+    scope["state"] = state
+
+
+class CrossmintASGIMiddleware:
+    """Crossmint sessions for any ASGI app (Starlette, Quart, FastAPI, a raw callable).
+
+    Publishes ``scope["state"]["crossmint_session"]`` (so
+    ``request.state.crossmint_session`` works in Starlette) and
+    ``scope["state"]["crossmint_error"]``. Takes the same parameters as
+    :class:`~crossmint_wsgi.CrossmintWSGIMiddleware`, with an
+    :class:`~crossmint_wsgi.AsyncCrossmintAuth`.
+
+    Websockets get the session of their handshake cookies; a protected
+    websocket path without a session is closed with code 1008 before the app
+    sees it. A websocket cannot set cookies: when its JWT had expired, the
+    session is refreshed and published, but the new cookies are dropped (the
+    browser's next HTTP request refreshes within the grace window and gets them).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        auth: AsyncCrossmintAuth,
+        *,
+        refresh_path: str | None = "/refresh",
+        logout_path: str | None = "/logout",
+        protect: str | Iterable[str] | Callable[[str], bool] = (),
+        login_url: str | None = None,
+        allowed_origins: Iterable[str] = (),
+        max_body: int = 64 * 1024,
+    ) -> None:
+        self.app = app
+        self.auth = auth
+        self.gate = Gate(
+            auth.core,
+            refresh_path=refresh_path,
+            logout_path=logout_path,
+            protect=protect,
+            login_url=login_url,
+            allowed_origins=allowed_origins,
+            max_body=max_body,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = _request_from_scope(scope)
+
+        async def read_body(limit: int) -> bytes | None:
+            return await _read_body(receive, limit)
+
+        outcome = await self.auth.run(self.gate.handle(request), read_body)
+        if isinstance(outcome, Answer):
+            await _send_answer(outcome, send)
+            return
+        _publish(scope, outcome.session, outcome.error)
+        if not outcome.set_cookies:
+            await self.app(scope, receive, send)
+            return
+        extra = [(b"set-cookie", cookie.encode("latin-1")) for cookie in outcome.set_cookies]
+
+        async def send_with_cookies(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # Append, never replace: the app's own cookies must survive.
+                message = dict(message)
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookies)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        outcome = await self.auth.run(self.gate.handle_websocket(_request_from_scope(scope)))
+        if outcome is None:
+            # Policy violation, before the app or an accept.
+            await send({"type": "websocket.close", "code": 1008, "reason": "no Crossmint session"})
+            return
+        _publish(scope, outcome.session, outcome.error)
+        await self.app(scope, receive, send)
+
+
+def get_asgi_session(source: Any) -> Session | None:
+    """The session the middleware published for a request.
+
+    :param source: an ASGI scope, or a request object with a ``scope``
+        attribute (Starlette, FastAPI) or a ``state`` (Quart's ``request``
+        does not carry the scope: pass ``request.scope`` when available).
+    """
+    scope = source if isinstance(source, MutableMapping) else getattr(source, "scope", None)
+    if not isinstance(scope, MutableMapping):
+        raise TypeError("pass an ASGI scope or a request object with .scope")
+    state = scope.get("state") or {}
+    if SESSION_KEY not in state:
+        raise RuntimeError(
+            "no Crossmint session in this scope: is CrossmintASGIMiddleware installed?"
+        )
+    session = state[SESSION_KEY]
+    return session if isinstance(session, Session) else None
+
+
+def get_asgi_error(source: Any) -> CrossmintAuthError | None:
+    """Why the request has no session, as published by the middleware."""
+    scope = source if isinstance(source, MutableMapping) else getattr(source, "scope", None)
+    state = (scope or {}).get("state") or {}
+    error = state.get(ERROR_KEY)
+    return error if isinstance(error, CrossmintAuthError) else None
+
+
+def refusal_body(error: CrossmintAuthError | None) -> tuple[int, bytes]:
+    """The status and JSON body with which a helper refuses a request without a session."""
+    error = error or CrossmintAuthError(ErrorCode.MISSING_SESSION, "the request carries no session")
+    status = 503 if error.code is ErrorCode.UPSTREAM_UNAVAILABLE else 401
+    return status, json.dumps({"error": error.code.value, "message": error.message}).encode()
+
+
+def require_asgi_session(view: F) -> F:
+    """Decorate an async Starlette endpoint ``view(request)`` so it runs only with a session.
+
+    Without one it answers 401 JSON (503 when Crossmint is unavailable).
+    The session is passed as the keyword ``session`` when the view takes it.
+    """
+    import inspect
+
+    accepts_session = "session" in inspect.signature(view).parameters
+
+    @functools.wraps(view)
+    async def wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
+        session = get_asgi_session(request)
+        if session is None:
+            status, body = refusal_body(get_asgi_error(request))
+            from starlette.responses import Response
+
+            headers = {"Retry-After": "5"} if status == 503 else {}
+            return Response(
+                body, status_code=status, media_type="application/json", headers=headers
+            )
+        if accepts_session:
+            kwargs["session"] = session
+        return await view(request, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

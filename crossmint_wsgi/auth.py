@@ -1,0 +1,511 @@
+"""CrossmintAuth and AsyncCrossmintAuth: the drivers of the sans-IO flows.
+
+Everything both share (settings, caches, cookie values, the flows they run)
+lives in :class:`_AuthBase`. The two classes differ only where bytes move:
+``httpx.Client`` and threads, or ``httpx.AsyncClient`` and anyio tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from typing import Any, TypeVar
+
+import anyio
+import anyio.lowlevel
+import httpx
+
+from .api import (
+    ApiRequest,
+    jwks_request,
+    logout_request,
+    parse_jwks_answer,
+    parse_refresh_answer,
+    parse_user_answer,
+    refresh_request,
+    upstream_unavailable,
+    user_request,
+)
+from .config import Crossmint
+from .cookies import AuthCookies, cookie_header_from, read_auth_cookies
+from .coordination import (
+    AsyncLocalCoordinator,
+    AsyncRefreshCoordinator,
+    AsyncSingleFlight,
+    LocalCoordinator,
+    RefreshCoordinator,
+    SingleFlight,
+)
+from .errors import CrossmintAuthError, ErrorCode
+from .flows import AuthCore, Effect, FetchKeys, Logout, ReadBody, Refresh
+from .models import AuthMaterial, CookieOptions, Session, User
+from .routes import Answer, refresh_answer
+from .tokens import TokenExpired, TokenInvalid
+
+__all__ = ["AsyncCrossmintAuth", "CrossmintAuth"]
+
+logger = logging.getLogger("crossmint_wsgi")
+
+R = TypeVar("R")
+
+
+def _as_bytes(body: bytes | str | Mapping[str, Any] | None) -> bytes:
+    if body is None:
+        return b""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode()
+    return json.dumps(dict(body)).encode()
+
+
+class _AuthBase:
+    """Settings, caches and the I/O-free half of the public API."""
+
+    def __init__(
+        self,
+        crossmint: Crossmint,
+        *,
+        cookie_options: CookieOptions | None = None,
+        jwks: Mapping[str, Any] | None = None,
+        jwks_ttl: float = 600.0,
+        kid_refetch_interval: float = 30.0,
+        token_cache_size: int = 4096,
+        leeway: int = 5,
+        issuer: str | None = None,
+        timeout: float = 5.0,
+        refresh_grace: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(crossmint, Crossmint):
+            raise TypeError("pass the Crossmint config returned by create_crossmint()")
+        self.crossmint = crossmint
+        self.timeout = timeout
+        self.refresh_grace = refresh_grace
+        self.core = AuthCore(
+            crossmint,
+            cookie_options=cookie_options,
+            jwks=jwks,
+            jwks_ttl=jwks_ttl,
+            kid_refetch_interval=kid_refetch_interval,
+            token_cache_size=token_cache_size,
+            leeway=leeway,
+            issuer=issuer,
+            clock=clock,
+        )
+
+    @property
+    def cookie_options(self) -> CookieOptions:
+        return self.core.cookie_options
+
+    def read_cookies(
+        self, source: Any = None, *, jwt: str | None = None, refresh_token: str | None = None
+    ) -> AuthCookies:
+        """The auth cookies of ``source``, with explicit values taking precedence."""
+        cookies = cookie_header_from(source)
+        found = read_auth_cookies(cookies, self.crossmint.project_id) if cookies else AuthCookies()
+        if jwt is None and refresh_token is None:
+            return found
+        return AuthCookies(jwt or found.jwt, refresh_token or found.refresh, found.names)
+
+    def session_cookies(self, material: AuthMaterial, *, secure: bool | None = None) -> list[str]:
+        """``Set-Cookie`` header values that store ``material`` in the browser.
+
+        Send one ``Set-Cookie`` header per value. Use it after
+        :meth:`refresh`, or when :attr:`Session.refreshed` is true.
+
+        :param secure: whether the request came over https; when ``None``,
+            ``cookie_options.secure`` decides (default off).
+        """
+        return self.core.session_cookies(material, secure=bool(secure))
+
+    def clear_cookies(self, *, secure: bool | None = None) -> list[str]:
+        """``Set-Cookie`` header values that delete both auth cookies."""
+        return self.core.clear_cookies(secure=bool(secure))
+
+    @staticmethod
+    def _session_or_raise(resolution_session: Session | None, error: Exception | None) -> Session:
+        if resolution_session is None:
+            assert isinstance(error, CrossmintAuthError)
+            raise error
+        return resolution_session
+
+    @staticmethod
+    def _claims_flow(core: AuthCore, token: str) -> Generator[Effect, Any, dict[str, Any]]:
+        try:
+            return (yield from core.verify(token))
+        except TokenExpired:
+            raise CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "the JWT has expired") from None
+        except TokenInvalid as error:
+            raise CrossmintAuthError(
+                ErrorCode.INVALID_TOKEN, f"the JWT is not valid: {error}"
+            ) from None
+
+    def _session_flow(self, cookies: AuthCookies) -> Generator[Effect, Any, Session]:
+        resolution = yield from self.core.resolve(cookies)
+        return self._session_or_raise(resolution.session, resolution.error)
+
+    def _refresh_answer_flow(
+        self,
+        source: Any,
+        body: bytes | str | Mapping[str, Any] | None,
+        secure: bool,
+    ) -> Generator[Effect, Any, Answer]:
+        return (
+            yield from refresh_answer(
+                self.core, _as_bytes(body), self.read_cookies(source), secure=secure
+            )
+        )
+
+
+def _httpx_timeout(total: float) -> httpx.Timeout:
+    return httpx.Timeout(total, connect=min(total, 2.0))
+
+
+class CrossmintAuth(_AuthBase):
+    """Crossmint sessions for blocking code: WSGI apps, scripts, threads.
+
+    One instance serves a whole process and may be created before a server
+    forks: its HTTP connections are opened lazily, per process.
+
+    :param crossmint: the config from :func:`~crossmint_wsgi.create_crossmint`.
+    :param cookie_options: how the auth cookies are written.
+    :param jwks: a JWK Set to verify with instead of fetching Crossmint's.
+    :param jwks_ttl: seconds the fetched key set is kept (default 10 minutes).
+    :param kid_refetch_interval: an unknown ``kid`` refetches the key set at
+        most once per this many seconds.
+    :param token_cache_size: how many verified JWTs to remember.
+    :param leeway: seconds of clock skew allowed on ``exp``, ``nbf``, ``iat``.
+    :param issuer: the required ``iss``; unchecked when ``None``.
+    :param timeout: seconds a Crossmint call may take in total.
+    :param refresh_grace: seconds a refresh result is served to requests
+        still carrying the old refresh secret.
+    :param coordinator: decides who refreshes a secret; by default
+        in-process single-flight plus a grace cache
+        (:class:`~crossmint_wsgi.coordination.LocalCoordinator`).
+    :param transport: an ``httpx`` transport, for tests.
+    :param clock: the current time in seconds, for tests.
+    """
+
+    def __init__(
+        self,
+        crossmint: Crossmint,
+        *,
+        coordinator: RefreshCoordinator | None = None,
+        transport: httpx.BaseTransport | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(crossmint, **settings)
+        self._coordinator = coordinator
+        self._transport = transport
+        self._pid = -1
+        self._client: httpx.Client | None = None
+        self._keys_flight: SingleFlight[dict[str, Any]] = SingleFlight()
+        self._local: LocalCoordinator | None = None
+
+    @property
+    def coordinator(self) -> RefreshCoordinator:
+        self._own_process()
+        if self._coordinator is not None:
+            return self._coordinator
+        assert self._local is not None
+        return self._local
+
+    def _own_process(self) -> httpx.Client:
+        # After a fork, nothing of the parent's connections or locks is reused.
+        if self._pid != os.getpid() or self._client is None:
+            self._pid = os.getpid()
+            self._client = httpx.Client(
+                timeout=_httpx_timeout(self.timeout), transport=self._transport
+            )
+            self._keys_flight = SingleFlight()
+            self._local = LocalCoordinator(self.refresh_grace)
+        return self._client
+
+    def close(self) -> None:
+        """Close this process's HTTP connections."""
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close()
+        self._client = None
+
+    def __enter__(self) -> CrossmintAuth:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- I/O ----------------------------------------------------------------------------
+
+    def _send(self, request: ApiRequest) -> tuple[int, bytes]:
+        client = self._own_process()
+        try:
+            response = client.request(
+                request.method, request.url, headers=request.headers, content=request.body
+            )
+            return response.status_code, response.content
+        except (httpx.HTTPError, OSError) as error:
+            raise upstream_unavailable(request.name, type(error).__name__) from None
+
+    def _perform(self, effect: Effect, read_body: Callable[[int], bytes | None] | None) -> Any:
+        try:
+            if isinstance(effect, FetchKeys):
+                return self._keys_flight.do(
+                    "jwks", lambda: parse_jwks_answer(*self._send(jwks_request(self.crossmint)))
+                )
+            if isinstance(effect, Refresh):
+                secret = effect.secret
+                return self.coordinator.refresh(
+                    secret,
+                    lambda: parse_refresh_answer(
+                        *self._send(refresh_request(self.crossmint, secret))
+                    ),
+                )
+            if isinstance(effect, Logout):
+                self._send(logout_request(self.crossmint, effect.secret))
+                return None
+            if isinstance(effect, ReadBody):
+                return read_body(effect.limit) if read_body else b""
+        except CrossmintAuthError as error:
+            if isinstance(effect, Logout):
+                logger.warning("Crossmint logout call failed: %s", error.message)
+                return None
+            return error
+        raise TypeError(f"unknown effect {effect!r}")
+
+    def run(
+        self,
+        flow: Generator[Effect, Any, R],
+        read_body: Callable[[int], bytes | None] | None = None,
+    ) -> R:
+        """Drive a flow to its end, performing each effect it yields."""
+        try:
+            effect = next(flow)
+            while True:
+                effect = flow.send(self._perform(effect, read_body))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    # -- the public API -----------------------------------------------------------------
+
+    def get_session(
+        self, source: Any = None, *, jwt: str | None = None, refresh_token: str | None = None
+    ) -> Session:
+        """The verified session of a request, refreshed through Crossmint if needed.
+
+        :param source: a WSGI environ, a request object with a ``.cookies``
+            mapping (Flask, Bottle, Starlette, Quart), or a cookie mapping.
+        :param jwt: the JWT, instead of the ``crossmint-jwt`` cookie.
+        :param refresh_token: the refresh secret, instead of the cookie.
+        :returns: a :class:`Session`; when ``session.refreshed`` is true, send
+            :meth:`session_cookies` of ``session.material`` with the answer.
+        :raises CrossmintAuthError: with a ``code`` saying why there is none.
+        """
+        return self.run(
+            self._session_flow(self.read_cookies(source, jwt=jwt, refresh_token=refresh_token))
+        )
+
+    def verify_crossmint_jwt(self, token: str) -> dict[str, Any]:
+        """Verify a Crossmint JWT and return its claims.
+
+        :raises CrossmintAuthError: ``SESSION_EXPIRED`` for an expired token,
+            ``INVALID_TOKEN`` for any other failure, ``UPSTREAM_UNAVAILABLE``
+            when the key set cannot be fetched.
+        """
+        return self.run(self._claims_flow(self.core, token))
+
+    def refresh(self, secret: str) -> AuthMaterial:
+        """Trade a refresh secret, or a login's one-time secret, for new material.
+
+        Concurrent calls with the same secret share one Crossmint call.
+
+        :raises CrossmintAuthError: ``SESSION_EXPIRED`` or ``UPSTREAM_UNAVAILABLE``.
+        """
+        return self.run(self.core.refresh(secret))
+
+    def logout(self, source: Any = None, *, refresh_token: str | None = None) -> list[str]:
+        """Revoke the session's refresh token at Crossmint (best effort).
+
+        :returns: the ``Set-Cookie`` values that clear both cookies.
+        """
+        secret = self.read_cookies(source, refresh_token=refresh_token).refresh
+        if secret:
+            self.run(_logout_flow(secret))
+        return self.clear_cookies(secure=self.cookie_options.secure)
+
+    def get_user(self, user_id: str) -> User:
+        """Fetch a Crossmint user by id.
+
+        :raises CrossmintAuthError: ``INVALID_REQUEST`` when Crossmint has no
+            such user, ``UPSTREAM_UNAVAILABLE`` when it did not answer.
+        """
+        return parse_user_answer(*self._send(user_request(self.crossmint, user_id)))
+
+    def handle_custom_refresh(
+        self,
+        source: Any = None,
+        *,
+        body: bytes | str | Mapping[str, Any] | None = None,
+        secure: bool = False,
+    ) -> Answer:
+        """Answer the browser SDK's refresh call from a route of your own.
+
+        :param source: the request (for the refresh cookie), as for :meth:`get_session`.
+        :param body: the request body: ``{"refresh": secret}`` or empty.
+        :param secure: whether the request came over https.
+        :returns: an answer with ``status``, ``headers`` (Set-Cookie included)
+            and a JSON ``body``, errors included.
+        """
+        return self.run(self._refresh_answer_flow(source, body, secure))
+
+
+def _logout_flow(secret: str) -> Generator[Effect, Any, None]:
+    yield Logout(secret)
+
+
+class AsyncCrossmintAuth(_AuthBase):
+    """Crossmint sessions for async code (ASGI apps), on asyncio or trio.
+
+    Takes the same parameters as :class:`CrossmintAuth`; ``coordinator`` is an
+    :class:`~crossmint_wsgi.coordination.AsyncRefreshCoordinator` and
+    ``transport`` an async ``httpx`` transport.
+    """
+
+    def __init__(
+        self,
+        crossmint: Crossmint,
+        *,
+        coordinator: AsyncRefreshCoordinator | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(crossmint, **settings)
+        self._transport = transport
+        self.coordinator: AsyncRefreshCoordinator = coordinator or AsyncLocalCoordinator(
+            self.refresh_grace
+        )
+        self._keys_flight: AsyncSingleFlight[dict[str, Any]] = AsyncSingleFlight()
+        self._loop: object = None
+        self._client: httpx.AsyncClient | None = None
+
+    def _current_client(self) -> httpx.AsyncClient:
+        # Connections belong to one event loop; a new loop (a test, a trio run) gets its own.
+        loop = anyio.lowlevel.current_token().native_token
+        if self._client is None or self._loop is not loop:
+            self._loop = loop
+            self._client = httpx.AsyncClient(
+                timeout=_httpx_timeout(self.timeout), transport=self._transport
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections of the current event loop."""
+        if self._client is not None:
+            await self._client.aclose()
+        self._client = None
+
+    async def __aenter__(self) -> AsyncCrossmintAuth:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- I/O ----------------------------------------------------------------------------
+
+    async def _send(self, request: ApiRequest) -> tuple[int, bytes]:
+        client = self._current_client()
+        try:
+            with anyio.fail_after(self.timeout):
+                response = await client.request(
+                    request.method, request.url, headers=request.headers, content=request.body
+                )
+            return response.status_code, response.content
+        except (httpx.HTTPError, OSError, TimeoutError) as error:
+            raise upstream_unavailable(request.name, type(error).__name__) from None
+
+    async def _perform(
+        self,
+        effect: Effect,
+        read_body: Callable[[int], Awaitable[bytes | None]] | None,
+    ) -> Any:
+        try:
+            if isinstance(effect, FetchKeys):
+
+                async def fetch() -> dict[str, Any]:
+                    return parse_jwks_answer(*await self._send(jwks_request(self.crossmint)))
+
+                return await self._keys_flight.do("jwks", fetch)
+            if isinstance(effect, Refresh):
+                secret = effect.secret
+
+                async def perform() -> AuthMaterial:
+                    return parse_refresh_answer(
+                        *await self._send(refresh_request(self.crossmint, secret))
+                    )
+
+                return await self.coordinator.refresh(secret, perform)
+            if isinstance(effect, Logout):
+                await self._send(logout_request(self.crossmint, effect.secret))
+                return None
+            if isinstance(effect, ReadBody):
+                return await read_body(effect.limit) if read_body else b""
+        except CrossmintAuthError as error:
+            if isinstance(effect, Logout):
+                logger.warning("Crossmint logout call failed: %s", error.message)
+                return None
+            return error
+        raise TypeError(f"unknown effect {effect!r}")
+
+    async def run(
+        self,
+        flow: Generator[Effect, Any, R],
+        read_body: Callable[[int], Awaitable[bytes | None]] | None = None,
+    ) -> R:
+        """Drive a flow to its end, performing each effect it yields."""
+        try:
+            effect = next(flow)
+            while True:
+                effect = flow.send(await self._perform(effect, read_body))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    # -- the public API: as CrossmintAuth, awaited -----------------------------------------
+
+    async def get_session(
+        self, source: Any = None, *, jwt: str | None = None, refresh_token: str | None = None
+    ) -> Session:
+        """As :meth:`CrossmintAuth.get_session`; ``source`` may also be an ASGI scope."""
+        return await self.run(
+            self._session_flow(self.read_cookies(source, jwt=jwt, refresh_token=refresh_token))
+        )
+
+    async def verify_crossmint_jwt(self, token: str) -> dict[str, Any]:
+        """As :meth:`CrossmintAuth.verify_crossmint_jwt`."""
+        return await self.run(self._claims_flow(self.core, token))
+
+    async def refresh(self, secret: str) -> AuthMaterial:
+        """As :meth:`CrossmintAuth.refresh`."""
+        return await self.run(self.core.refresh(secret))
+
+    async def logout(self, source: Any = None, *, refresh_token: str | None = None) -> list[str]:
+        """As :meth:`CrossmintAuth.logout`."""
+        secret = self.read_cookies(source, refresh_token=refresh_token).refresh
+        if secret:
+            await self.run(_logout_flow(secret))
+        return self.clear_cookies(secure=self.cookie_options.secure)
+
+    async def get_user(self, user_id: str) -> User:
+        """As :meth:`CrossmintAuth.get_user`."""
+        return parse_user_answer(*await self._send(user_request(self.crossmint, user_id)))
+
+    async def handle_custom_refresh(
+        self,
+        source: Any = None,
+        *,
+        body: bytes | str | Mapping[str, Any] | None = None,
+        secure: bool = False,
+    ) -> Answer:
+        """As :meth:`CrossmintAuth.handle_custom_refresh`."""
+        return await self.run(self._refresh_answer_flow(source, body, secure))

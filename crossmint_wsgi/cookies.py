@@ -1,0 +1,158 @@
+"""The two auth cookies: reading them from a request, writing ``Set-Cookie`` values."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from werkzeug.http import dump_cookie, parse_cookie
+
+from .models import AuthMaterial, CookieOptions
+
+__all__ = [
+    "JWT_COOKIE",
+    "REFRESH_COOKIE",
+    "AuthCookies",
+    "clear_cookie_headers",
+    "cookie_header_from",
+    "read_auth_cookies",
+    "session_cookie_headers",
+]
+
+JWT_COOKIE = "crossmint-jwt"
+REFRESH_COOKIE = "crossmint-refresh-token"
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthCookies:
+    """The auth cookies a request carried, and the names they were found under."""
+
+    jwt: str | None = dataclasses.field(default=None, repr=False)
+    refresh: str | None = dataclasses.field(default=None, repr=False)
+    names: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.jwt or self.refresh)
+
+
+NO_COOKIES = AuthCookies()
+
+
+def read_auth_cookies(cookies: Mapping[str, str], project_id: str) -> AuthCookies:
+    """Pick the JWT and refresh secret out of parsed cookies.
+
+    The unscoped names the server side writes win; the project-scoped names
+    the browser SDK writes when it has no refresh route come second. Empty
+    values count as absent.
+    """
+    names: list[str] = []
+
+    def pick(base: str) -> str | None:
+        for name in (base, f"{base}-{project_id}"):
+            value = cookies.get(name)
+            if value:
+                names.append(name)
+                return value
+        return None
+
+    jwt = pick(JWT_COOKIE)
+    refresh = pick(REFRESH_COOKIE)
+    if jwt is None and refresh is None:
+        return NO_COOKIES
+    return AuthCookies(jwt, refresh, tuple(names))
+
+
+def parse_auth_cookie_header(header: str | None, project_id: str) -> AuthCookies:
+    """Read the auth cookies from a raw ``Cookie`` header (PEP 3333 latin-1 text)."""
+    # Most requests of an app carry no auth cookie: skip the parser for them.
+    if not header or "crossmint-" not in header:
+        return NO_COOKIES
+    return read_auth_cookies(parse_cookie(header), project_id)
+
+
+def cookie_header_from(source: Any) -> Mapping[str, str] | None:
+    """Parsed cookies from a WSGI environ, a cookie mapping, or a request object.
+
+    Accepts a WSGI environ (``HTTP_COOKIE``), an ASGI scope (raw ``headers``),
+    any object with a ``.cookies`` mapping (Flask, Bottle, Starlette, Quart
+    requests) or a plain mapping of cookie names to values.
+    """
+    if source is None:
+        return None
+    if isinstance(source, Mapping):
+        if "HTTP_COOKIE" in source or "wsgi.version" in source:
+            return parse_cookie(source.get("HTTP_COOKIE", ""))
+        if "headers" in source and source.get("type") in ("http", "websocket"):
+            header = b"; ".join(v for k, v in source["headers"] if k.lower() == b"cookie")
+            return parse_cookie(header.decode("latin-1"))
+        return source
+    cookies = getattr(source, "cookies", None)
+    if isinstance(cookies, Mapping):
+        return cookies
+    # Bottle's request.cookies is a FormsDict, a Mapping already; anything else is unknown.
+    raise TypeError(
+        f"cannot read cookies from {type(source).__name__}: pass a WSGI environ, an ASGI"
+        " scope, a cookie mapping or a request object with a .cookies mapping"
+    )
+
+
+def _cookie(
+    name: str,
+    value: str,
+    options: CookieOptions,
+    *,
+    secure: bool,
+    http_only: bool,
+    expires: datetime | int | None,
+) -> str:
+    return dump_cookie(
+        name,
+        value,
+        expires=expires,
+        path=options.path,
+        domain=options.domain,
+        secure=options.secure if options.secure is not None else secure,
+        httponly=http_only,
+        samesite=options.same_site,
+    )
+
+
+def session_cookie_headers(
+    material: AuthMaterial, jwt_expires: int | None, options: CookieOptions, *, secure: bool
+) -> list[str]:
+    """``Set-Cookie`` values that store a session in the browser.
+
+    :param material: the JWT and refresh token to store.
+    :param jwt_expires: the JWT's ``exp``; the JWT cookie expires with it.
+    :param options: the cookie attributes.
+    :param secure: whether the request came over https; used when
+        ``options.secure`` is ``None``.
+    """
+    return [
+        # The browser SDK reads the JWT cookie: never HttpOnly.
+        _cookie(
+            JWT_COOKIE, material.jwt, options, secure=secure, http_only=False, expires=jwt_expires
+        ),
+        _cookie(
+            REFRESH_COOKIE,
+            material.refresh_token.secret,
+            options,
+            secure=secure,
+            http_only=options.http_only,
+            expires=material.refresh_token.expires_at,
+        ),
+    ]
+
+
+def clear_cookie_headers(
+    options: CookieOptions, *, secure: bool, names: tuple[str, ...] = ()
+) -> list[str]:
+    """``Set-Cookie`` values that delete the auth cookies: empty, expired in 1970.
+
+    :param names: extra cookie names to clear as well (the project-scoped
+        names a request carried).
+    """
+    every = dict.fromkeys((JWT_COOKIE, REFRESH_COOKIE, *names))
+    return [_cookie(name, "", options, secure=secure, http_only=False, expires=0) for name in every]

@@ -1,0 +1,230 @@
+"""Refresh coordination in one process: single-flight calls and the grace cache.
+
+Refresh tokens rotate: once one request has traded secret S, a second one
+still carrying S would be refused and its user logged out. So concurrent
+refreshes of S share one upstream call, and for a short grace window
+afterwards requests still carrying S receive the material that call returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
+
+import anyio
+
+from .models import AuthMaterial
+
+__all__ = [
+    "AsyncLocalCoordinator",
+    "AsyncRefreshCoordinator",
+    "AsyncSingleFlight",
+    "GraceCache",
+    "LocalCoordinator",
+    "RefreshCoordinator",
+    "SingleFlight",
+    "secret_digest",
+]
+
+T = TypeVar("T")
+
+
+def secret_digest(secret: str) -> str:
+    """A stable, non-reversible name for a secret: cache keys and log lines use it."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class GraceCache:
+    """Material recently obtained for a secret, keyed by the secret's digest.
+
+    :param window: seconds an entry is served after the refresh.
+    :param max_entries: bound on memory; the oldest entries go first.
+    :param clock: returns the current time in seconds.
+    """
+
+    def __init__(
+        self,
+        window: float = 30.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window = window
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, AuthMaterial]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, digest: str) -> AuthMaterial | None:
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return None
+            if entry[0] <= self._clock():
+                del self._entries[digest]
+                return None
+            return entry[1]
+
+    def put(self, digest: str, material: AuthMaterial) -> None:
+        if self.window <= 0 or self.max_entries <= 0:
+            return
+        with self._lock:
+            self._entries[digest] = (self._clock() + self.window, material)
+            self._entries.move_to_end(digest)
+            now = self._clock()
+            # Drop expired entries from the old end, then enforce the bound.
+            while self._entries and next(iter(self._entries.values()))[0] <= now:
+                self._entries.popitem(last=False)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+class _Call(Generic[T]):
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self, done: threading.Event | anyio.Event) -> None:
+        self.done = done
+        self.value: T | None = None
+        self.error: BaseException | None = None
+
+
+class SingleFlight(Generic[T]):
+    """Concurrent threads asking for the same key share one call."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[str, _Call[T]] = {}
+
+    def do(self, key: str, call: Callable[[], T]) -> T:
+        with self._lock:
+            flight = self._calls.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._calls[key] = _Call(threading.Event())
+        if leader:
+            try:
+                flight.value = call()
+            except Exception as error:
+                flight.error = error
+            finally:
+                with self._lock:
+                    del self._calls[key]
+                flight.done.set()
+        else:
+            flight.done.wait()
+        if flight.error is not None:
+            raise flight.error
+        return flight.value  # type: ignore[return-value]
+
+
+class AsyncSingleFlight(Generic[T]):
+    """Concurrent tasks (asyncio or trio) asking for the same key share one call."""
+
+    def __init__(self) -> None:
+        self._calls: dict[str, _Call[T]] = {}
+
+    async def do(self, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        while True:
+            flight = self._calls.get(key)
+            if flight is None:
+                break
+            await flight.done.wait()  # type: ignore[misc]
+            if flight.error is not None:
+                raise flight.error
+            if flight.value is not None:
+                return flight.value
+            # The leader was cancelled before an answer: try again, perhaps as leader.
+        flight = self._calls[key] = _Call(anyio.Event())
+        try:
+            flight.value = await call()
+            return flight.value
+        except Exception as error:
+            flight.error = error
+            raise
+        finally:
+            del self._calls[key]
+            flight.done.set()
+
+
+@runtime_checkable
+class RefreshCoordinator(Protocol):
+    """Decides who refreshes a secret, for blocking code (WSGI, threads)."""
+
+    def refresh(self, secret: str, perform: Callable[[], AuthMaterial]) -> AuthMaterial:
+        """Material for ``secret``: from ``perform()``, or shared with others."""
+        ...
+
+
+@runtime_checkable
+class AsyncRefreshCoordinator(Protocol):
+    """Decides who refreshes a secret, for async code (ASGI, asyncio or trio)."""
+
+    async def refresh(
+        self, secret: str, perform: Callable[[], Awaitable[AuthMaterial]]
+    ) -> AuthMaterial:
+        """Material for ``secret``: from ``perform()``, or shared with others."""
+        ...
+
+
+class LocalCoordinator:
+    """In-process coordination for threads: single-flight plus the grace cache.
+
+    :param grace: seconds the result of a refresh is served to requests that
+        still carry the old secret.
+    :param max_entries: bound on the grace cache.
+    """
+
+    def __init__(self, grace: float = 30.0, max_entries: int = 10_000) -> None:
+        self.cache = GraceCache(grace, max_entries)
+        self._flight: SingleFlight[AuthMaterial] = SingleFlight()
+
+    def refresh(self, secret: str, perform: Callable[[], AuthMaterial]) -> AuthMaterial:
+        digest = secret_digest(secret)
+        cached = self.cache.get(digest)
+        if cached is not None:
+            return cached
+
+        def once() -> AuthMaterial:
+            # A thread that waited on the lock may find the answer already here.
+            hit = self.cache.get(digest)
+            if hit is not None:
+                return hit
+            material = perform()
+            self.cache.put(digest, material)
+            return material
+
+        return self._flight.do(digest, once)
+
+
+class AsyncLocalCoordinator:
+    """In-process coordination for tasks: single-flight plus the grace cache.
+
+    :param grace: seconds the result of a refresh is served to requests that
+        still carry the old secret.
+    :param max_entries: bound on the grace cache.
+    """
+
+    def __init__(self, grace: float = 30.0, max_entries: int = 10_000) -> None:
+        self.cache = GraceCache(grace, max_entries)
+        self._flight: AsyncSingleFlight[AuthMaterial] = AsyncSingleFlight()
+
+    async def refresh(
+        self, secret: str, perform: Callable[[], Awaitable[AuthMaterial]]
+    ) -> AuthMaterial:
+        digest = secret_digest(secret)
+        cached = self.cache.get(digest)
+        if cached is not None:
+            return cached
+
+        async def once() -> AuthMaterial:
+            material = await perform()
+            self.cache.put(digest, material)
+            return material
+
+        return await self._flight.do(digest, once)

@@ -1,0 +1,265 @@
+"""The sans-IO core: every decision about a session, written once.
+
+Each flow is a generator. It yields an *effect* (the I/O it needs: the key
+set, a refresh, a logout, the request body) and receives the effect's result,
+or an :class:`~crossmint_wsgi.errors.CrossmintAuthError` standing for its
+failure. The blocking and async drivers in :mod:`crossmint_wsgi.auth`, and
+the WSGI and ASGI layers, only perform effects; they decide nothing. Unit
+tests step the generators by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Generator, Mapping
+from typing import Any, Union
+
+from .config import Crossmint
+from .cookies import AuthCookies, clear_cookie_headers, session_cookie_headers
+from .coordination import secret_digest
+from .errors import CrossmintAuthError, ErrorCode
+from .keys import KeySetCache
+from .models import AuthMaterial, CookieOptions, RefreshToken, Session
+from .tokens import (
+    TokenExpired,
+    TokenInvalid,
+    VerifiedTokenCache,
+    read_header,
+    trusted_claims,
+    verify_signed_token,
+)
+
+__all__ = [
+    "AuthCore",
+    "Effect",
+    "FetchKeys",
+    "Flow",
+    "Logout",
+    "ReadBody",
+    "Refresh",
+    "Resolution",
+]
+
+logger = logging.getLogger("crossmint_wsgi")
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchKeys:
+    """Fetch Crossmint's JWK Set. Result: the JSON object, or an error."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Refresh:
+    """Trade a refresh secret through the coordinator. Result: AuthMaterial, or an error."""
+
+    secret: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Logout:
+    """Tell Crossmint to revoke a secret, best effort. Result: ``None``."""
+
+    secret: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadBody:
+    """Read the request body. Result: the bytes, or ``None`` when over ``limit``."""
+
+    limit: int
+
+
+Effect = Union[FetchKeys, Refresh, Logout, ReadBody]  # noqa: UP007 - a runtime alias on 3.10
+Flow = Generator[Effect, Any, Any]
+
+FETCH_KEYS = FetchKeys()
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """What a request's cookies amount to: a session, or the reason there is none."""
+
+    session: Session | None
+    error: CrossmintAuthError | None
+    cookies: AuthCookies
+
+
+def _expired_message(had_jwt: bool, why: str) -> str:
+    start = "the session JWT has expired" if had_jwt else "the request has no session JWT"
+    return f"{start} and {why}"
+
+
+class AuthCore:
+    """Settings and in-memory state shared by every flow of one auth object.
+
+    Built by :class:`~crossmint_wsgi.CrossmintAuth` and
+    :class:`~crossmint_wsgi.AsyncCrossmintAuth`; see them for the parameters.
+    """
+
+    def __init__(
+        self,
+        crossmint: Crossmint,
+        *,
+        cookie_options: CookieOptions | None = None,
+        jwks: Mapping[str, Any] | None = None,
+        jwks_ttl: float = 600.0,
+        kid_refetch_interval: float = 30.0,
+        token_cache_size: int = 4096,
+        leeway: int = 5,
+        issuer: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.crossmint = crossmint
+        self.cookie_options = cookie_options or CookieOptions()
+        self.keys = KeySetCache(ttl=jwks_ttl, refetch_interval=kid_refetch_interval, static=jwks)
+        self.tokens = VerifiedTokenCache(token_cache_size)
+        self.leeway = leeway
+        self.issuer = issuer
+        self.clock = clock
+
+    # -- verification -------------------------------------------------------------------
+
+    def verify(self, token: str) -> Generator[Effect, Any, dict[str, Any]]:
+        """Verify a JWT; fetch the key set first when the cache policy says so.
+
+        :raises TokenExpired: genuine but expired.
+        :raises TokenInvalid: fails verification otherwise.
+        :raises CrossmintAuthError: ``UPSTREAM_UNAVAILABLE`` when no key set
+            could be had at all.
+        """
+        now = self.clock()
+        cached = self.tokens.get(token, now, self.leeway)
+        if cached is not None:
+            return cached
+        header = read_header(token)
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise TokenInvalid("token kid is not a string")
+        if self.keys.wants_fetch(kid, now):
+            self.keys.begin(now)
+            result = yield FETCH_KEYS
+            if isinstance(result, CrossmintAuthError):
+                self.keys.fail(self.clock(), result.message)
+            else:
+                try:
+                    self.keys.store(result, self.clock())
+                except ValueError as error:
+                    logger.error("Crossmint key set is unusable: %s", error)
+        key = self.keys.get(kid)
+        if key is None:
+            if self.keys.empty:
+                raise CrossmintAuthError(
+                    ErrorCode.UPSTREAM_UNAVAILABLE, "Crossmint's key set could not be fetched"
+                )
+            raise TokenInvalid("token kid is not in Crossmint's key set")
+        claims = verify_signed_token(
+            token,
+            header,
+            key,
+            audience=self.crossmint.project_id,
+            issuer=self.issuer,
+            leeway=self.leeway,
+            now=now,
+        )
+        self.tokens.put(token, claims)
+        return claims
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def refresh(self, secret: str) -> Generator[Effect, Any, AuthMaterial]:
+        """Trade a refresh secret for new material.
+
+        :raises CrossmintAuthError: ``SESSION_EXPIRED`` when Crossmint does
+            not accept the secret, ``UPSTREAM_UNAVAILABLE`` when it did not
+            answer usably.
+        """
+        result = yield Refresh(secret)
+        if isinstance(result, CrossmintAuthError):
+            raise result
+        assert isinstance(result, AuthMaterial)
+        return result
+
+    def resolve(self, cookies: AuthCookies) -> Generator[Effect, Any, Resolution]:
+        """Turn a request's auth cookies into a session, refreshing when needed."""
+        if not cookies:
+            return Resolution(
+                None,
+                CrossmintAuthError(ErrorCode.MISSING_SESSION, "the request carries no session"),
+                cookies,
+            )
+        problem = ErrorCode.SESSION_EXPIRED
+        why = "the JWT has expired"
+        if cookies.jwt:
+            try:
+                claims = yield from self.verify(cookies.jwt)
+            except TokenExpired:
+                pass
+            except TokenInvalid as error:
+                problem, why = ErrorCode.INVALID_TOKEN, str(error)
+            except CrossmintAuthError as error:
+                # Without keys nothing can be decided: keep the cookies, say why.
+                return Resolution(None, error, cookies)
+            else:
+                refresh = RefreshToken(cookies.refresh) if cookies.refresh else None
+                return Resolution(
+                    Session(cookies.jwt, refresh, claims["sub"], claims), None, cookies
+                )
+        if not cookies.refresh:
+            if problem is ErrorCode.INVALID_TOKEN:
+                message = f"the session JWT is not valid: {why}, and there is no refresh token"
+            else:
+                message = _expired_message(bool(cookies.jwt), "there is no refresh token")
+            return Resolution(None, CrossmintAuthError(problem, message), cookies)
+        try:
+            material = yield from self.refresh(cookies.refresh)
+        except CrossmintAuthError as error:
+            if error.code is ErrorCode.SESSION_EXPIRED and problem is ErrorCode.INVALID_TOKEN:
+                error = CrossmintAuthError(
+                    ErrorCode.INVALID_TOKEN,
+                    f"the session JWT is not valid: {why}, and {error.message}",
+                )
+            logger.info(
+                "refresh of session %s failed: %s",
+                secret_digest(cookies.refresh)[:12],
+                error.code.value,
+            )
+            return Resolution(None, error, cookies)
+        try:
+            return Resolution(self.session_from(material), None, cookies)
+        except CrossmintAuthError as error:
+            return Resolution(None, error, cookies)
+
+    def session_from(self, material: AuthMaterial) -> Session:
+        """A refreshed :class:`Session` from the material Crossmint just returned.
+
+        :raises CrossmintAuthError: ``UPSTREAM_UNAVAILABLE`` when that JWT
+            lacks ``sub`` or ``exp``.
+        """
+        try:
+            claims = trusted_claims(material.jwt)
+        except TokenInvalid as error:
+            raise CrossmintAuthError(ErrorCode.UPSTREAM_UNAVAILABLE, str(error)) from None
+        return Session(
+            material.jwt,
+            material.refresh_token,
+            claims["sub"],
+            claims,
+            refreshed=True,
+            user=material.user,
+        )
+
+    # -- cookies --------------------------------------------------------------------------
+
+    def session_cookies(self, material: AuthMaterial, *, secure: bool) -> list[str]:
+        """``Set-Cookie`` values for new material; the JWT cookie expires with the JWT."""
+        try:
+            exp: int | None = int(trusted_claims(material.jwt)["exp"])
+        except TokenInvalid:
+            exp = None
+        return session_cookie_headers(material, exp, self.cookie_options, secure=secure)
+
+    def clear_cookies(self, *, secure: bool, names: tuple[str, ...] = ()) -> list[str]:
+        """``Set-Cookie`` values that delete the auth cookies."""
+        return clear_cookie_headers(self.cookie_options, secure=secure, names=names)

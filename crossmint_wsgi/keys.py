@@ -1,0 +1,137 @@
+"""The key-set cache policy: how long keys live, when an unknown ``kid`` may refetch.
+
+No I/O here: the flows ask :meth:`KeySetCache.wants_fetch` and feed back what
+the driver fetched with :meth:`KeySetCache.store` or :meth:`KeySetCache.fail`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from joserfc.errors import JoseError
+from joserfc.jwk import Key, KeySet
+
+__all__ = ["KeySetCache", "import_public_keys"]
+
+logger = logging.getLogger("crossmint_wsgi.keys")
+
+#: Key types of asymmetric algorithms; an ``oct`` key would let a token sign itself.
+_ASYMMETRIC_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
+
+
+def import_public_keys(jwks: Mapping[str, Any]) -> dict[str | None, Key]:
+    """Import a JWK Set, keeping only asymmetric signing keys, indexed by ``kid``.
+
+    :raises ValueError: not a JWK Set, or no usable key in it.
+    """
+    entries = jwks.get("keys") if isinstance(jwks, Mapping) else None
+    if not isinstance(entries, list):
+        raise ValueError("JWK Set has no 'keys' list")
+    usable = [
+        entry
+        for entry in entries
+        if isinstance(entry, dict)
+        and entry.get("kty") in _ASYMMETRIC_KEY_TYPES
+        and entry.get("use", "sig") == "sig"
+    ]
+    try:
+        keys = KeySet.import_key_set({"keys": usable}).keys if usable else []
+    except (JoseError, ValueError, TypeError) as error:
+        raise ValueError(f"JWK Set holds an unreadable key: {error}") from None
+    if not keys:
+        raise ValueError("JWK Set holds no asymmetric signing key")
+    by_kid: dict[str | None, Key] = {key.kid: key for key in keys}
+    if len(keys) == 1:
+        # A token without kid may use the only key there is.
+        by_kid[None] = keys[0]
+    return by_kid
+
+
+class KeySetCache:
+    """Crossmint's signing keys and the rules for refetching them.
+
+    :param ttl: seconds a fetched key set is fresh.
+    :param refetch_interval: at most one refetch per this many seconds for
+        a ``kid`` that is not in the set.
+    :param failure_backoff: after a failed fetch with nothing cached,
+        requests fail fast for this many seconds instead of each waiting
+        for Crossmint.
+    :param static: a JWK Set to use instead of fetching; never refetched.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: float = 600.0,
+        refetch_interval: float = 30.0,
+        failure_backoff: float = 1.0,
+        static: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.ttl = ttl
+        self.refetch_interval = refetch_interval
+        self.failure_backoff = failure_backoff
+        self.static = static is not None
+        self._keys: dict[str | None, Key] = import_public_keys(static) if static else {}
+        self._fetched_at: float | None = None
+        self._last_started = float("-inf")
+        self._last_failed = float("-inf")
+        self._in_flight = 0
+        # Threads of one worker share the cache; the counters must not drift.
+        self._lock = threading.Lock()
+
+    def get(self, kid: str | None) -> Key | None:
+        """The key for ``kid``, if the cached set has it."""
+        return self._keys.get(kid)
+
+    @property
+    def empty(self) -> bool:
+        return not self._keys
+
+    def wants_fetch(self, kid: str | None, now: float) -> bool:
+        """Whether verifying a token with this ``kid`` should fetch the key set first."""
+        if self.static:
+            return False
+        if self._in_flight:
+            # Join the fetch under way rather than decide on keys about to change.
+            return True
+        if not self._keys:
+            return now - self._last_failed >= self.failure_backoff
+        if self._fetched_at is not None and now - self._fetched_at >= self.ttl:
+            return now - self._last_failed >= self.failure_backoff
+        if kid not in self._keys:
+            return now - self._last_started >= self.refetch_interval
+        return False
+
+    def begin(self, now: float) -> None:
+        """Note that a fetch starts (or is joined)."""
+        with self._lock:
+            self._in_flight += 1
+            self._last_started = max(self._last_started, now)
+
+    def store(self, jwks: Mapping[str, Any], now: float) -> None:
+        """Take a freshly fetched key set.
+
+        :raises ValueError: the set is unusable; the cached keys stay.
+        """
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+        try:
+            keys = import_public_keys(jwks)
+        except ValueError:
+            self._last_failed = now
+            raise
+        self._keys = keys
+        self._fetched_at = now
+
+    def fail(self, now: float, reason: str) -> None:
+        """Note a failed fetch: the cached keys, if any, keep serving."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+        self._last_failed = now
+        if self._keys:
+            logger.warning("Crossmint key set refetch failed, serving cached keys: %s", reason)
+        else:
+            logger.error("Crossmint key set fetch failed, no keys cached: %s", reason)

@@ -1,0 +1,350 @@
+"""What the middlewares decide for one request, written once for WSGI and ASGI.
+
+:meth:`Gate.handle` is a flow (see :mod:`crossmint_wsgi.flows`): it answers
+the refresh and logout routes, enforces protection, and otherwise says which
+session to publish and which cookies to append to the app's answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Generator, Iterable
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from .cookies import AuthCookies, parse_auth_cookie_header
+from .errors import CrossmintAuthError, ErrorCode
+from .flows import AuthCore, Effect, Logout, ReadBody, Resolution
+from .models import AuthMaterial, Session
+from .paths import PathMatcher
+
+__all__ = ["Answer", "Gate", "HttpRequest", "Proceed", "refresh_answer"]
+
+logger = logging.getLogger("crossmint_wsgi")
+
+#: Bodies of the refresh and logout routes are tiny; refuse anything larger unread.
+MAX_BODY = 64 * 1024
+
+_STATUS_TEXT = {
+    200: "OK",
+    302: "Found",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    503: "Service Unavailable",
+}
+
+
+class HttpRequest:
+    """The parts of a request the decisions need, read by the layer from environ or scope."""
+
+    __slots__ = (
+        "accept",
+        "content_length",
+        "cookie",
+        "fetch_site",
+        "host",
+        "method",
+        "origin",
+        "path",
+        "query",
+        "scheme",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        scheme: str = "http",
+        host: str | None = None,
+        cookie: str | None = None,
+        origin: str | None = None,
+        fetch_site: str | None = None,
+        accept: str | None = None,
+        content_length: int | None = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.scheme = scheme
+        self.host = host
+        self.cookie = cookie
+        self.origin = origin
+        self.fetch_site = fetch_site
+        self.accept = accept
+        self.content_length = content_length
+
+    @property
+    def secure(self) -> bool:
+        return self.scheme in ("https", "wss")
+
+
+class Answer:
+    """A complete answer the middleware sends without calling the app."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def status_line(self) -> str:
+        return f"{self.status} {_STATUS_TEXT.get(self.status, 'Error')}"
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Proceed:
+    """Call the app with this session (or none, and why), then append these cookies."""
+
+    __slots__ = ("error", "session", "set_cookies")
+
+    def __init__(
+        self,
+        session: Session | None,
+        error: CrossmintAuthError | None,
+        set_cookies: list[str],
+    ) -> None:
+        self.session = session
+        self.error = error
+        self.set_cookies = set_cookies
+
+
+_NO_COOKIES_PROCEED = Proceed(None, None, [])
+
+
+def _json_answer(
+    status: int,
+    payload: Any,
+    *,
+    cookies: Iterable[str] = (),
+    headers: Iterable[tuple[str, str]] = (),
+) -> Answer:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    out = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        *headers,
+    ]
+    out.extend(("Set-Cookie", cookie) for cookie in cookies)
+    return Answer(status, out, body)
+
+
+def _error_answer(status: int, error: CrossmintAuthError, *, cookies: Iterable[str] = ()) -> Answer:
+    headers = [("Retry-After", "5")] if error.code is ErrorCode.UPSTREAM_UNAVAILABLE else []
+    return _json_answer(
+        status,
+        {"error": error.code.value, "message": error.message},
+        cookies=cookies,
+        headers=headers,
+    )
+
+
+def _invalid(message: str) -> CrossmintAuthError:
+    return CrossmintAuthError(ErrorCode.INVALID_REQUEST, message)
+
+
+_STATUS_FOR = {
+    ErrorCode.MISSING_SESSION: 401,
+    ErrorCode.SESSION_EXPIRED: 401,
+    ErrorCode.INVALID_TOKEN: 401,
+    ErrorCode.UPSTREAM_UNAVAILABLE: 503,
+    ErrorCode.INVALID_REQUEST: 400,
+    ErrorCode.FORBIDDEN_ORIGIN: 403,
+}
+
+
+class Gate:
+    """The middleware's decisions for one app; both layers hold one.
+
+    See :class:`~crossmint_wsgi.CrossmintWSGIMiddleware` for the parameters.
+    """
+
+    def __init__(
+        self,
+        core: AuthCore,
+        *,
+        refresh_path: str | None = "/refresh",
+        logout_path: str | None = "/logout",
+        protect: str | Iterable[str] | Callable[[str], bool] = (),
+        login_url: str | None = None,
+        allowed_origins: Iterable[str] = (),
+        max_body: int = MAX_BODY,
+        retry_after: int = 5,
+    ) -> None:
+        self.core = core
+        self.refresh_path = refresh_path
+        self.logout_path = logout_path
+        self.protect = PathMatcher(protect)
+        self.login_url = login_url
+        self.allowed_origins = frozenset(origin.rstrip("/").lower() for origin in allowed_origins)
+        self.max_body = max_body
+        self.retry_after = retry_after
+
+    # -- the entry points ---------------------------------------------------------------
+
+    def handle(self, request: HttpRequest) -> Generator[Effect, Any, Answer | Proceed]:
+        """Decide an HTTP request: answer it, or let the app run with a session."""
+        if request.method == "POST":
+            if request.path == self.refresh_path:
+                return (yield from self._refresh_route(request))
+            if request.path == self.logout_path:
+                return (yield from self._logout_route(request))
+        cookies = parse_auth_cookie_header(request.cookie, self.core.crossmint.project_id)
+        protected = bool(self.protect) and self.protect(request.path)
+        if not cookies and not protected:
+            return _NO_COOKIES_PROCEED
+        resolution = yield from self.core.resolve(cookies)
+        if resolution.session is None and protected:
+            return self._refuse(request, resolution)
+        return Proceed(resolution.session, resolution.error, self._cookies_for(request, resolution))
+
+    def handle_websocket(self, request: HttpRequest) -> Generator[Effect, Any, Proceed | None]:
+        """Decide a websocket handshake: ``None`` means close it (protected, no session).
+
+        No cookie can be set on a websocket: a refreshed session is published
+        but its new cookies are dropped.
+        """
+        cookies = parse_auth_cookie_header(request.cookie, self.core.crossmint.project_id)
+        protected = bool(self.protect) and self.protect(request.path)
+        if not cookies and not protected:
+            return _NO_COOKIES_PROCEED
+        resolution = yield from self.core.resolve(cookies)
+        if resolution.session is None and protected:
+            return None
+        return Proceed(resolution.session, resolution.error, [])
+
+    # -- pieces -------------------------------------------------------------------------
+
+    def _cookies_for(self, request: HttpRequest, resolution: Resolution) -> list[str]:
+        session = resolution.session
+        if session is not None:
+            if session.refreshed and session.refresh_token is not None:
+                material = AuthMaterial(session.jwt, session.refresh_token, session.user)
+                return self.core.session_cookies(material, secure=request.secure)
+            return []
+        if resolution.error is not None and resolution.error.clears_cookies:
+            return self.core.clear_cookies(secure=request.secure, names=resolution.cookies.names)
+        return []
+
+    def _refuse(self, request: HttpRequest, resolution: Resolution) -> Answer:
+        error = resolution.error or CrossmintAuthError(
+            ErrorCode.MISSING_SESSION, "the request carries no session"
+        )
+        cookies = self._cookies_for(request, resolution)
+        if (
+            error.code is not ErrorCode.UPSTREAM_UNAVAILABLE
+            and self.login_url
+            and request.method in ("GET", "HEAD")
+            and "text/html" in (request.accept or "")
+        ):
+            target = request.path + (f"?{request.query}" if request.query else "")
+            joiner = "&" if "?" in self.login_url else "?"
+            location = f"{self.login_url}{joiner}next={quote(target, safe='/')}"
+            headers = [
+                ("Location", location),
+                ("Content-Length", "0"),
+                ("Cache-Control", "no-store"),
+            ]
+            headers.extend(("Set-Cookie", cookie) for cookie in cookies)
+            return Answer(302, headers, b"")
+        return _error_answer(_STATUS_FOR[error.code], error, cookies=cookies)
+
+    def _same_origin(self, request: HttpRequest) -> bool:
+        """Whether a POST to an auth route comes from this site or an allowed origin.
+
+        Cookies are credentials: a cross-site page must not trigger a refresh
+        or a logout with them.
+        """
+        origin = request.origin
+        if origin is not None:
+            origin = origin.rstrip("/").lower()
+            if origin in self.allowed_origins:
+                return True
+            if origin == "null" or request.host is None:
+                return False
+            # Host only, not scheme: behind a TLS-terminating proxy the app may
+            # see http while the browser's Origin says https.
+            return urlsplit(origin).netloc == request.host.lower()
+        # No Origin: a non-browser client, or a browser that would send Sec-Fetch-Site.
+        return request.fetch_site in (None, "same-origin", "none")
+
+    def _check_post(self, request: HttpRequest) -> Answer | None:
+        if not self._same_origin(request):
+            error = CrossmintAuthError(
+                ErrorCode.FORBIDDEN_ORIGIN,
+                "cross-site requests may not use the session routes",
+            )
+            return _error_answer(403, error)
+        if request.content_length is not None and request.content_length > self.max_body:
+            return _error_answer(400, _invalid(f"body is larger than {self.max_body} bytes"))
+        return None
+
+    def _refresh_route(self, request: HttpRequest) -> Generator[Effect, Any, Answer]:
+        refused = self._check_post(request)
+        if refused is not None:
+            return refused
+        body = yield ReadBody(self.max_body)
+        cookies = parse_auth_cookie_header(request.cookie, self.core.crossmint.project_id)
+        return (yield from refresh_answer(self.core, body, cookies, secure=request.secure))
+
+    def _logout_route(self, request: HttpRequest) -> Generator[Effect, Any, Answer]:
+        refused = self._check_post(request)
+        if refused is not None:
+            return refused
+        cookies: AuthCookies = parse_auth_cookie_header(
+            request.cookie, self.core.crossmint.project_id
+        )
+        if cookies.refresh:
+            yield Logout(cookies.refresh)
+        return _json_answer(
+            200,
+            {"ok": True},
+            cookies=self.core.clear_cookies(secure=request.secure, names=cookies.names),
+        )
+
+
+def refresh_answer(
+    core: AuthCore, body: bytes | None, cookies: AuthCookies, *, secure: bool
+) -> Generator[Effect, Any, Answer]:
+    """The refresh route's answer to a body (``None``: too large) and the request's cookies.
+
+    The browser SDK posts ``{"refresh": secret}``, or ``{}`` when the refresh
+    cookie is HttpOnly and it cannot read it: then the cookie is used.
+    """
+    if body is None:
+        return _error_answer(400, _invalid(f"body is larger than {MAX_BODY} bytes"))
+    secret = None
+    if body.strip():
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeError, RecursionError):
+            return _error_answer(400, _invalid("body is not valid JSON"))
+        if not isinstance(data, dict):
+            return _error_answer(400, _invalid("body must be a JSON object"))
+        secret = data.get("refresh")
+        if secret is not None and not isinstance(secret, str):
+            return _error_answer(400, _invalid("'refresh' must be a string"))
+    secret = secret or cookies.refresh
+    if not secret:
+        error = CrossmintAuthError(
+            ErrorCode.MISSING_SESSION, "no refresh token in the body or the cookies"
+        )
+        return _error_answer(401, error)
+    try:
+        material = yield from core.refresh(secret)
+    except CrossmintAuthError as error:
+        cleared = (
+            core.clear_cookies(secure=secure, names=cookies.names) if error.clears_cookies else []
+        )
+        return _error_answer(_STATUS_FOR[error.code], error, cookies=cleared)
+    return _json_answer(
+        200, material.to_json(), cookies=core.session_cookies(material, secure=secure)
+    )

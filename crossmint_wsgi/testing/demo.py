@@ -1,0 +1,128 @@
+"""What the examples share: where their Crossmint comes from, and the demo sign-in page.
+
+An example app asks :func:`demo_crossmint` for its configuration:
+
+1. ``CROSSMINT_EMULATOR_URL`` set: the emulator running there (tests and
+   multi-worker servers start one emulator and point every worker at it);
+2. ``SERVER_CROSSMINT_API_KEY`` set: the real Crossmint (with
+   ``CROSSMINT_BASE_URL`` as an optional override);
+3. neither: an emulator embedded in this process, started on a free port.
+
+With an emulator, the sign-in page mints a one-time secret for a demo user
+and posts it to the refresh route, exactly as Crossmint's browser SDK does
+after a real login.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import os
+
+import httpx
+
+from ..config import Crossmint, create_crossmint
+from .emulator import CrossmintEmulator, connect_emulator
+
+__all__ = ["DemoCrossmint", "demo_crossmint", "login_page", "page"]
+
+DEMO_USER_ID = "demo-user"
+DEMO_EMAIL = "demo@example.com"
+
+
+@dataclasses.dataclass
+class DemoCrossmint:
+    """The configuration an example runs with, and the emulator behind it, if any.
+
+    :param crossmint: the :class:`~crossmint_wsgi.Crossmint` config.
+    :param emulator_url: the emulator's URL, or ``None`` on the real Crossmint.
+    :param emulator: the embedded emulator, when this process runs one.
+    """
+
+    crossmint: Crossmint
+    emulator_url: str | None
+    emulator: CrossmintEmulator | None = None
+
+    def one_time_secret(self, user_id: str = DEMO_USER_ID, email: str = DEMO_EMAIL) -> str:
+        """A login's one-time secret for a demo user, minted by the emulator.
+
+        :raises RuntimeError: on the real Crossmint, where only a real login mints one.
+        """
+        if self.emulator is not None:
+            return self.emulator.one_time_secret(user_id, email=email)
+        if self.emulator_url is None:
+            raise RuntimeError("demo sign-in needs the Crossmint emulator")
+        answer = httpx.post(
+            f"{self.emulator_url}/_emulator/one-time-secrets",
+            json={"user_id": user_id, "email": email},
+            timeout=10,
+        )
+        answer.raise_for_status()
+        return str(answer.json()["secret"])
+
+
+def demo_crossmint(*, jwt_ttl: int | None = None) -> DemoCrossmint:
+    """The Crossmint an example uses, chosen from the environment (see the module doc).
+
+    :param jwt_ttl: the embedded emulator's JWT lifetime; defaults to
+        ``CROSSMINT_DEMO_JWT_TTL`` or 900 seconds.
+    """
+    url = os.environ.get("CROSSMINT_EMULATOR_URL")
+    if url:
+        return DemoCrossmint(connect_emulator(url), url.rstrip("/"))
+    api_key = os.environ.get("SERVER_CROSSMINT_API_KEY")
+    if api_key:
+        crossmint = create_crossmint(api_key, base_url=os.environ.get("CROSSMINT_BASE_URL"))
+        return DemoCrossmint(crossmint, None)
+    ttl = jwt_ttl or int(os.environ.get("CROSSMINT_DEMO_JWT_TTL", "900"))
+    emulator = CrossmintEmulator(jwt_ttl=ttl).start()
+    return DemoCrossmint(emulator.crossmint(), emulator.url, emulator)
+
+
+def page(title: str, body_html: str) -> str:
+    """A small HTML page around ``body_html`` (already escaped by the caller)."""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}}
+button{{font-size:1rem;padding:.5rem 1rem}} code{{background:#eee;padding:0 .2rem}}</style>
+</head><body><h1>{html.escape(title)}</h1>
+{body_html}
+<script>
+async function crossmintLogout() {{
+  await fetch("/logout", {{method: "POST", credentials: "same-origin"}});
+  location.href = "/";
+}}
+</script>
+</body></html>"""
+
+
+def login_page(next_path: str = "/", *, secret_url: str = "/demo/one-time-secret") -> str:
+    """The demo sign-in page.
+
+    Its button fetches a one-time secret from ``secret_url`` (an app route
+    that calls :meth:`DemoCrossmint.one_time_secret`), posts it to
+    ``/refresh`` as the browser SDK does after a login, then goes to
+    ``next_path``.
+    """
+    script = f"""<p>This demo signs you in as <code>{DEMO_EMAIL}</code> through the local
+Crossmint emulator, by the same path a real login takes.</p>
+<button id="demo-sign-in" onclick="signIn()">Sign in as a demo user</button>
+<p id="status" role="status"></p>
+<script>
+async function signIn() {{
+  const status = document.getElementById("status");
+  status.textContent = "Signing in...";
+  const minted = await fetch({json.dumps(secret_url)}, {{method: "POST"}});
+  const {{secret}} = await minted.json();
+  const answer = await fetch("/refresh", {{
+    method: "POST", credentials: "same-origin",
+    headers: {{"Content-Type": "application/json"}},
+    body: JSON.stringify({{refresh: secret}}),
+  }});
+  const data = await answer.json();
+  if (!answer.ok) {{ status.textContent = "Sign-in failed: " + data.message; return; }}
+  location.href = {json.dumps(next_path)};
+}}
+</script>"""
+    return page("Sign in", script)

@@ -97,14 +97,25 @@ async function crossmintLogout() {{
 </body></html>"""
 
 
-def login_page(next_path: str = "/", *, secret_url: str = "/demo/one-time-secret") -> str:
+def _js(text: str) -> str:
+    """A JS string literal that is safe inside a <script> element."""
+    return json.dumps(text).replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def login_page(
+    next_path: str = "/",
+    *,
+    secret_url: str = "/demo/one-time-secret",  # noqa: S107 - a path, not a secret
+) -> str:
     """The demo sign-in page.
 
     Its button fetches a one-time secret from ``secret_url`` (an app route
     that calls :meth:`DemoCrossmint.one_time_secret`), posts it to
     ``/refresh`` as the browser SDK does after a login, then goes to
-    ``next_path``.
+    ``next_path`` (only a local path: anything else goes to ``/``).
     """
+    if not next_path.startswith("/") or next_path.startswith("//") or "\\" in next_path:
+        next_path = "/"
     script = f"""<p>This demo signs you in as <code>{DEMO_EMAIL}</code> through the local
 Crossmint emulator, by the same path a real login takes.</p>
 <button id="demo-sign-in" onclick="signIn()">Sign in as a demo user</button>
@@ -113,7 +124,7 @@ Crossmint emulator, by the same path a real login takes.</p>
 async function signIn() {{
   const status = document.getElementById("status");
   status.textContent = "Signing in...";
-  const minted = await fetch({json.dumps(secret_url)}, {{method: "POST"}});
+  const minted = await fetch({_js(secret_url)}, {{method: "POST"}});
   const {{secret}} = await minted.json();
   const answer = await fetch("/refresh", {{
     method: "POST", credentials: "same-origin",
@@ -122,7 +133,7 @@ async function signIn() {{
   }});
   const data = await answer.json();
   if (!answer.ok) {{ status.textContent = "Sign-in failed: " + data.message; return; }}
-  location.href = {json.dumps(next_path)};
+  location.href = {_js(next_path)};
 }}
 </script>"""
     return page("Sign in", script)

@@ -28,15 +28,19 @@ ERROR_KEY = "crossmint_error"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _request_from_scope(scope: Scope) -> HttpRequest:
+def _cookie_header(scope: Scope) -> str | None:
+    # HTTP/2 may split cookies over several headers. Servers send lower-case names.
+    parts = [value for name, value in scope.get("headers", ()) if name == b"cookie"]
+    if not parts:
+        return None
+    return (parts[0] if len(parts) == 1 else b"; ".join(parts)).decode("latin-1")
+
+
+def _request_from_scope(scope: Scope, cookie: str | None) -> HttpRequest:
     headers: dict[bytes, bytes] = {}
-    cookie_parts: list[bytes] = []
     for name, value in scope.get("headers", ()):
         name = name.lower()
-        if name == b"cookie":
-            # HTTP/2 may split cookies over several headers.
-            cookie_parts.append(value)
-        elif name not in headers:
+        if name not in headers:
             headers[name] = value
 
     def header(name: bytes) -> str | None:
@@ -58,7 +62,7 @@ def _request_from_scope(scope: Scope) -> HttpRequest:
         query=scope.get("query_string", b"").decode("latin-1"),
         scheme=scope.get("scheme", "http"),
         host=host,
-        cookie=b"; ".join(cookie_parts).decode("latin-1") if cookie_parts else None,
+        cookie=cookie,
         origin=header(b"origin"),
         fetch_site=header(b"sec-fetch-site"),
         accept=header(b"accept"),
@@ -155,7 +159,13 @@ class CrossmintASGIMiddleware:
             await self.app(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = _request_from_scope(scope)
+        cookie = _cookie_header(scope)
+        quick = self.gate.shortcut(scope.get("method", "GET"), scope.get("path", "") or "/", cookie)
+        if quick is not None:
+            _publish(scope, quick.session, quick.error)
+            await self.app(scope, receive, send)
+            return
+        request = _request_from_scope(scope, cookie)
 
         async def read_body(limit: int) -> bytes | None:
             return await _read_body(receive, limit)
@@ -180,7 +190,8 @@ class CrossmintASGIMiddleware:
         await self.app(scope, receive, send_with_cookies)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        outcome = await self.auth.run(self.gate.handle_websocket(_request_from_scope(scope)))
+        request = _request_from_scope(scope, _cookie_header(scope))
+        outcome = await self.auth.run(self.gate.handle_websocket(request))
         if outcome is None:
             # Policy violation, before the app or an accept.
             await send({"type": "websocket.close", "code": 1008, "reason": "no Crossmint session"})

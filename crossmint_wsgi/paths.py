@@ -74,12 +74,19 @@ class PathMatcher:
         else:
             patterns = (protect,) if isinstance(protect, str) else tuple(protect)
             self._patterns = tuple(compile_pattern(pattern) for pattern in patterns)
+        # One alternation: a single regex call per request, whatever the pattern count.
+        self._combined = (
+            re.compile("|".join(f"(?:{p.pattern})" for p in self._patterns))
+            if self._patterns
+            else None
+        )
 
     def __bool__(self) -> bool:
         return self._predicate is not None or bool(self._patterns)
 
     def __call__(self, path: str) -> bool:
-        path = normalize_path(path)
+        if "//" in path or "/." in path:
+            path = normalize_path(path)
         if self._predicate is not None:
             return bool(self._predicate(path))
-        return any(pattern.match(path) for pattern in self._patterns)
+        return self._combined is not None and self._combined.match(path) is not None

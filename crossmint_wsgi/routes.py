@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -183,12 +184,47 @@ class Gate:
         self.refresh_path = refresh_path
         self.logout_path = logout_path
         self.protect = PathMatcher(protect)
+        self._protects = self.protect if self.protect else None
         self.login_url = login_url
         self.allowed_origins = frozenset(origin.rstrip("/").lower() for origin in allowed_origins)
         self.max_body = max_body
         self.retry_after = retry_after
+        self._post_paths = frozenset(p for p in (refresh_path, logout_path) if p)
+        # Cookie header -> (deadline, decision) for sessions verified before:
+        # a returning browser costs one dictionary lookup.
+        self._recent: dict[str, tuple[float, Proceed]] = {}
+        self._recent_size = core.tokens.max_size
+        self._recent_lock = threading.Lock()
 
     # -- the entry points ---------------------------------------------------------------
+
+    def shortcut(self, method: str, path: str, cookie: str | None) -> Proceed | None:
+        """The decision for requests that need neither I/O nor parsing, or ``None``.
+
+        Most requests of an app end here: no auth cookie on an unprotected
+        path, or a cookie header whose session was verified moments ago.
+        Both layers try this before building an :class:`HttpRequest`.
+        """
+        if method == "POST" and path in self._post_paths:
+            return None
+        if not cookie or "crossmint-" not in cookie:
+            if self._protects is not None and self._protects(path):
+                return None
+            return _NO_COOKIES_PROCEED
+        entry = self._recent.get(cookie)
+        if entry is not None and self.core.clock() < entry[0]:
+            return entry[1]
+        return None
+
+    def _remember(self, cookie: str, proceed: Proceed) -> None:
+        session = proceed.session
+        if session is None or session.refreshed or self._recent_size <= 0:
+            return
+        deadline = float(session.claims["exp"]) + self.core.leeway
+        with self._recent_lock:
+            self._recent[cookie] = (deadline, proceed)
+            while len(self._recent) > self._recent_size:
+                del self._recent[next(iter(self._recent))]
 
     def handle(self, request: HttpRequest) -> Generator[Effect, Any, Answer | Proceed]:
         """Decide an HTTP request: answer it, or let the app run with a session."""
@@ -204,7 +240,12 @@ class Gate:
         resolution = yield from self.core.resolve(cookies)
         if resolution.session is None and protected:
             return self._refuse(request, resolution)
-        return Proceed(resolution.session, resolution.error, self._cookies_for(request, resolution))
+        proceed = Proceed(
+            resolution.session, resolution.error, self._cookies_for(request, resolution)
+        )
+        if request.cookie is not None:
+            self._remember(request.cookie, proceed)
+        return proceed
 
     def handle_websocket(self, request: HttpRequest) -> Generator[Effect, Any, Proceed | None]:
         """Decide a websocket handshake: ``None`` means close it (protected, no session).
@@ -255,7 +296,9 @@ class Gate:
             ]
             headers.extend(("Set-Cookie", cookie) for cookie in cookies)
             return Answer(302, headers, b"")
-        return _error_answer(_STATUS_FOR[error.code], error, cookies=cookies)
+        return _error_answer(
+            _STATUS_FOR[error.code], error, cookies=cookies, retry_after=self.retry_after
+        )
 
     def _same_origin(self, request: HttpRequest) -> bool:
         """Whether a POST to an auth route comes from this site or an allowed origin.

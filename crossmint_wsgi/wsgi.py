@@ -125,13 +125,21 @@ class CrossmintWSGIMiddleware:
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "") or "/"
+        cookie = environ.get("HTTP_COOKIE")
+        quick = self.gate.shortcut(method, path, cookie)
+        if quick is not None:
+            environ[SESSION_KEY] = quick.session
+            environ[ERROR_KEY] = quick.error
+            return self.app(environ, start_response)
         request = HttpRequest(
-            environ.get("REQUEST_METHOD", "GET"),
-            environ.get("PATH_INFO", "") or "/",
+            method,
+            path,
             query=environ.get("QUERY_STRING", ""),
             scheme=environ.get("wsgi.url_scheme", "http"),
             host=_host(environ),
-            cookie=environ.get("HTTP_COOKIE"),
+            cookie=cookie,
             origin=environ.get("HTTP_ORIGIN"),
             fetch_site=environ.get("HTTP_SEC_FETCH_SITE"),
             accept=environ.get("HTTP_ACCEPT"),

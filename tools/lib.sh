@@ -23,8 +23,11 @@ ensure_packages() {
 # ensure_venv EXTRAS: a virtual environment with this package installed, editable.
 ensure_venv() {
     local extras="$1"
-    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-        ensure_packages "false:python3-venv"
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        # Debian splits venv out of the interpreter package.
+        echo "installing system packages: python3 python3-venv"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3 python3-venv >/dev/null
     fi
     local stamp="$VENV/.installed-$extras"
     if [ ! -f "$stamp" ] || [ "$ROOT/setup.cfg" -nt "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then

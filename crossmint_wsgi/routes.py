@@ -138,8 +138,11 @@ def _json_answer(
     return Answer(status, out, body)
 
 
-def _error_answer(status: int, error: CrossmintAuthError, *, cookies: Iterable[str] = ()) -> Answer:
-    headers = [("Retry-After", "5")] if error.code is ErrorCode.UPSTREAM_UNAVAILABLE else []
+def _error_answer(
+    status: int, error: CrossmintAuthError, *, cookies: Iterable[str] = (), retry_after: int = 5
+) -> Answer:
+    upstream = error.code is ErrorCode.UPSTREAM_UNAVAILABLE
+    headers = [("Retry-After", str(retry_after))] if upstream else []
     return _json_answer(
         status,
         {"error": error.code.value, "message": error.message},

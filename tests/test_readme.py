@@ -64,5 +64,5 @@ async def test_asgi_example(
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         assert (await client.get("/")).text == "Hello, stranger"
         assert (await client.get("/account")).status_code == 401
-        answer = await client.get("/", cookies={"crossmint-jwt": material.jwt})
+        answer = await client.get("/", headers={"cookie": f"crossmint-jwt={material.jwt}"})
         assert answer.text == "Hello grace"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import html
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,10 +29,23 @@ from crossmint_wsgi import (
     Session,
     get_asgi_session,
 )
-from crossmint_wsgi.testing.demo import demo_crossmint, login_page, page
+from crossmint_wsgi.testing.demo import DemoCrossmint, demo_crossmint, login_page, page
+
+
+def describe(demo: DemoCrossmint) -> str:
+    """Which Crossmint this app uses, for the start-up line; never the API key."""
+    project = demo.crossmint.project_id
+    if demo.emulator is not None:
+        return f"embedded Crossmint emulator at {demo.emulator_url} (project {project})"
+    if demo.emulator_url is not None:
+        return f"Crossmint emulator at {demo.emulator_url} (project {project})"
+    where = f"{demo.crossmint.environment.value} at {demo.crossmint.base_url}"
+    return f"Crossmint {where} (project {project})"
+
 
 demo = demo_crossmint()
 auth = AsyncCrossmintAuth(demo.crossmint)
+print(f"quart_app: using {describe(demo)}", file=sys.stderr, flush=True)
 
 app = Quart(__name__)
 # Wrap the ASGI app, not the Quart object, so `app.route` and friends keep working.
@@ -44,12 +58,30 @@ app.asgi_app = CrossmintASGIMiddleware(  # type: ignore[method-assign,assignment
 )
 
 
-def _email(session: Session) -> str | None:
-    # The JWT carries only the user id; the email is known after a refresh.
-    if session.user is not None and session.user.email:
-        return session.user.email
-    email = session.claims.get("email")
-    return email if isinstance(email, str) else None
+# Emails by user id: the JWT carries only the id, the user record has the rest.
+_emails: dict[str, str | None] = {}
+
+
+async def email_of(session: Session) -> str | None:
+    """The user's email, when Crossmint knows one (fetched once per user)."""
+    if session.user is not None:
+        _emails[session.user_id] = session.user.email
+    if session.user_id not in _emails:
+        try:
+            _emails[session.user_id] = (await auth.get_user(session.user_id)).email
+        except CrossmintAuthError:
+            return None  # Crossmint unreachable: show the page without it.
+    return _emails[session.user_id]
+
+
+async def protected_html(session: Session) -> str:
+    """The protected page: who is signed in, and a logout button."""
+    email = await email_of(session)
+    body = f"<p>Signed in as <code id='user-id'>{html.escape(session.user_id)}</code></p>"
+    if email:
+        body += f"<p>Email: <code id='email'>{html.escape(email)}</code></p>"
+    body += '<button id="logout" onclick="crossmintLogout()">Log out</button>'
+    return page("Protected", body)
 
 
 def session_required(
@@ -88,13 +120,7 @@ async def home() -> str:
 @app.get("/protected")
 @session_required
 async def protected(session: Session) -> str:
-    email = _email(session)
-    return page(
-        "Protected",
-        f"<p>Signed in as <code>{html.escape(session.user_id)}</code>"
-        + (f" ({html.escape(email)})" if email else "")
-        + '.</p><button id="logout" onclick="crossmintLogout()">Log out</button>',
-    )
+    return await protected_html(session)
 
 
 @app.get("/login")
@@ -115,7 +141,7 @@ async def one_time_secret() -> Any:
 @app.get("/api/me")
 @session_required
 async def me(session: Session) -> Any:
-    return jsonify(user_id=session.user_id, email=_email(session))
+    return jsonify(user_id=session.user_id, email=await email_of(session))
 
 
 @app.websocket("/ws")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -31,15 +32,28 @@ from crossmint_wsgi import (
     CrossmintAuthError,
     Session,
 )
-from crossmint_wsgi.testing.demo import demo_crossmint, login_page, page
+from crossmint_wsgi.testing.demo import DemoCrossmint, demo_crossmint, login_page, page
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+
+def describe(demo: DemoCrossmint) -> str:
+    """Which Crossmint this app uses, for the start-up line; never the API key."""
+    project = demo.crossmint.project_id
+    if demo.emulator is not None:
+        return f"embedded Crossmint emulator at {demo.emulator_url} (project {project})"
+    if demo.emulator_url is not None:
+        return f"Crossmint emulator at {demo.emulator_url} (project {project})"
+    where = f"{demo.crossmint.environment.value} at {demo.crossmint.base_url}"
+    return f"Crossmint {where} (project {project})"
+
+
 demo = demo_crossmint()
 auth = AsyncCrossmintAuth(demo.crossmint)
+print(f"raw_asgi: using {describe(demo)}", file=sys.stderr, flush=True)
 
 #: The lifespan state dict the server shares between requests (when it supports
 #: lifespan state): the middleware must never write into it.
@@ -56,12 +70,30 @@ def _error(scope: Scope) -> CrossmintAuthError | None:
     return error if isinstance(error, CrossmintAuthError) else None
 
 
-def _email(session: Session) -> str | None:
-    # The JWT carries only the user id; the email is known after a refresh.
-    if session.user is not None and session.user.email:
-        return session.user.email
-    email = session.claims.get("email")
-    return email if isinstance(email, str) else None
+# Emails by user id: the JWT carries only the id, the user record has the rest.
+_emails: dict[str, str | None] = {}
+
+
+async def email_of(session: Session) -> str | None:
+    """The user's email, when Crossmint knows one (fetched once per user)."""
+    if session.user is not None:
+        _emails[session.user_id] = session.user.email
+    if session.user_id not in _emails:
+        try:
+            _emails[session.user_id] = (await auth.get_user(session.user_id)).email
+        except CrossmintAuthError:
+            return None  # Crossmint unreachable: show the page without it.
+    return _emails[session.user_id]
+
+
+async def protected_html(session: Session) -> str:
+    """The protected page: who is signed in, and a logout button."""
+    email = await email_of(session)
+    body = f"<p>Signed in as <code id='user-id'>{html.escape(session.user_id)}</code></p>"
+    if email:
+        body += f"<p>Email: <code id='email'>{html.escape(email)}</code></p>"
+    body += '<button id="logout" onclick="crossmintLogout()">Log out</button>'
+    return page("Protected", body)
 
 
 async def _respond(
@@ -150,14 +182,8 @@ async def _http(scope: Scope, receive: Receive, send: Send) -> None:
     elif method == "GET" and path == "/protected":
         # The middleware protects this path: without a session the app never runs.
         assert session is not None
-        email = _email(session)
-        await _html(
-            send,
-            "Protected",
-            f"<p>Signed in as <code>{html.escape(session.user_id)}</code>"
-            + (f" ({html.escape(email)})" if email else "")
-            + '.</p><button id="logout" onclick="crossmintLogout()">Log out</button>',
-        )
+        protected = (await protected_html(session)).encode()
+        await _respond(send, 200, protected, "text/html; charset=utf-8", [])
     elif method == "GET" and path == "/login":
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         sign_in = login_page(query.get("next", ["/"])[0]).encode()
@@ -178,7 +204,7 @@ async def _http(scope: Scope, receive: Receive, send: Send) -> None:
             message = error.message if error else "the request carries no session"
             await _json(send, {"error": code, "message": message}, status, headers)
         else:
-            await _json(send, {"user_id": session.user_id, "email": _email(session)})
+            await _json(send, {"user_id": session.user_id, "email": await email_of(session)})
     elif method == "GET" and path == "/state":
         # What the server shares between requests, and what this request saw.
         await _json(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import html
 import os
+import sys
 from collections.abc import AsyncIterator
 
 import anyio.to_thread
@@ -27,22 +28,54 @@ from starlette.websockets import WebSocket
 from crossmint_wsgi import (
     AsyncCrossmintAuth,
     CrossmintASGIMiddleware,
+    CrossmintAuthError,
     Session,
     get_asgi_session,
     require_asgi_session,
 )
-from crossmint_wsgi.testing.demo import demo_crossmint, login_page, page
+from crossmint_wsgi.testing.demo import DemoCrossmint, demo_crossmint, login_page, page
+
+
+def describe(demo: DemoCrossmint) -> str:
+    """Which Crossmint this app uses, for the start-up line; never the API key."""
+    project = demo.crossmint.project_id
+    if demo.emulator is not None:
+        return f"embedded Crossmint emulator at {demo.emulator_url} (project {project})"
+    if demo.emulator_url is not None:
+        return f"Crossmint emulator at {demo.emulator_url} (project {project})"
+    where = f"{demo.crossmint.environment.value} at {demo.crossmint.base_url}"
+    return f"Crossmint {where} (project {project})"
+
 
 demo = demo_crossmint()
 auth = AsyncCrossmintAuth(demo.crossmint)
+print(f"starlette_app: using {describe(demo)}", file=sys.stderr, flush=True)
 
 
-def _email(session: Session) -> str | None:
-    # The JWT carries only the user id; the email is known after a refresh.
-    if session.user is not None and session.user.email:
-        return session.user.email
-    email = session.claims.get("email")
-    return email if isinstance(email, str) else None
+# Emails by user id: the JWT carries only the id, the user record has the rest.
+_emails: dict[str, str | None] = {}
+
+
+async def email_of(session: Session) -> str | None:
+    """The user's email, when Crossmint knows one (fetched once per user)."""
+    if session.user is not None:
+        _emails[session.user_id] = session.user.email
+    if session.user_id not in _emails:
+        try:
+            _emails[session.user_id] = (await auth.get_user(session.user_id)).email
+        except CrossmintAuthError:
+            return None  # Crossmint unreachable: show the page without it.
+    return _emails[session.user_id]
+
+
+async def protected_html(session: Session) -> str:
+    """The protected page: who is signed in, and a logout button."""
+    email = await email_of(session)
+    body = f"<p>Signed in as <code id='user-id'>{html.escape(session.user_id)}</code></p>"
+    if email:
+        body += f"<p>Email: <code id='email'>{html.escape(email)}</code></p>"
+    body += '<button id="logout" onclick="crossmintLogout()">Log out</button>'
+    return page("Protected", body)
 
 
 async def home(request: Request) -> Response:
@@ -59,15 +92,7 @@ async def home(request: Request) -> Response:
 @require_asgi_session
 async def protected(request: Request, session: Session) -> Response:
     # The middleware already protects this path; the decorator states it here too.
-    email = _email(session)
-    return HTMLResponse(
-        page(
-            "Protected",
-            f"<p>Signed in as <code>{html.escape(session.user_id)}</code>"
-            + (f" ({html.escape(email)})" if email else "")
-            + '.</p><button id="logout" onclick="crossmintLogout()">Log out</button>',
-        )
-    )
+    return HTMLResponse(await protected_html(session))
 
 
 async def login(request: Request) -> Response:
@@ -85,7 +110,7 @@ async def one_time_secret(request: Request) -> Response:
 
 @require_asgi_session
 async def me(request: Request, session: Session) -> Response:
-    return JSONResponse({"user_id": session.user_id, "email": _email(session)})
+    return JSONResponse({"user_id": session.user_id, "email": await email_of(session)})
 
 
 async def websocket_user(websocket: WebSocket) -> None:

@@ -59,7 +59,8 @@ class TokenExpired(Exception):
 def _b64_json(segment: str) -> Any:
     try:
         return json.loads(urlsafe_b64decode(segment.encode("ascii")))
-    except (ValueError, UnicodeError, TypeError):
+    except (ValueError, UnicodeError, TypeError, RecursionError):
+        # RecursionError: deeply nested JSON, which the size limit still lets through.
         raise TokenInvalid("token segment is not base64url JSON") from None
 
 
@@ -77,7 +78,9 @@ def read_header(token: str) -> dict[str, Any]:
     header = _b64_json(token.partition(".")[0])
     if not isinstance(header, dict):
         raise TokenInvalid("token header is not a JSON object")
-    if header.get("alg") not in ASYMMETRIC_ALGORITHMS:
+    algorithm = header.get("alg")
+    # A list or object here is unhashable: check the type before the set lookup.
+    if not isinstance(algorithm, str) or algorithm not in ASYMMETRIC_ALGORITHMS:
         raise TokenInvalid("token algorithm is not an accepted asymmetric algorithm")
     if "crit" in header:
         raise TokenInvalid("token header has critical extensions this verifier does not know")

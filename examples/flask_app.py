@@ -9,11 +9,13 @@ starts a local Crossmint emulator and its sign-in page logs you in as a demo
 user by the same path a real login takes (a one-time secret posted to
 ``/refresh``, as Crossmint's browser SDK does).
 
-Under gunicorn (``gunicorn --chdir examples -w 4 flask_app:app``), every
-worker must use the same Crossmint: set ``SERVER_CROSSMINT_API_KEY``, or
-``CROSSMINT_EMULATOR_URL`` to an emulator started with
-``python -m crossmint_wsgi.testing``. With neither, add ``--preload`` so one
-embedded emulator, started before the workers fork, serves them all.
+Under gunicorn, every worker must use the same Crossmint: set
+``SERVER_CROSSMINT_API_KEY``, or ``CROSSMINT_EMULATOR_URL`` to one emulator
+(``python -m crossmint_wsgi.testing`` prints its URL), then
+``gunicorn --chdir examples -w 4 flask_app:app``. With neither, each worker
+would start an emulator of its own: ``gunicorn -c examples/gunicorn.conf.py``
+starts one in the master for all of them. ``CROSSMINT_REDIS_URL`` shares
+refreshes between the workers (see :func:`coordinator`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from crossmint_wsgi import (
     CrossmintAuth,
     CrossmintAuthError,
     CrossmintWSGIMiddleware,
+    RefreshCoordinator,
     Session,
     get_session,
     require_session,
@@ -47,8 +50,22 @@ def describe(demo: DemoCrossmint) -> str:
     return f"Crossmint {where} (project {project})"
 
 
+def coordinator() -> RefreshCoordinator | None:
+    """With several worker processes, refreshes are shared through Redis when configured.
+
+    Refresh tokens are single use: two workers refreshing the same session
+    at once would log its user out, unless they agree on who calls Crossmint.
+    """
+    url = os.environ.get("CROSSMINT_REDIS_URL")
+    if not url:
+        return None  # One process: the built-in in-process coordinator is enough.
+    from crossmint_wsgi.redis import RedisCoordinator
+
+    return RedisCoordinator.from_url(url)
+
+
 demo = demo_crossmint()
-auth = CrossmintAuth(demo.crossmint)
+auth = CrossmintAuth(demo.crossmint, coordinator=coordinator())
 print(f"flask_app: using {describe(demo)}", file=sys.stderr, flush=True)
 
 app = Flask(__name__)

@@ -56,7 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with emulator:
+    try:
+        emulator.start()
+    except OSError as error:
+        print(f"cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
+        return 1
+    try:
         body = json.dumps({"user_id": "user-1", "email": "user-1@example.com"})
         curl = (
             f"curl -s -X POST {emulator.url}/_emulator/sessions"
@@ -77,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A timed wait keeps the main thread responsive to signals everywhere.
         while not stop.wait(0.5):
             pass
+    finally:
+        emulator.stop()
     print("Crossmint emulator stopped.", flush=True)
     return 0
 

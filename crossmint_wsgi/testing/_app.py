@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
@@ -48,10 +48,6 @@ _URL_MAP = Map(
 )
 
 
-class _Request(Request):
-    max_content_length = MAX_BODY
-
-
 def _json(data: object, status: int = 200) -> Response:
     return Response(json.dumps(data), status, content_type="application/json")
 
@@ -69,15 +65,36 @@ def api_endpoint(method: str, path: str) -> str | None:
     return endpoint if endpoint in ENDPOINTS else None
 
 
+def _read_body(request: Request) -> bytes:
+    """The body, read up to :data:`MAX_BODY`, chunked bodies included.
+
+    werkzeug's ``max_content_length`` cuts a chunked body at the limit
+    without an error, so the limit is enforced here.
+
+    :raises Rejected: 413 for a larger body.
+    """
+    too_large = Rejected(413, f"Request body is larger than {MAX_BODY} bytes")
+    if (request.content_length or 0) > MAX_BODY:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY:
+        chunk = request.stream.read(MAX_BODY + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > MAX_BODY:
+        raise too_large
+    return b"".join(chunks)
+
+
 def _read_json(request: Request) -> object:
     """The body as JSON; an empty body is ``{}``.
 
     :raises Rejected: 413 for a body over :data:`MAX_BODY`, 400 for bad JSON.
     """
-    try:
-        data = request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        raise Rejected(413, f"Request body is larger than {MAX_BODY} bytes") from None
+    data = _read_body(request)
     if not data.strip():
         return {}
     try:
@@ -134,7 +151,7 @@ class EmulatorApp:
         self.stopping = stopping
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
-        request = _Request(environ)
+        request = Request(environ)
         try:
             endpoint, args = _URL_MAP.bind_to_environ(environ).match()
         except HTTPException as error:

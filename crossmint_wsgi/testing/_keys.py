@@ -123,6 +123,8 @@ class KeyRing:
         ``alg`` cannot change: each key is bound to the emulator's algorithm.
         """
         key = self._keys[-1]
-        merged = {"alg": self.algorithm, "kid": key.kid, **(header or {})}
+        merged = {"typ": "JWT", "alg": self.algorithm, "kid": key.kid, **(header or {})}
         full_header = {name: value for name, value in merged.items() if value is not None}
-        return jwt.encode(full_header, dict(claims), key, algorithms=[self.algorithm])
+        return jwt.encode(
+            full_header, dict(claims), key, algorithms=[self.algorithm], default_type=None
+        )

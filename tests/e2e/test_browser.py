@@ -1,0 +1,398 @@
+"""Sign in, silent refresh and logout in headless chromium, with the browser's real cookies.
+
+One scenario per example app, run on a real server (gunicorn, uvicorn) that
+talks to an emulator in this process. The JWT lives a few seconds and refresh
+tokens are single use (``reuse_window=0``), so a second upstream refresh of
+the same secret would log the user out: the scenario counts the emulator's
+refresh calls step by step.
+
+Screenshots of the signed-in page land in ``test-artifacts/e2e/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.sync_api import BrowserContext, Cookie, Page, Response
+from support import Server, free_port, require_program, run_server
+
+from crossmint_wsgi.testing import CrossmintEmulator
+
+from .cross_site import CrossSiteServer
+from .redis_process import redis_server
+
+JWT_COOKIE = "crossmint-jwt"
+REFRESH_COOKIE = "crossmint-refresh-token"
+USER_ID = "demo-user"  # crossmint_wsgi.testing.demo's demo user
+
+#: Seconds a JWT lives in these tests: long enough for a page load, short to wait out.
+JWT_TTL = 4
+#: How many tabs open at once after an expiry.
+TABS = 5
+#: Upstream latency while the tabs load, so that every tab's request is sent
+#: (with the old refresh secret) before the first refresh can answer.
+TABS_LATENCY = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class App:
+    """An example app and the server command that runs it.
+
+    :param command: the server's argv for a port.
+    :param redis: whether the app runs with the Redis refresh coordinator:
+        several worker processes must share refresh results (see the Flask case).
+    """
+
+    command: Callable[[int], list[str]]
+    redis: bool = False
+
+
+def _gunicorn_flask(port: int) -> list[str]:
+    gunicorn = require_program("gunicorn")
+    return [gunicorn, "--chdir", "examples", "-w", "2", "-b", f"127.0.0.1:{port}", "flask_app:app"]
+
+
+def _uvicorn_raw_asgi(port: int) -> list[str]:
+    uvicorn = require_program("uvicorn")
+    return [
+        uvicorn,
+        "--app-dir",
+        "examples",
+        "raw_asgi:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+APPS = [
+    # Two gunicorn workers, each with its own in-process coordinator: when two
+    # tabs carrying the same expired session land in different workers, both
+    # would refresh the same single-use secret and the loser logs the user out.
+    # The Redis coordinator lets the workers share one refresh.
+    pytest.param(App(_gunicorn_flask, redis=True), id="flask-gunicorn"),
+    pytest.param(App(_uvicorn_raw_asgi), id="raw-asgi-uvicorn"),
+]
+
+
+# -- small helpers -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def step(name: str) -> Iterator[None]:
+    """Name the scenario step in any failure raised inside it."""
+    try:
+        yield
+    except AssertionError as error:
+        raise AssertionError(f"step {name!r}: {error}") from error
+    except Exception as error:
+        # Playwright timeouts and the like: keep the type out, the step in.
+        raise AssertionError(f"step {name!r}: {type(error).__name__}: {error}") from error
+
+
+def auth_cookies(context: BrowserContext) -> dict[str, Cookie]:
+    """The auth cookies the browser holds (expired ones are already gone)."""
+    return {
+        cookie["name"]: cookie
+        for cookie in context.cookies()
+        if cookie["name"] in (JWT_COOKIE, REFRESH_COOKIE)
+    }
+
+
+def cookie_values(context: BrowserContext) -> dict[str, str]:
+    return {name: cookie["value"] for name, cookie in auth_cookies(context).items()}
+
+
+def wait_past(expires: float) -> None:
+    """Sleep until the browser's clock is past ``expires`` (a cookie's expiry).
+
+    The JWT cookie expires with the JWT, so the browser stops sending it and
+    the next request carries only the refresh cookie: the middleware's
+    clock leeway for JWTs never comes into play.
+    """
+    time.sleep(max(0.0, expires - time.time()) + 1.0)
+
+
+def body_text(page: Page) -> str:
+    return page.inner_text("body")
+
+
+def set_cookie_values(response: Response, name: str) -> list[str]:
+    """The values ``response`` set for cookie ``name``."""
+    values = []
+    for header in response.headers_array():
+        if header["name"].lower() == "set-cookie":
+            # Playwright may join several Set-Cookie headers with newlines.
+            for line in header["value"].split("\n"):
+                pair = line.split(";", 1)[0]
+                if pair.startswith(f"{name}="):
+                    values.append(pair[len(name) + 1 :])
+    return values
+
+
+def refreshes(emulator: CrossmintEmulator) -> int:
+    return emulator.requests["refresh"]
+
+
+def logouts(emulator: CrossmintEmulator) -> int:
+    return emulator.requests["logout"]
+
+
+def signed_in_at(page: Page, base: str, path: str = "/protected") -> None:
+    assert page.url == base + path, f"expected {path}, the browser is at {page.url}"
+    text = body_text(page)
+    assert USER_ID in text, f"{path} does not show the user: {text!r}"
+
+
+def redirected_to_login(page: Page, base: str, next_path: str) -> None:
+    parts = urlsplit(page.url)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == base + "/login", (
+        f"expected the login page, the browser is at {page.url}"
+    )
+    assert parse_qs(parts.query).get("next") == [next_path], page.url
+    assert page.locator("#demo-sign-in").count() == 1, "the login page has no sign-in button"
+
+
+def sign_in(page: Page, base: str) -> None:
+    """Sign in as the demo user from the login page, and land on /protected."""
+    page.goto(base + "/login?next=/protected")
+    page.click("#demo-sign-in")
+    page.wait_for_url(base + "/protected")
+
+
+# -- the scenario --------------------------------------------------------------------------
+
+
+class Scenario:
+    """The steps of issue 8, on one running app, in one fresh browser context."""
+
+    def __init__(
+        self,
+        context: BrowserContext,
+        base: str,
+        emulator: CrossmintEmulator,
+        screenshot: Path,
+    ) -> None:
+        self.context = context
+        self.base = base
+        self.emulator = emulator
+        self.screenshot = screenshot
+        self.page = context.new_page()
+
+    def run(self, cross_site: CrossSiteServer) -> None:
+        with step("1 public page, no session"):
+            self.public_page_without_session()
+        with step("2 protected page redirects to login"):
+            self.protected_page_redirects()
+        with step("3 sign in"):
+            self.sign_in()
+        with step("4 reload after expiry: silent refresh"):
+            self.reload_after_expiry()
+        with step("5 tabs at once after expiry: one refresh"):
+            self.tabs_after_expiry()
+        with step("6 log out"):
+            self.log_out()
+        with step("7 cross-site POST to /logout is refused"):
+            self.cross_site_logout_refused(cross_site)
+
+    def public_page_without_session(self) -> None:
+        response = self.page.goto(self.base + "/")
+        assert response is not None
+        assert response.status == 200
+        assert "Not signed in" in body_text(self.page)
+        assert auth_cookies(self.context) == {}
+
+    def protected_page_redirects(self) -> None:
+        response = self.page.goto(self.base + "/protected")
+        assert response is not None
+        assert response.status == 200
+        redirected_to_login(self.page, self.base, "/protected")
+
+    def sign_in(self) -> None:
+        before = refreshes(self.emulator)
+        self.page.click("#demo-sign-in")
+        self.page.wait_for_url(self.base + "/protected")
+        signed_in_at(self.page, self.base)
+        # Trading the one-time secret is the one refresh of a sign-in.
+        assert refreshes(self.emulator) - before == 1
+
+        readable = self.page.evaluate("document.cookie")
+        assert f"{JWT_COOKIE}=" in readable, f"the JWT cookie is not readable: {readable!r}"
+        assert REFRESH_COOKIE not in readable, "the refresh cookie is readable by script"
+        cookies = auth_cookies(self.context)
+        assert set(cookies) == {JWT_COOKIE, REFRESH_COOKIE}
+        jwt, refresh = cookies[JWT_COOKIE], cookies[REFRESH_COOKIE]
+        assert jwt["httpOnly"] is False
+        assert refresh["httpOnly"] is True
+        assert f"{JWT_COOKIE}={jwt['value']}" in readable
+        for cookie in (jwt, refresh):
+            assert cookie["sameSite"] == "Lax", cookie["name"]
+            assert cookie["path"] == "/", cookie["name"]
+            assert cookie["secure"] is False, cookie["name"]
+        # The JWT cookie dies with the JWT; the refresh cookie outlives it. (Chromium
+        # shifts expiries by the skew of the server's Date header: allow a little.)
+        assert jwt["expires"] <= time.time() + JWT_TTL + 3
+        assert refresh["expires"] > jwt["expires"] + 60
+
+        self.page.screenshot(path=str(self.screenshot), full_page=True)
+
+    def reload_after_expiry(self) -> None:
+        old = cookie_values(self.context)
+        wait_past(auth_cookies(self.context)[JWT_COOKIE]["expires"])
+        assert set(auth_cookies(self.context)) == {REFRESH_COOKIE}, (
+            "the browser still holds the expired JWT cookie"
+        )
+        before = refreshes(self.emulator)
+        response = self.page.reload()
+        assert response is not None
+        assert response.status == 200
+        signed_in_at(self.page, self.base)
+        assert refreshes(self.emulator) - before == 1
+        new = cookie_values(self.context)
+        assert set(new) == {JWT_COOKIE, REFRESH_COOKIE}
+        assert new[JWT_COOKIE] != old[JWT_COOKIE]
+        assert new[REFRESH_COOKIE] != old[REFRESH_COOKIE]
+
+    def tabs_after_expiry(self) -> None:
+        cookies = auth_cookies(self.context)
+        old_refresh = cookies[REFRESH_COOKIE]["value"]
+        wait_past(cookies[JWT_COOKIE]["expires"])
+        paths = [("/protected", "/", "/api/me")[i % 3] for i in range(TABS)]
+        tabs = [self.context.new_page() for _ in paths]
+        before = refreshes(self.emulator)
+        self.emulator.set_latency(TABS_LATENCY)
+        try:
+            responses = open_at_once(tabs, [self.base + path for path in paths])
+        finally:
+            self.emulator.set_latency(0)
+        try:
+            for tab, path, response in zip(tabs, paths, responses, strict=True):
+                # Every tab left with the old secret: the refreshes really overlapped.
+                sent = response.request.all_headers().get("cookie", "")
+                assert f"{REFRESH_COOKIE}={old_refresh}" in sent, (
+                    f"tab {path} did not carry the old refresh token: the tabs did not overlap"
+                )
+                assert response.status == 200, f"tab {path}: {response.status}"
+                signed_in_at(tab, self.base, path)
+            assert refreshes(self.emulator) - before == 1
+            # Each tab got the same new session: no tab holds a token the others lost.
+            new_refresh = cookie_values(self.context)[REFRESH_COOKIE]
+            assert new_refresh != old_refresh
+            for path, response in zip(paths, responses, strict=True):
+                assert set_cookie_values(response, REFRESH_COOKIE) == [new_refresh], path
+        finally:
+            for tab in tabs:
+                tab.close()
+
+    def log_out(self) -> None:
+        before = logouts(self.emulator)
+        self.page.goto(self.base + "/protected")
+        signed_in_at(self.page, self.base)
+        self.page.click("#logout")
+        self.page.wait_for_url(self.base + "/")
+        assert "Not signed in" in body_text(self.page)
+        assert auth_cookies(self.context) == {}
+        assert logouts(self.emulator) - before == 1
+        self.page.goto(self.base + "/protected")
+        redirected_to_login(self.page, self.base, "/protected")
+
+    def cross_site_logout_refused(self, cross_site: CrossSiteServer) -> None:
+        sign_in(self.page, self.base)
+        signed_in_at(self.page, self.base)
+        signed_in_cookies = cookie_values(self.context)
+        target = self.base + "/logout"
+        for host, cookies_sent in CROSS_ORIGINS:
+            before = logouts(self.emulator)
+            attack = cross_site.form_posting_to(target, host=host)
+            with self.page.expect_response(target) as answer:
+                self.page.goto(attack)
+            response = answer.value
+            sent = response.request.all_headers()
+            assert sent.get("origin") == f"http://{host}:{cross_site.port}", sent
+            # 127.0.0.1 on another port is the same site: SameSite=Lax lets the
+            # cookies through and only the middleware's Origin check stops it.
+            # localhost is another site: the browser withholds them as well.
+            assert (REFRESH_COOKIE in sent.get("cookie", "")) is cookies_sent, (host, sent)
+            assert response.status == 403, f"from {host}: {response.status}"
+            self.page.wait_for_url(target)
+            assert "FORBIDDEN_ORIGIN" in body_text(self.page)
+            assert logouts(self.emulator) == before
+            assert cookie_values(self.context) == signed_in_cookies, f"from {host}"
+            self.page.goto(self.base + "/protected")
+            signed_in_at(self.page, self.base)
+
+
+#: (host the cross-site page is opened on, whether the browser sends the app's cookies)
+CROSS_ORIGINS: Sequence[tuple[str, bool]] = [("127.0.0.1", True), ("localhost", False)]
+
+
+def open_at_once(tabs: Sequence[Page], urls: Sequence[str]) -> list[Response]:
+    """Start a navigation in every tab before any answers; their main responses."""
+    with contextlib.ExitStack() as stack:
+        waiting = [
+            stack.enter_context(
+                tab.expect_response(
+                    lambda response, url=url: (
+                        response.url == url and response.request.is_navigation_request()
+                    )
+                )
+            )
+            for tab, url in zip(tabs, urls, strict=True)
+        ]
+        for tab, url in zip(tabs, urls, strict=True):
+            # Returns at once: the navigation runs after this script.
+            tab.evaluate("url => { setTimeout(() => { location.href = url; }, 0); }", url)
+    responses = [info.value for info in waiting]
+    for tab in tabs:
+        # Where the tab ended up (maybe a redirect to the login page) is for the caller to judge.
+        tab.wait_for_load_state()
+    return responses
+
+
+# -- the test ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def app_server(app: App, env: Mapping[str, str]) -> Iterator[Server]:
+    """The example app on a free port, with Redis when it needs one."""
+    port = free_port()
+    with contextlib.ExitStack() as stack:
+        full_env = dict(env)
+        if app.redis:
+            full_env["CROSSMINT_REDIS_URL"] = stack.enter_context(redis_server())
+        yield stack.enter_context(run_server(app.command(port), port=port, env=full_env))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("app", APPS)
+def test_sign_in_refresh_and_logout(
+    app: App,
+    crossmint_emulator: CrossmintEmulator,
+    context: BrowserContext,
+    cross_site: CrossSiteServer,
+    artifacts: Path,
+    request: pytest.FixtureRequest,
+    record_property: Callable[[str, Any], None],
+) -> None:
+    crossmint_emulator.configure(jwt_ttl=JWT_TTL, reuse_window=0)
+    env = {"CROSSMINT_EMULATOR_URL": crossmint_emulator.url}
+    screenshot = artifacts / f"{request.node.callspec.id}-signed-in.png"
+    screenshot.unlink(missing_ok=True)
+    with app_server(app, env) as server:
+        try:
+            Scenario(context, server.url, crossmint_emulator, screenshot).run(cross_site)
+        finally:
+            # Shown by pytest when the test fails.
+            print(f"--- server output ---\n{server.output()}")
+            if screenshot.exists():
+                print(f"screenshot of the signed-in page: {screenshot}")
+                record_property("screenshot", str(screenshot))
+    assert screenshot.stat().st_size > 0

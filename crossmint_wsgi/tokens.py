@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from joserfc import jws
 from joserfc.errors import ExpiredTokenError, JoseError
+from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import Key
+from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
 from joserfc.util import urlsafe_b64decode
 
@@ -47,6 +47,48 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 #: Cookies hold 4 KiB; anything far larger is an attack, refused before parsing.
 MAX_TOKEN_LENGTH = 16 * 1024
 
+# joserfc's own algorithm implementations, looked up once. Going through them
+# directly rather than through jws.deserialize_compact spares a second parse of
+# a header already read, and the SecurityWarning joserfc's registry raises on
+# every use of "EdDSA" (deprecated in name only by RFC 9864, and still what
+# an issuer may sign with).
+_ALGORITHMS: dict[str, JWSAlgModel] = {
+    name: JWSRegistry.algorithms[name]
+    for name in ASYMMETRIC_ALGORITHMS
+    if name in JWSRegistry.algorithms
+}
+
+
+class _ClaimsRegistry(JWTClaimsRegistry):
+    """joserfc's claims checks, with ``exp`` left out of :meth:`validate`.
+
+    ``exp`` is checked last, on its own: a forged or misdirected token that is
+    also expired must read as invalid, not as merely expired.
+    """
+
+    def validate_exp(self, value: object) -> None:
+        pass
+
+    def validate_expiry(self, value: object) -> None:
+        JWTClaimsRegistry.validate_exp(self, value)
+
+
+_CLAIM_OPTIONS: dict[tuple[str, str | None], dict[str, Any]] = {}
+
+
+def _claim_options(audience: str, issuer: str | None) -> dict[str, Any]:
+    options = _CLAIM_OPTIONS.get((audience, issuer))
+    if options is None:
+        options = {
+            "sub": {"essential": True},
+            "aud": {"essential": False, "value": audience},
+        }
+        if issuer is not None:
+            options["iss"] = {"essential": True, "value": issuer}
+        # A handful of configurations per process: no bound needed.
+        _CLAIM_OPTIONS[(audience, issuer)] = options
+    return options
+
 
 class TokenInvalid(Exception):
     """The token failed verification for a reason other than expiry."""
@@ -80,7 +122,7 @@ def read_header(token: str) -> dict[str, Any]:
         raise TokenInvalid("token header is not a JSON object")
     algorithm = header.get("alg")
     # A list or object here is unhashable: check the type before the set lookup.
-    if not isinstance(algorithm, str) or algorithm not in ASYMMETRIC_ALGORITHMS:
+    if not isinstance(algorithm, str) or algorithm not in _ALGORITHMS:
         raise TokenInvalid("token algorithm is not an accepted asymmetric algorithm")
     if "crit" in header:
         raise TokenInvalid("token header has critical extensions this verifier does not know")
@@ -107,31 +149,34 @@ def verify_signed_token(
     :raises TokenExpired: genuine, but expired.
     :raises TokenInvalid: anything else.
     """
-    algorithm = header["alg"]
+    algorithm = _ALGORITHMS.get(header["alg"])
+    if algorithm is None:
+        raise TokenInvalid("token algorithm is not an accepted asymmetric algorithm")
     allowed = key.get("alg")
-    if allowed is not None and allowed != algorithm:
+    if allowed is not None and allowed != algorithm.name:
         raise TokenInvalid("token algorithm does not match its key")
+    header_segment, payload_segment, signature_segment = token.split(".")
     try:
-        signed = jws.deserialize_compact(token, key, algorithms=[algorithm])
-        claims = json.loads(signed.payload or b"")
+        # Key type, curve and "use" must fit the algorithm: an RSA key never
+        # checks an ES256 signature.
+        algorithm.check_key(key)
+        signature = urlsafe_b64decode(signature_segment.encode("ascii"))
+        genuine = algorithm.verify(
+            f"{header_segment}.{payload_segment}".encode("ascii"), signature, key
+        )
     except (JoseError, ValueError, TypeError) as error:
         raise TokenInvalid(f"token signature check failed: {type(error).__name__}") from None
+    if not genuine:
+        raise TokenInvalid("token signature check failed: BadSignatureError")
+    claims = _b64_json(payload_segment)
     if not isinstance(claims, dict):
         raise TokenInvalid("token payload is not a JSON object")
-    options: dict[str, Any] = {
-        "sub": {"essential": True},
-        "aud": {"essential": False, "value": audience},
-    }
-    if issuer is not None:
-        options["iss"] = {"essential": True, "value": issuer}
-    registry = JWTClaimsRegistry(now=int(now), leeway=leeway, **options)
     if "exp" not in claims:
         raise TokenInvalid("token has no exp claim")
+    registry = _ClaimsRegistry(now=int(now), leeway=leeway, **_claim_options(audience, issuer))
     try:
-        # Every other claim first: a forged or misdirected token that is also
-        # expired must read as invalid, not as merely expired.
-        registry.validate({name: value for name, value in claims.items() if name != "exp"})
-        registry.validate_exp(claims["exp"])
+        registry.validate(claims)
+        registry.validate_expiry(claims["exp"])
     except ExpiredTokenError:
         raise TokenExpired("token has expired") from None
     except JoseError as error:
@@ -193,9 +238,12 @@ class VerifiedTokenCache:
             with self._lock:
                 self._entries.pop(token, None)
             raise TokenExpired("token has expired")
-        # Evicted by another thread in between: the claims we hold are still right.
-        with contextlib.suppress(KeyError):
+        # Evicted by another thread meanwhile: the claims we hold are still right.
+        # The hot path of every request: try/except costs less than contextlib.suppress.
+        try:  # noqa: SIM105
             self._entries.move_to_end(token)
+        except KeyError:
+            pass
         return claims
 
     def put(self, token: str, claims: dict[str, Any]) -> None:

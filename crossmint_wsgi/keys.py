@@ -25,24 +25,31 @@ _ASYMMETRIC_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
 def import_public_keys(jwks: Mapping[str, Any]) -> dict[str | None, Key]:
     """Import a JWK Set, keeping only asymmetric signing keys, indexed by ``kid``.
 
+    A key this library cannot read (an unknown curve, a malformed entry) is
+    skipped and logged, so that one odd key does not take the others down.
+
     :raises ValueError: not a JWK Set, or no usable key in it.
     """
     entries = jwks.get("keys") if isinstance(jwks, Mapping) else None
     if not isinstance(entries, list):
         raise ValueError("JWK Set has no 'keys' list")
-    usable = [
-        entry
-        for entry in entries
-        if isinstance(entry, dict)
-        and entry.get("kty") in _ASYMMETRIC_KEY_TYPES
-        and entry.get("use", "sig") == "sig"
-    ]
-    try:
-        keys = KeySet.import_key_set({"keys": usable}).keys if usable else []
-    except (JoseError, ValueError, TypeError) as error:
-        raise ValueError(f"JWK Set holds an unreadable key: {error}") from None
+    keys: list[Key] = []
+    unreadable: list[str] = []
+    for entry in entries:
+        # A list or object as kty is unhashable: check the type before the set lookup.
+        kty = entry.get("kty") if isinstance(entry, dict) else None
+        if not isinstance(kty, str) or kty not in _ASYMMETRIC_KEY_TYPES:
+            continue
+        if entry.get("use", "sig") != "sig":
+            continue
+        try:
+            keys.append(KeySet.import_key_set({"keys": [entry]}).keys[0])
+        except (JoseError, ValueError, TypeError, KeyError) as error:
+            unreadable.append(f"{entry.get('kid')!r}: {type(error).__name__} {error}")
+    if unreadable:
+        logger.warning("Crossmint key set: skipped unreadable keys: %s", "; ".join(unreadable))
     if not keys:
-        raise ValueError("JWK Set holds no asymmetric signing key")
+        raise ValueError("JWK Set holds no usable asymmetric signing key")
     by_kid: dict[str | None, Key] = {key.kid: key for key in keys}
     if len(keys) == 1:
         # A token without kid may use the only key there is.

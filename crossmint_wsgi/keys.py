@@ -60,9 +60,19 @@ def import_public_keys(jwks: Mapping[str, Any]) -> dict[str | None, Key]:
 class KeySetCache:
     """Crossmint's signing keys and the rules for refetching them.
 
+    - The set is fetched on first use and kept ``ttl`` seconds.
+    - A ``kid`` not in a fresh set refetches at most once per
+      ``refetch_interval`` (the fetch that filled the cache does not count:
+      keys rotated just after it are still picked up).
+    - While a fetch is under way, a token whose key is cached verifies with
+      it; a token whose key is not waits for the fetch.
+    - A failed fetch leaves the cached keys serving (stale-if-error), retried
+      after ``refetch_interval``; with nothing cached, after ``failure_backoff``.
+
     :param ttl: seconds a fetched key set is fresh.
     :param refetch_interval: at most one refetch per this many seconds for
-        a ``kid`` that is not in the set.
+        a ``kid`` that is not in the set; also how long stale keys keep
+        serving after a failed refetch before the next attempt.
     :param failure_backoff: after a failed fetch with nothing cached,
         requests fail fast for this many seconds instead of each waiting
         for Crossmint.
@@ -83,7 +93,7 @@ class KeySetCache:
         self.static = static is not None
         self._keys: dict[str | None, Key] = import_public_keys(static) if static else {}
         self._fetched_at: float | None = None
-        self._last_started = float("-inf")
+        self._last_refetch = float("-inf")
         self._last_failed = float("-inf")
         self._in_flight = 0
         # Threads of one worker share the cache; the counters must not drift.
@@ -98,33 +108,46 @@ class KeySetCache:
         return not self._keys
 
     def wants_fetch(self, kid: str | None, now: float) -> bool:
-        """Whether verifying a token with this ``kid`` should fetch the key set first."""
+        """Whether verifying a token with this ``kid`` should fetch the key set first.
+
+        A ``True`` for an unknown ``kid`` in a fresh set spends the refetch
+        budget: the caller is expected to fetch (and :meth:`begin`).
+        """
         if self.static:
             return False
+        known = kid in self._keys
+        fresh = self._fetched_at is not None and now - self._fetched_at < self.ttl
+        if known and fresh:
+            return False
         if self._in_flight:
-            # Join the fetch under way rather than decide on keys about to change.
+            # Join the fetch under way, unless the key is in hand already.
+            return not known
+        if not fresh:
+            # Nothing cached, or the set is stale: stale keys keep serving
+            # after a failure, so those retries can wait longer.
+            backoff = self.refetch_interval if self._keys else self.failure_backoff
+            return now - self._last_failed >= backoff
+        with self._lock:
+            if now - self._last_refetch < self.refetch_interval:
+                return False
+            self._last_refetch = now
             return True
-        if not self._keys:
-            return now - self._last_failed >= self.failure_backoff
-        if self._fetched_at is not None and now - self._fetched_at >= self.ttl:
-            return now - self._last_failed >= self.failure_backoff
-        if kid not in self._keys:
-            return now - self._last_started >= self.refetch_interval
-        return False
 
     def begin(self, now: float) -> None:
         """Note that a fetch starts (or is joined)."""
         with self._lock:
             self._in_flight += 1
-            self._last_started = max(self._last_started, now)
+
+    def _end(self) -> None:
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
 
     def store(self, jwks: Mapping[str, Any], now: float) -> None:
         """Take a freshly fetched key set.
 
         :raises ValueError: the set is unusable; the cached keys stay.
         """
-        with self._lock:
-            self._in_flight = max(0, self._in_flight - 1)
+        self._end()
         try:
             keys = import_public_keys(jwks)
         except ValueError:
@@ -135,10 +158,13 @@ class KeySetCache:
 
     def fail(self, now: float, reason: str) -> None:
         """Note a failed fetch: the cached keys, if any, keep serving."""
-        with self._lock:
-            self._in_flight = max(0, self._in_flight - 1)
+        self._end()
         self._last_failed = now
         if self._keys:
             logger.warning("Crossmint key set refetch failed, serving cached keys: %s", reason)
         else:
             logger.error("Crossmint key set fetch failed, no keys cached: %s", reason)
+
+    def abandon(self) -> None:
+        """Note that a fetch begun was given up (its request was cancelled): no result."""
+        self._end()

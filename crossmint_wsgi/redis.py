@@ -10,12 +10,12 @@ refresh of secret ``S``:
 1. In-process first: the grace cache and single-flight of a
    :class:`~crossmint_wsgi.LocalCoordinator`, so the threads or tasks of one
    process make one trip to Redis between them.
-2. ``GET`` the record for ``S``: a result stored by another process within the
-   grace window is used as it is.
-3. Otherwise try to win a short lock, ``SET lock NX PX``. The winner calls
-   Crossmint and stores the outcome. The others poll for the record (taking
-   the lock over if it expires without one) for at most ``wait`` seconds, then
-   refresh on their own.
+2. In one atomic step (a Lua script), read the record for ``S`` or, when there
+   is none, try to win a short lock (``SET lock NX PX``). A record stored by
+   another process within the grace window is used as it is.
+3. The winner calls Crossmint, stores the outcome and releases the lock. The
+   others poll for the record (taking the lock over if it expires without
+   one) for at most ``wait`` seconds, then refresh on their own.
 
 What Redis holds:
 
@@ -26,7 +26,8 @@ What Redis holds:
   random 96-bit nonce per value and the key name as associated data. Only a
   holder of ``S`` can read the new tokens, and nobody without ``S`` can forge a
   record that a holder would accept: a record that does not open is ignored.
-- A result expires with the grace window; the lock after ``lock_ttl``.
+- A result expires with the grace window. The lock is released when the
+  outcome is stored, and expires after ``lock_ttl`` if its winner dies.
 
 When Crossmint refuses ``S`` (``SESSION_EXPIRED``) the refusal is final, so it
 is stored, sealed like a result, for ``rejected_ttl`` seconds: every request in
@@ -86,6 +87,14 @@ _FORMAT = b"\x01"
 _NONCE_SIZE = 12
 _HKDF_SALT = b"crossmint-wsgi redis coordinator"
 _HKDF_INFO = b"refresh record v1"
+# The record if there is one, else the lock if it is free: one atomic step, so a
+# winner that stores and releases between a look and a claim cannot be missed.
+_TURN = """
+local record = redis.call('get', KEYS[1])
+if record then return {1, record} end
+if redis.call('set', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
+return {0}
+"""
 # Deletes the lock only if it is still ours: after its TTL it may be another's.
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -216,23 +225,25 @@ class _Settings:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Get:
-    key: str
+class _Turn:
+    """Read the record, or else take the lock: the reply is ``(record, won)``."""
 
-
-@dataclasses.dataclass(frozen=True)
-class _Claim:
-    key: str
+    result: str
+    lock: str
     token: str
     ttl_ms: int
 
 
 @dataclasses.dataclass(frozen=True)
 class _Store:
+    """Write a record, then release the lock if ``token`` still holds it (one round trip)."""
+
     key: str
     value: bytes
     ttl_ms: int
     only_new: bool
+    lock: str
+    token: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,7 +262,7 @@ class _Perform:
     """Call Crossmint: the driver sends back the material or the CrossmintAuthError."""
 
 
-_Command = _Get | _Claim | _Store | _Release
+_Command = _Turn | _Store | _Release
 _Step = _Command | _Sleep | _Perform
 _Flow = Generator[_Step, Any, AuthMaterial]
 
@@ -283,12 +294,13 @@ def _take_turn(
     token = secrets.token_hex(16)
     deadline = clock() + settings.wait
     while True:
-        found = _unseal(names, (yield _Get(names.result)))
+        # Winning after a wait is the takeover: a winner that died leaves its lock to expire.
+        record, won = yield _Turn(names.result, names.lock, token, _ms(settings.lock_ttl))
+        if won:
+            return token
+        found = _unseal(names, record)
         if found is not None:
             return found
-        # Also the takeover: a winner that died leaves its lock to expire.
-        if (yield _Claim(names.lock, token, _ms(settings.lock_ttl))):
-            return token
         remaining = deadline - clock()
         if remaining <= 0:
             logger.info(
@@ -313,15 +325,18 @@ def _lead(names: _Names, settings: _Settings, token: str | None) -> _Flow:
             with contextlib.suppress(RedisError):
                 yield _Release(names.lock, token)
         raise
+    failed = isinstance(outcome, CrossmintAuthError)
     if isinstance(outcome, CrossmintAuthError):
         ttl = settings.rejected_ttl if outcome.clears_cookies else settings.unavailable_ttl
-        store = _Store(names.result, _seal(names, outcome), _ms(ttl), only_new=True)
     else:
         ttl = settings.grace
-        store = _Store(names.result, _seal(names, outcome), _ms(ttl), only_new=False)
-    if ttl > 0:
-        with contextlib.suppress(RedisError):
-            yield store
+    # The lock goes with the store: once the record expires, the next holder
+    # of the secret must not wait for a lock that guards nothing.
+    with contextlib.suppress(RedisError):
+        if ttl > 0:
+            yield _Store(names.result, _seal(names, outcome), _ms(ttl), failed, names.lock, token)
+        elif token is not None:
+            yield _Release(names.lock, token)
     return _unwrap(outcome)
 
 
@@ -372,23 +387,33 @@ class _Health:
             logger.info("Redis answers again: refreshes are coordinated across processes")
 
 
+def _turn_reply(reply: Any) -> tuple[bytes | None, bool]:
+    return (reply[1] if reply[0] == 1 else None), reply[0] == 2
+
+
 def _run_sync(client: redis.Redis, step: _Command) -> Any:
-    if isinstance(step, _Get):
-        return client.get(step.key)
-    if isinstance(step, _Claim):
-        return bool(client.set(step.key, step.token, nx=True, px=step.ttl_ms))
+    if isinstance(step, _Turn):
+        return _turn_reply(client.eval(_TURN, 2, step.result, step.lock, step.token, step.ttl_ms))
     if isinstance(step, _Store):
-        return client.set(step.key, step.value, px=step.ttl_ms, nx=step.only_new)
+        pipe = client.pipeline(transaction=False)
+        pipe.set(step.key, step.value, px=step.ttl_ms, nx=step.only_new)
+        if step.token is not None:
+            pipe.eval(_RELEASE, 1, step.lock, step.token)
+        return pipe.execute()
     return client.eval(_RELEASE, 1, step.key, step.token)
 
 
 async def _run_async(client: redis.asyncio.Redis, step: _Command) -> Any:
-    if isinstance(step, _Get):
-        return await client.get(step.key)
-    if isinstance(step, _Claim):
-        return bool(await client.set(step.key, step.token, nx=True, px=step.ttl_ms))
+    if isinstance(step, _Turn):
+        return _turn_reply(
+            await client.eval(_TURN, 2, step.result, step.lock, step.token, step.ttl_ms)
+        )
     if isinstance(step, _Store):
-        return await client.set(step.key, step.value, px=step.ttl_ms, nx=step.only_new)
+        pipe = client.pipeline(transaction=False)
+        pipe.set(step.key, step.value, px=step.ttl_ms, nx=step.only_new)
+        if step.token is not None:
+            pipe.eval(_RELEASE, 1, step.lock, step.token)
+        return await pipe.execute()
     return await client.eval(_RELEASE, 1, step.key, step.token)
 
 

@@ -32,7 +32,7 @@ class RedisServer:
         return self.directory / "redis.log"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        """Start the server and return once it answers PING."""
+        """Start the server (again after :meth:`kill`, on the same port); wait for PING."""
         command = [
             self.program,
             "--port",

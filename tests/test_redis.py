@@ -1,0 +1,649 @@
+"""The Redis coordinators against a real redis-server, and through the auth drivers."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import anyio
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from redis_server import RedisServer, redis_server
+from support import free_port
+
+from crossmint_wsgi import AsyncCrossmintAuth, CrossmintAuth, CrossmintAuthError, ErrorCode
+from crossmint_wsgi.coordination import secret_digest
+from crossmint_wsgi.models import AuthMaterial, RefreshToken, User
+from crossmint_wsgi.redis import (
+    _HKDF_INFO,
+    _HKDF_SALT,
+    AsyncRedisCoordinator,
+    RedisCoordinator,
+    _Names,
+    _seal,
+    _unseal,
+)
+from crossmint_wsgi.testing import CrossmintEmulator
+
+PREFIX = "crossmint-wsgi:refresh:"
+
+
+@pytest.fixture(scope="module")
+def _shared_redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def redis(_shared_redis: RedisServer) -> RedisServer:
+    """The module's redis-server, emptied for this test."""
+    with _shared_redis.client() as client:
+        client.flushall()
+    return _shared_redis
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which it may kill."""
+    with redis_server() as server:
+        yield server
+
+
+def material(tag: str, *, user: bool = True, expiry: bool = True) -> AuthMaterial:
+    return AuthMaterial(
+        f"jwt-{tag}",
+        RefreshToken(
+            f"new-secret-{tag}",
+            datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc) if expiry else None,
+        ),
+        User.from_json({"id": "user-1", "email": "u@example.com", "extra": [1]}) if user else None,
+    )
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Upstream:
+    """Stands in for Crossmint's refresh call: counts calls, may wait, fail or block."""
+
+    def __init__(
+        self,
+        outcome: AuthMaterial | BaseException,
+        *,
+        delay: float = 0.0,
+        gate: threading.Event | None = None,
+    ) -> None:
+        self.outcome = outcome
+        self.delay = delay
+        self.gate = gate
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def _count(self) -> None:
+        with self._lock:
+            self.calls += 1
+
+    def __call__(self) -> AuthMaterial:
+        self._count()
+        if self.gate is not None:
+            assert self.gate.wait(30), "the test never opened the gate"
+        time.sleep(self.delay)
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+    async def run(self) -> AuthMaterial:
+        self._count()
+        await anyio.sleep(self.delay)
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+
+def in_threads(count: int, call: Callable[[int], object]) -> list[object]:
+    """Run ``call(i)`` in ``count`` threads released together; results or exceptions."""
+    barrier = threading.Barrier(count)
+    results: list[object] = [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = call(index)
+        except BaseException as error:  # collected and asserted by the caller
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
+# -- the sealed record --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        pytest.param(material("a"), id="material"),
+        pytest.param(material("b", user=False, expiry=False), id="material-no-user-no-expiry"),
+        pytest.param(
+            CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "refused (HTTP 401)"), id="rejected"
+        ),
+        pytest.param(
+            CrossmintAuthError(ErrorCode.UPSTREAM_UNAVAILABLE, "HTTP 503"), id="unavailable"
+        ),
+    ],
+)
+def test_record_round_trip(outcome: AuthMaterial | CrossmintAuthError) -> None:
+    names = _Names.of(new_secret(), PREFIX)
+    opened = _unseal(names, _seal(names, outcome))
+    if isinstance(outcome, AuthMaterial):
+        assert opened == outcome
+        assert isinstance(opened, AuthMaterial)
+        assert opened.jwt == outcome.jwt
+        assert opened.refresh_token.secret == outcome.refresh_token.secret
+        assert opened.refresh_token.expires_at == outcome.refresh_token.expires_at
+        assert (opened.user.raw if opened.user else None) == (
+            outcome.user.raw if outcome.user else None
+        )
+    else:
+        assert isinstance(opened, CrossmintAuthError)
+        assert (opened.code, opened.message) == (outcome.code, outcome.message)
+
+
+def test_each_record_has_its_own_nonce() -> None:
+    names = _Names.of(new_secret(), PREFIX)
+    first, second = _seal(names, material("a")), _seal(names, material("a"))
+    assert first[1:13] != second[1:13]
+    assert first != second
+
+
+def test_record_does_not_open_without_its_secret(caplog: pytest.LogCaptureFixture) -> None:
+    secret = new_secret()
+    names = _Names.of(secret, PREFIX)
+    sealed = _seal(names, material("a"))
+    # Someone holding another secret, reading the same key.
+    other = dataclasses.replace(_Names.of(new_secret(), PREFIX), result=names.result)
+    flipped = bytearray(sealed)
+    flipped[-1] ^= 1
+    moved = dataclasses.replace(names, result=names.result + "x")
+    with caplog.at_level(logging.WARNING, "crossmint_wsgi"):
+        assert _unseal(other, sealed) is None
+        assert _unseal(names, bytes(flipped)) is None  # tampered
+        assert _unseal(moved, sealed) is None  # copied under another key name
+        assert _unseal(names, sealed[:20]) is None  # truncated
+        assert _unseal(names, b"\x02" + sealed[1:]) is None  # unknown format
+    assert len(caplog.records) == 5
+    shorts = (names.digest[:8], other.digest[:8])
+    assert all(any(short in r.getMessage() for short in shorts) for r in caplog.records)
+    assert secret not in caplog.text
+
+
+def test_key_names_and_cipher_key_are_different_functions_of_the_secret() -> None:
+    secret = new_secret()
+    names = _Names.of(secret, PREFIX)
+    cipher_key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=_HKDF_INFO
+    ).derive(secret.encode())
+    assert names.result == PREFIX + secret_digest(secret)
+    assert names.lock == PREFIX + secret_digest(secret) + ":lock"
+    assert cipher_key.hex() not in names.result
+    assert cipher_key.hex() != secret_digest(secret)
+    # The cipher in the names is that key: a record sealed with it opens with a fresh one.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    sealed = _seal(names, material("a"))
+    assert AESGCM(cipher_key).decrypt(sealed[1:13], sealed[13:], names.result.encode())
+
+
+# -- through Redis -----------------------------------------------------------------------
+
+
+def redis_contents(server: RedisServer) -> dict[bytes, tuple[bytes, int]]:
+    with server.client() as client:
+        return {key: (client.get(key) or b"", client.pttl(key)) for key in client.scan_iter()}
+
+
+def test_redis_never_holds_a_secret_or_token(redis: RedisServer) -> None:
+    secret = new_secret()
+    upstream = Upstream(material("plain"))
+    coordinator = RedisCoordinator.from_url(redis.url)
+    assert coordinator.refresh(secret, upstream) == upstream.outcome
+    contents = redis_contents(redis)
+    assert set(contents) == {(PREFIX + secret_digest(secret)).encode()}
+    readable = [secret, "jwt-plain", "new-secret-plain", "u@example.com", "user-1"]
+    for key, (value, _) in contents.items():
+        for text in readable:
+            assert text.encode() not in key
+            assert text.encode() not in value
+    coordinator.close()
+
+
+@pytest.mark.parametrize(
+    ("outcome", "limit_ms"),
+    [
+        pytest.param(material("a"), 30_000, id="result-lives-for-grace"),
+        pytest.param(CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "no"), 5_000, id="rejected"),
+        pytest.param(
+            CrossmintAuthError(ErrorCode.UPSTREAM_UNAVAILABLE, "down"), 1_000, id="unavailable"
+        ),
+    ],
+)
+def test_lock_and_records_expire(
+    redis: RedisServer, outcome: AuthMaterial | CrossmintAuthError, limit_ms: int
+) -> None:
+    secret = new_secret()
+    coordinator = RedisCoordinator.from_url(
+        redis.url, grace=30, wait=7, rejected_ttl=5, unavailable_ttl=1
+    )
+    gate = threading.Event()
+    outcomes: list[object] = []
+
+    def refresh() -> None:
+        try:
+            outcomes.append(coordinator.refresh(secret, Upstream(outcome, gate=gate)))
+        except CrossmintAuthError as error:
+            outcomes.append(error)
+
+    thread = threading.Thread(target=refresh)
+    thread.start()
+    lock = (PREFIX + secret_digest(secret) + ":lock").encode()
+    wait_until(lambda: lock in redis_contents(redis), "the winner holds the lock")
+    assert 0 < redis_contents(redis)[lock][1] <= 7_000
+    gate.set()
+    thread.join(30)
+    assert outcomes == [outcome]
+    contents = redis_contents(redis)
+    assert set(contents) == {(PREFIX + secret_digest(secret)).encode()}  # lock released
+    assert 0 < contents[(PREFIX + secret_digest(secret)).encode()][1] <= limit_ms
+    coordinator.close()
+
+
+def test_one_refresh_for_many_threads_in_many_processes(redis: RedisServer) -> None:
+    # Each coordinator stands for a worker process: its own grace cache and flights.
+    coordinators = [RedisCoordinator.from_url(redis.url) for _ in range(4)]
+    upstream = Upstream(material("once"), delay=0.2)
+    secret = new_secret()
+    results = in_threads(40, lambda i: coordinators[i % 4].refresh(secret, upstream))
+    assert upstream.calls == 1
+    assert all(result == upstream.outcome for result in results), results
+    # A fifth process arriving later reads the result from Redis.
+    late = Upstream(material("late"))
+    assert RedisCoordinator.from_url(redis.url).refresh(secret, late) == upstream.outcome
+    assert late.calls == 0
+    for coordinator in coordinators:
+        coordinator.close()
+
+
+def hold_lock(server: RedisServer, secret: str, ttl_ms: int) -> None:
+    """Take the lock for ``secret`` as a winner would, then never store a result."""
+    with server.client() as client:
+        assert client.set(PREFIX + secret_digest(secret) + ":lock", "dead", nx=True, px=ttl_ms)
+
+
+def test_waiter_refreshes_alone_after_a_bounded_wait(redis: RedisServer) -> None:
+    secret = new_secret()
+    hold_lock(redis, secret, 60_000)  # the winner died and its lock outlives the wait
+    upstream = Upstream(material("alone"))
+    coordinator = RedisCoordinator.from_url(redis.url, wait=0.3)
+    assert coordinator.refresh(secret, upstream) == upstream.outcome
+    assert upstream.calls == 1
+    # What it got is shared from now on.
+    later = Upstream(material("later"))
+    assert RedisCoordinator.from_url(redis.url).refresh(secret, later) == upstream.outcome
+    assert later.calls == 0
+
+
+def test_waiters_take_over_an_expired_lock_one_at_a_time(redis: RedisServer) -> None:
+    secret = new_secret()
+    hold_lock(redis, secret, 300)  # the winner died; its lock expires before the wait ends
+    upstream = Upstream(material("takeover"), delay=0.1)
+    coordinators = [RedisCoordinator.from_url(redis.url, wait=20) for _ in range(3)]
+    results = in_threads(12, lambda i: coordinators[i % 3].refresh(secret, upstream))
+    assert upstream.calls == 1
+    assert all(result == upstream.outcome for result in results), results
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param(ErrorCode.SESSION_EXPIRED, id="rejected"),
+        pytest.param(ErrorCode.UPSTREAM_UNAVAILABLE, id="unavailable"),
+    ],
+)
+def test_a_failure_is_shared_not_repeated(redis: RedisServer, code: ErrorCode) -> None:
+    secret = new_secret()
+    failing = Upstream(CrossmintAuthError(code, "Crossmint said no"), delay=0.2)
+    coordinators = [RedisCoordinator.from_url(redis.url) for _ in range(3)]
+    results = in_threads(15, lambda i: coordinators[i % 3].refresh(secret, failing))
+    assert failing.calls == 1
+    assert all(isinstance(r, CrossmintAuthError) and r.code is code for r in results), results
+    # Arriving afterwards: the same answer, still without a call.
+    again = Upstream(material("again"))
+    with pytest.raises(CrossmintAuthError) as raised:
+        RedisCoordinator.from_url(redis.url).refresh(secret, again)
+    assert raised.value.code is code
+    assert again.calls == 0
+
+
+def test_unavailability_is_retried_once_its_record_expires(redis: RedisServer) -> None:
+    secret = new_secret()
+    coordinator = RedisCoordinator.from_url(redis.url, unavailable_ttl=0.2)
+    down = Upstream(CrossmintAuthError(ErrorCode.UPSTREAM_UNAVAILABLE, "HTTP 503"))
+    with pytest.raises(CrossmintAuthError):
+        coordinator.refresh(secret, down)
+    with redis.client() as client:
+        wait_until(lambda: not client.exists(PREFIX + secret_digest(secret)), "the record expired")
+    back = Upstream(material("back"))
+    assert RedisCoordinator.from_url(redis.url).refresh(secret, back) == back.outcome
+    assert back.calls == 1
+
+
+def test_a_result_replaces_a_failure_never_the_reverse(redis: RedisServer) -> None:
+    """A slow winner succeeds after a waiter gave up and was refused (rotation)."""
+    secret = new_secret()
+    gate = threading.Event()
+    slow = Upstream(material("slow"), gate=gate)
+    winner = RedisCoordinator.from_url(redis.url)
+    outcome: list[AuthMaterial] = []
+    thread = threading.Thread(target=lambda: outcome.append(winner.refresh(secret, slow)))
+    thread.start()
+    with redis.client() as client:
+        wait_until(
+            lambda: bool(client.exists(PREFIX + secret_digest(secret) + ":lock")),
+            "the winner holds the lock",
+        )
+    impatient = RedisCoordinator.from_url(redis.url, wait=0.1)
+    refused = Upstream(CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "already used"))
+    with pytest.raises(CrossmintAuthError):
+        impatient.refresh(secret, refused)
+    gate.set()
+    thread.join(30)
+    assert outcome == [slow.outcome]
+    late = Upstream(material("late"))
+    assert RedisCoordinator.from_url(redis.url).refresh(secret, late) == slow.outcome
+    assert late.calls == 0
+
+
+def test_a_broken_winner_releases_the_lock(redis: RedisServer) -> None:
+    secret = new_secret()
+    broken = Upstream(RuntimeError("a bug"))
+    with pytest.raises(RuntimeError, match="a bug"):
+        RedisCoordinator.from_url(redis.url).refresh(secret, broken)
+    assert redis_contents(redis) == {}
+    # The next one does not wait for the lock to expire.
+    upstream = Upstream(material("next"))
+    assert RedisCoordinator.from_url(redis.url, wait=30).refresh(secret, upstream) == (
+        upstream.outcome
+    )
+
+
+def test_one_upstream_refresh_across_auth_objects(
+    redis: RedisServer, crossmint_emulator: CrossmintEmulator
+) -> None:
+    crossmint_emulator.configure(reuse_window=0)
+    crossmint = crossmint_emulator.crossmint()
+    workers = [
+        CrossmintAuth(crossmint, leeway=0, coordinator=RedisCoordinator.from_url(redis.url))
+        for _ in range(3)
+    ]
+    login = crossmint_emulator.create_session("user-r", email="r@example.com", jwt_ttl=-30)
+    crossmint_emulator.set_latency(0.05)
+    results = in_threads(
+        30,
+        lambda i: workers[i % 3].get_session(
+            jwt=login.jwt, refresh_token=login.refresh_token.secret
+        ),
+    )
+    assert crossmint_emulator.requests["refresh"] == 1
+    jwts = {getattr(result, "jwt", result) for result in results}
+    assert len(jwts) == 1, results
+    assert login.jwt not in jwts
+    for worker in workers:
+        worker.close()
+
+
+# -- Redis going away ---------------------------------------------------------------------
+
+
+def test_redis_killed_mid_test_requests_still_succeed(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    coordinators = [
+        RedisCoordinator.from_url(own_redis.url, retry_interval=0.2, log_interval=3600)
+        for _ in range(2)
+    ]
+    first = Upstream(material("first"), delay=0.05)
+    secret = new_secret()
+    assert in_threads(10, lambda i: coordinators[i % 2].refresh(secret, first)) == (
+        [first.outcome] * 10
+    )
+    assert first.calls == 1
+
+    # Killed while a waiter polls for a winner's result: the waiter refreshes itself.
+    gate = threading.Event()
+    slow = Upstream(material("slow"), gate=gate)
+    waiting_secret = new_secret()
+    winner = threading.Thread(target=lambda: coordinators[0].refresh(waiting_secret, slow))
+    winner.start()
+    with own_redis.client() as client:
+        wait_until(
+            lambda: bool(client.exists(PREFIX + secret_digest(waiting_secret) + ":lock")),
+            "the winner holds the lock",
+        )
+    waiter_upstream = Upstream(material("waiter"))
+    waiter_result: list[object] = []
+    waiter = threading.Thread(
+        target=lambda: waiter_result.append(
+            coordinators[1].refresh(waiting_secret, waiter_upstream)
+        )
+    )
+    with caplog.at_level(logging.INFO, "crossmint_wsgi"):
+        waiter.start()
+        own_redis.kill()
+        waiter.join(30)
+        gate.set()
+        winner.join(30)
+        assert waiter_result == [waiter_upstream.outcome]
+
+        # Redis is gone: bursts are coordinated in each process.
+        for round_number in range(3):
+            down = Upstream(material(f"down-{round_number}"), delay=0.05)
+            burst_secret = new_secret()
+            results = in_threads(
+                20,
+                lambda _, s=burst_secret, u=down: coordinators[0].refresh(s, u),  # type: ignore[misc]
+            )
+            assert results == [down.outcome] * 20
+            assert down.calls == 1
+            time.sleep(0.25)  # past retry_interval: each round tries Redis again
+
+    # Once per process (coordinator) and log_interval, though every round met it.
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert all("Redis is unavailable" in w for w in warnings)
+    assert all(secret_digest(waiting_secret)[:8] in w for w in warnings)
+    for text in (secret, waiting_secret, "jwt-", "new-secret-"):
+        assert text not in caplog.text
+
+    # Back on the same port: coordination across processes resumes.
+    caplog.clear()
+    own_redis.start()
+    with caplog.at_level(logging.INFO, "crossmint_wsgi"):
+        back_secret = new_secret()
+        back = Upstream(material("back"))
+        assert coordinators[0].refresh(back_secret, back) == back.outcome
+    other = Upstream(material("other"))
+    assert coordinators[1].refresh(back_secret, other) == back.outcome
+    assert other.calls == 0
+    assert "Redis answers again" in caplog.text
+
+
+def test_from_url_checks_the_url_but_does_not_connect() -> None:
+    with pytest.raises(ValueError, match="scheme"):
+        RedisCoordinator.from_url("http://127.0.0.1:1/")
+    with pytest.raises(ValueError, match="scheme"):
+        AsyncRedisCoordinator.from_url("mysql://127.0.0.1:1/")
+    # Nothing listens there; construction is fine and a refresh goes on in-process.
+    coordinator = RedisCoordinator.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    upstream = Upstream(material("offline"))
+    assert coordinator.refresh(new_secret(), upstream) == upstream.outcome
+    assert upstream.calls == 1
+
+
+# -- async, on asyncio and trio -----------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_async_one_refresh_for_many_tasks_in_many_processes(redis: RedisServer) -> None:
+    coordinators = [AsyncRedisCoordinator.from_url(redis.url) for _ in range(3)]
+    upstream = Upstream(material("async"), delay=0.2)
+    secret = new_secret()
+    results: list[AuthMaterial] = []
+
+    async def one(coordinator: AsyncRedisCoordinator) -> None:
+        results.append(await coordinator.refresh(secret, upstream.run))
+
+    async with anyio.create_task_group() as group:
+        for i in range(30):
+            group.start_soon(one, coordinators[i % 3])
+    assert upstream.calls == 1
+    assert results == [upstream.outcome] * 30
+    for coordinator in coordinators:
+        await coordinator.aclose()
+
+
+@pytest.mark.anyio
+async def test_sync_and_async_workers_share_records(redis: RedisServer) -> None:
+    secret = new_secret()
+    upstream = Upstream(material("shared"))
+    await anyio.to_thread.run_sync(RedisCoordinator.from_url(redis.url).refresh, secret, upstream)
+    coordinator = AsyncRedisCoordinator.from_url(redis.url)
+    late = Upstream(material("late"))
+    assert await coordinator.refresh(secret, late.run) == upstream.outcome
+    assert late.calls == 0
+    await coordinator.aclose()
+
+
+@pytest.mark.anyio
+async def test_async_failure_is_shared(redis: RedisServer) -> None:
+    secret = new_secret()
+    coordinators = [AsyncRedisCoordinator.from_url(redis.url) for _ in range(2)]
+    failing = Upstream(CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "no"), delay=0.1)
+    codes: list[ErrorCode] = []
+
+    async def one(coordinator: AsyncRedisCoordinator) -> None:
+        try:
+            await coordinator.refresh(secret, failing.run)
+        except CrossmintAuthError as error:
+            codes.append(error.code)
+
+    async with anyio.create_task_group() as group:
+        for i in range(10):
+            group.start_soon(one, coordinators[i % 2])
+    assert failing.calls == 1
+    assert codes == [ErrorCode.SESSION_EXPIRED] * 10
+    for coordinator in coordinators:
+        await coordinator.aclose()
+
+
+@pytest.mark.anyio
+async def test_async_cancelled_winner_releases_the_lock(redis: RedisServer) -> None:
+    secret = new_secret()
+    coordinator = AsyncRedisCoordinator.from_url(redis.url)
+    started = anyio.Event()
+
+    async def never() -> AuthMaterial:
+        started.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    with redis.client() as client:
+        async with anyio.create_task_group() as group:
+            group.start_soon(coordinator.refresh, secret, never)
+            await started.wait()
+            assert client.exists(PREFIX + secret_digest(secret) + ":lock")
+            group.cancel_scope.cancel()
+        assert not client.exists(PREFIX + secret_digest(secret) + ":lock")
+    upstream = Upstream(material("after"))
+    assert await coordinator.refresh(secret, upstream.run) == upstream.outcome
+    await coordinator.aclose()
+
+
+@pytest.mark.anyio
+async def test_async_without_redis_coordinates_in_process(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    coordinator = AsyncRedisCoordinator.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    upstream = Upstream(material("local"), delay=0.1)
+    secret = new_secret()
+    results: list[AuthMaterial] = []
+
+    async def one() -> None:
+        results.append(await coordinator.refresh(secret, upstream.run))
+
+    with caplog.at_level(logging.WARNING, "crossmint_wsgi"):
+        async with anyio.create_task_group() as group:
+            for _ in range(20):
+                group.start_soon(one)
+    assert upstream.calls == 1
+    assert results == [upstream.outcome] * 20
+    assert "Redis is unavailable" in caplog.text
+    assert secret not in caplog.text
+    await coordinator.aclose()
+
+
+@pytest.mark.anyio
+async def test_async_one_upstream_refresh_across_auth_objects(
+    redis: RedisServer, crossmint_emulator: CrossmintEmulator
+) -> None:
+    crossmint_emulator.configure(reuse_window=0)
+    crossmint = crossmint_emulator.crossmint()
+    coordinators = [AsyncRedisCoordinator.from_url(redis.url) for _ in range(3)]
+    workers = [AsyncCrossmintAuth(crossmint, leeway=0, coordinator=c) for c in coordinators]
+    login = crossmint_emulator.create_session("user-a", jwt_ttl=-30)
+    crossmint_emulator.set_latency(0.05)
+    jwts: list[str] = []
+
+    async def one(worker: AsyncCrossmintAuth) -> None:
+        session = await worker.get_session(jwt=login.jwt, refresh_token=login.refresh_token.secret)
+        jwts.append(session.jwt)
+
+    async with anyio.create_task_group() as group:
+        for i in range(30):
+            group.start_soon(one, workers[i % 3])
+    assert crossmint_emulator.requests["refresh"] == 1
+    assert len(jwts) == 30
+    assert len(set(jwts)) == 1
+    assert login.jwt not in jwts
+    for worker, coordinator in zip(workers, coordinators, strict=True):
+        await worker.aclose()
+        await coordinator.aclose()
+
+
+def test_redis_server_helper_fails_clearly_without_the_program(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    import support
+
+    monkeypatch.setattr(support, "VENV_BIN", tmp_path)
+    with pytest.raises(AssertionError, match="redis-server"):
+        RedisServer(tmp_path)

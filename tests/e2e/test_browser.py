@@ -21,12 +21,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import BrowserContext, Cookie, Page, Response
+from redis_server import redis_server
 from support import Server, free_port, require_program, run_server
 
 from crossmint_wsgi.testing import CrossmintEmulator
 
 from .cross_site import CrossSiteServer
-from .redis_process import redis_server
 
 JWT_COOKIE = "crossmint-jwt"
 REFRESH_COOKIE = "crossmint-refresh-token"
@@ -367,7 +367,7 @@ def app_server(app: App, env: Mapping[str, str]) -> Iterator[Server]:
     with contextlib.ExitStack() as stack:
         full_env = dict(env)
         if app.redis:
-            full_env["CROSSMINT_REDIS_URL"] = stack.enter_context(redis_server())
+            full_env["CROSSMINT_REDIS_URL"] = stack.enter_context(redis_server()).url
         yield stack.enter_context(run_server(app.command(port), port=port, env=full_env))
 
 

@@ -25,7 +25,8 @@ What Redis holds:
   HKDF-SHA256 (a different function of ``S`` from the key name), with a fresh
   random 96-bit nonce per value and the key name as associated data. Only a
   holder of ``S`` can read the new tokens, and nobody without ``S`` can forge a
-  record that a holder would accept: a record that does not open is ignored.
+  record that a holder would accept: a record that does not open is treated
+  as absent (and overwritten by the next result).
 - A result expires with the grace window. The lock is released when the
   outcome is stored, and expires after ``lock_ttl`` if its winner dies.
 
@@ -89,9 +90,10 @@ _HKDF_SALT = b"crossmint-wsgi redis coordinator"
 _HKDF_INFO = b"refresh record v1"
 # The record if there is one, else the lock if it is free: one atomic step, so a
 # winner that stores and releases between a look and a claim cannot be missed.
+# ARGV[3] is a record the caller could not open, to be treated as absent.
 _TURN = """
 local record = redis.call('get', KEYS[1])
-if record then return {1, record} end
+if record and record ~= ARGV[3] then return {1, record} end
 if redis.call('set', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
 return {0}
 """
@@ -232,6 +234,7 @@ class _Turn:
     lock: str
     token: str
     ttl_ms: int
+    unreadable: bytes = b""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,14 +296,21 @@ def _take_turn(
     """Another process's outcome; our lock token when we won; ``None`` when we waited enough."""
     token = secrets.token_hex(16)
     deadline = clock() + settings.wait
+    unreadable = b""
     while True:
         # Winning after a wait is the takeover: a winner that died leaves its lock to expire.
-        record, won = yield _Turn(names.result, names.lock, token, _ms(settings.lock_ttl))
+        record, won = yield _Turn(
+            names.result, names.lock, token, _ms(settings.lock_ttl), unreadable
+        )
         if won:
             return token
         found = _unseal(names, record)
         if found is not None:
             return found
+        if record is not None:
+            # Forged, corrupt or from another version: claim the lock over it, now.
+            unreadable = record
+            continue
         remaining = deadline - clock()
         if remaining <= 0:
             logger.info(
@@ -393,7 +403,9 @@ def _turn_reply(reply: Any) -> tuple[bytes | None, bool]:
 
 def _run_sync(client: redis.Redis, step: _Command) -> Any:
     if isinstance(step, _Turn):
-        return _turn_reply(client.eval(_TURN, 2, step.result, step.lock, step.token, step.ttl_ms))
+        return _turn_reply(
+            client.eval(_TURN, 2, step.result, step.lock, step.token, step.ttl_ms, step.unreadable)
+        )
     if isinstance(step, _Store):
         pipe = client.pipeline(transaction=False)
         pipe.set(step.key, step.value, px=step.ttl_ms, nx=step.only_new)
@@ -406,7 +418,9 @@ def _run_sync(client: redis.Redis, step: _Command) -> Any:
 async def _run_async(client: redis.asyncio.Redis, step: _Command) -> Any:
     if isinstance(step, _Turn):
         return _turn_reply(
-            await client.eval(_TURN, 2, step.result, step.lock, step.token, step.ttl_ms)
+            await client.eval(
+                _TURN, 2, step.result, step.lock, step.token, step.ttl_ms, step.unreadable
+            )
         )
     if isinstance(step, _Store):
         pipe = client.pipeline(transaction=False)

@@ -382,6 +382,25 @@ def test_a_result_replaces_a_failure_never_the_reverse(redis: RedisServer) -> No
     assert late.calls == 0
 
 
+def test_a_record_that_does_not_open_is_replaced(
+    redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = new_secret()
+    forged = _seal(_Names.of(new_secret(), PREFIX), material("forged"))
+    with redis.client() as client:
+        client.set(PREFIX + secret_digest(secret), forged, px=60_000)
+    upstream = Upstream(material("real"), delay=0.1)
+    coordinators = [RedisCoordinator.from_url(redis.url, wait=30) for _ in range(3)]
+    with caplog.at_level(logging.WARNING, "crossmint_wsgi"):
+        results = in_threads(9, lambda i: coordinators[i % 3].refresh(secret, upstream))
+    assert results == [upstream.outcome] * 9
+    assert upstream.calls == 1
+    assert "does not open" in caplog.text
+    names = _Names.of(secret, PREFIX)
+    with redis.client() as client:
+        assert _unseal(names, client.get(names.result)) == upstream.outcome
+
+
 def test_a_broken_winner_releases_the_lock(redis: RedisServer) -> None:
     secret = new_secret()
     broken = Upstream(RuntimeError("a bug"))

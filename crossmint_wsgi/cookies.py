@@ -64,12 +64,28 @@ def read_auth_cookies(cookies: Mapping[str, str], project_id: str) -> AuthCookie
     return AuthCookies(jwt, refresh, tuple(names))
 
 
+def _parse(header: str) -> Mapping[str, str]:
+    """``parse_cookie`` of PEP 3333 latin-1 text, which must not fail on bytes that are not UTF-8.
+
+    werkzeug decodes the header as UTF-8 and raises on anything else; one stray
+    byte from a client must not turn a request into a server error.
+    """
+    try:
+        return parse_cookie(header)
+    except UnicodeError:
+        try:
+            text = header.encode("latin-1").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            text = header  # not latin-1 text: already decoded
+        return parse_cookie(text.encode("utf-8", "replace").decode("latin-1"))
+
+
 def parse_auth_cookie_header(header: str | None, project_id: str) -> AuthCookies:
     """Read the auth cookies from a raw ``Cookie`` header (PEP 3333 latin-1 text)."""
     # Most requests of an app carry no auth cookie: skip the parser for them.
     if not header or "crossmint-" not in header:
         return NO_COOKIES
-    return read_auth_cookies(parse_cookie(header), project_id)
+    return read_auth_cookies(_parse(header), project_id)
 
 
 def cookie_header_from(source: Any) -> Mapping[str, str] | None:
@@ -83,10 +99,10 @@ def cookie_header_from(source: Any) -> Mapping[str, str] | None:
         return None
     if isinstance(source, Mapping):
         if "HTTP_COOKIE" in source or "wsgi.version" in source:
-            return parse_cookie(source.get("HTTP_COOKIE", ""))
+            return _parse(source.get("HTTP_COOKIE") or "")
         if "headers" in source and source.get("type") in ("http", "websocket"):
             header = b"; ".join(v for k, v in source["headers"] if k.lower() == b"cookie")
-            return parse_cookie(header.decode("latin-1"))
+            return _parse(header.decode("latin-1"))
         return source
     cookies = getattr(source, "cookies", None)
     if isinstance(cookies, Mapping):

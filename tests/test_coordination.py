@@ -1,0 +1,394 @@
+"""In-process coordination: one upstream refresh per expired session, through the middlewares."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import anyio
+import pytest
+from werkzeug.test import Client
+
+from crossmint_wsgi import (
+    AsyncCrossmintAuth,
+    CrossmintASGIMiddleware,
+    CrossmintAuth,
+    CrossmintAuthError,
+    CrossmintWSGIMiddleware,
+    ErrorCode,
+)
+from crossmint_wsgi.coordination import (
+    AsyncLocalCoordinator,
+    AsyncSingleFlight,
+    GraceCache,
+    LocalCoordinator,
+    SingleFlight,
+)
+from crossmint_wsgi.models import AuthMaterial, RefreshToken
+from crossmint_wsgi.testing import CrossmintEmulator
+
+BURST = 200
+JWT_COOKIE = "crossmint-jwt"
+REFRESH_COOKIE = "crossmint-refresh-token"
+
+
+def expired_login(emulator: CrossmintEmulator) -> tuple[AuthMaterial, str]:
+    """A session whose JWT has expired, in strict rotation, and its Cookie header."""
+    emulator.configure(reuse_window=0)
+    login = emulator.create_session("user-storm", email="storm@example.com", jwt_ttl=-30)
+    # A slower Crossmint keeps the burst inside one refresh round trip.
+    emulator.set_latency(0.05)
+    cookie = f"{JWT_COOKIE}={login.jwt}; {REFRESH_COOKIE}={login.refresh_token.secret}"
+    return login, cookie
+
+
+def cookie_value(set_cookies: tuple[str, ...], name: str) -> str:
+    for header in set_cookies:
+        if header.startswith(name + "="):
+            return header.split(";", 1)[0].split("=", 1)[1]
+    raise AssertionError(f"no {name} cookie in {set_cookies}")
+
+
+def assert_one_refresh_for_all(
+    emulator: CrossmintEmulator,
+    login: AuthMaterial,
+    answers: list[tuple[int, bytes, tuple[str, ...]]],
+) -> None:
+    assert emulator.requests["refresh"] == 1
+    assert len(answers) == BURST
+    assert {status for status, _, _ in answers} == {200}
+    assert {body for _, body, _ in answers} == {b"user-storm"}  # every request had a session
+    cookies = {set_cookies for _, _, set_cookies in answers}
+    assert len(cookies) == 1, cookies  # the same new cookies, byte for byte
+    (set_cookies,) = cookies
+    new_jwt = cookie_value(set_cookies, JWT_COOKIE)
+    new_secret = cookie_value(set_cookies, REFRESH_COOKIE)
+    assert new_jwt
+    assert new_jwt != login.jwt
+    assert new_secret
+    assert new_secret != login.refresh_token.secret
+
+
+# -- WSGI, threads ------------------------------------------------------------------------
+
+
+def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    session = environ["crossmint.session"]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [session.user_id.encode() if session else b"no session"]
+
+
+def test_wsgi_burst_of_threads_makes_one_refresh(
+    crossmint_emulator: CrossmintEmulator, auth: CrossmintAuth
+) -> None:
+    login, cookie = expired_login(crossmint_emulator)
+    app = CrossmintWSGIMiddleware(wsgi_app, auth)
+    barrier = threading.Barrier(BURST)
+    answers: list[tuple[int, bytes, tuple[str, ...]]] = []
+    failures: list[BaseException] = []
+
+    def request() -> None:
+        client = Client(app, use_cookies=False)
+        barrier.wait()
+        try:
+            response = client.get("/", headers={"Cookie": cookie})
+            answers.append(
+                (
+                    response.status_code,
+                    response.get_data(),
+                    tuple(response.headers.getlist("Set-Cookie")),
+                )
+            )
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=request) for _ in range(BURST)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert_one_refresh_for_all(crossmint_emulator, login, answers)
+
+
+# -- ASGI, asyncio and trio tasks -----------------------------------------------------------
+
+
+async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    session = scope["state"]["crossmint_session"]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain")],
+        }
+    )
+    body = session.user_id.encode() if session else b"no session"
+    await send({"type": "http.response.body", "body": body})
+
+
+async def asgi_get(
+    app: CrossmintASGIMiddleware, path: str, cookie: str
+) -> tuple[int, bytes, tuple[str, ...]]:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"cookie", cookie.encode("latin-1"))],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    set_cookies = tuple(v.decode("latin-1") for k, v in start["headers"] if k == b"set-cookie")
+    return start["status"], body, set_cookies
+
+
+@pytest.mark.anyio
+async def test_asgi_burst_of_tasks_makes_one_refresh(
+    crossmint_emulator: CrossmintEmulator, async_auth: AsyncCrossmintAuth
+) -> None:
+    login, cookie = expired_login(crossmint_emulator)
+    app = CrossmintASGIMiddleware(asgi_app, async_auth)
+    go = anyio.Event()
+    answers: list[tuple[int, bytes, tuple[str, ...]]] = []
+
+    async def request() -> None:
+        await go.wait()
+        answers.append(await asgi_get(app, "/", cookie))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(BURST):
+            group.start_soon(request)
+        await anyio.wait_all_tasks_blocked()
+        go.set()
+    assert_one_refresh_for_all(crossmint_emulator, login, answers)
+
+
+# -- the parts ------------------------------------------------------------------------------
+
+
+def material(tag: str) -> AuthMaterial:
+    return AuthMaterial(
+        f"jwt-{tag}", RefreshToken(f"secret-{tag}", datetime(2030, 1, 1, tzinfo=timezone.utc))
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_grace_cache_serves_within_the_window_only() -> None:
+    clock = Clock()
+    cache = GraceCache(window=30, clock=clock)
+    cache.put("a", material("a"))
+    clock.now += 29.9
+    assert cache.get("a") == material("a")
+    clock.now += 0.1
+    assert cache.get("a") is None
+    assert len(cache) == 0  # an expired entry is dropped when met
+
+
+def test_grace_cache_is_bounded_oldest_first() -> None:
+    clock = Clock()
+    cache = GraceCache(window=30, max_entries=3, clock=clock)
+    for name in "abcd":
+        cache.put(name, material(name))
+        clock.now += 1
+    assert len(cache) == 3
+    assert cache.get("a") is None
+    assert [cache.get(name) for name in "bcd"] == [material(name) for name in "bcd"]
+    cache.put("b", material("b2"))  # written again: now the newest
+    cache.put("e", material("e"))
+    assert cache.get("c") is None
+    assert cache.get("b") == material("b2")
+
+
+def test_grace_cache_drops_expired_entries_when_writing() -> None:
+    clock = Clock()
+    cache = GraceCache(window=10, clock=clock)
+    for name in "abc":
+        cache.put(name, material(name))
+    clock.now += 11
+    cache.put("d", material("d"))
+    assert len(cache) == 1
+
+
+@pytest.mark.parametrize(
+    ("window", "max_entries"),
+    [pytest.param(0, 10, id="no-window"), pytest.param(30, 0, id="no-room")],
+)
+def test_grace_cache_can_be_turned_off(window: float, max_entries: int) -> None:
+    cache = GraceCache(window=window, max_entries=max_entries)
+    cache.put("a", material("a"))
+    assert cache.get("a") is None
+    assert len(cache) == 0
+
+
+def test_single_flight_shares_an_error_and_does_not_keep_it() -> None:
+    flight: SingleFlight[str] = SingleFlight()
+    threads_count = 20
+    arrived = 0
+    arrived_lock = threading.Lock()
+    calls = 0
+    refused = CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "refused")
+
+    def call() -> str:
+        nonlocal calls
+        calls += 1
+        deadline = time.monotonic() + 10
+        while arrived < threads_count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the last arrivals are inside do() by now
+        raise refused
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        nonlocal arrived
+        with arrived_lock:
+            arrived += 1
+        try:
+            flight.do("key", call)
+        except CrossmintAuthError as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert calls == 1
+    assert len(errors) == threads_count
+    assert all(error is refused for error in errors)
+    # The error is not remembered: the next call runs.
+    assert flight.do("key", lambda: "fresh") == "fresh"
+
+
+def test_local_coordinator_does_not_cache_errors() -> None:
+    coordinator = LocalCoordinator(grace=30)
+    refused = CrossmintAuthError(ErrorCode.UPSTREAM_UNAVAILABLE, "down")
+
+    def fail() -> AuthMaterial:
+        raise refused
+
+    with pytest.raises(CrossmintAuthError):
+        coordinator.refresh("secret", fail)
+    assert coordinator.refresh("secret", lambda: material("ok")) == material("ok")
+    # Now the grace cache answers, without a call.
+    assert coordinator.refresh("secret", lambda: material("other")) == material("ok")
+
+
+@pytest.mark.anyio
+async def test_async_single_flight_survives_a_cancelled_leader() -> None:
+    flight: AsyncSingleFlight[str] = AsyncSingleFlight()
+    calls = 0
+    leader_started = anyio.Event()
+
+    async def call() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            leader_started.set()
+            await anyio.sleep_forever()
+        return f"value-{calls}"
+
+    got: list[str] = []
+    leader = anyio.CancelScope()
+
+    async def lead() -> None:
+        with leader:
+            await flight.do("key", call)
+
+    async def wait() -> None:
+        got.append(await flight.do("key", call))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(lead)
+        await leader_started.wait()
+        group.start_soon(wait)
+        await anyio.wait_all_tasks_blocked()  # the second task waits on the leader
+        leader.cancel()
+    assert leader.cancelled_caught
+    # The waiter did not inherit the cancellation: it ran the call again, as leader.
+    assert got == ["value-2"]
+    assert calls == 2
+
+
+@pytest.mark.anyio
+async def test_async_single_flight_shares_an_error() -> None:
+    flight: AsyncSingleFlight[str] = AsyncSingleFlight()
+    calls = 0
+    release = anyio.Event()
+    refused = CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "refused")
+
+    async def call() -> str:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        raise refused
+
+    errors: list[BaseException] = []
+
+    async def run() -> None:
+        try:
+            await flight.do("key", call)
+        except CrossmintAuthError as error:
+            errors.append(error)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(10):
+            group.start_soon(run)
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+    assert calls == 1
+    assert len(errors) == 10
+    assert all(error is refused for error in errors)
+
+
+@pytest.mark.anyio
+async def test_async_local_coordinator_shares_one_call() -> None:
+    coordinator = AsyncLocalCoordinator(grace=30)
+    calls = 0
+    release = anyio.Event()
+
+    async def perform() -> AuthMaterial:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return material("shared")
+
+    results: list[AuthMaterial] = []
+
+    async def run() -> None:
+        results.append(await coordinator.refresh("secret", perform))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(50):
+            group.start_soon(run)
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+    assert calls == 1
+    assert results == [material("shared")] * 50

@@ -104,10 +104,16 @@ def cookie_header_from(source: Any) -> Mapping[str, str] | None:
             header = b"; ".join(v for k, v in source["headers"] if k.lower() == b"cookie")
             return _parse(header.decode("latin-1"))
         return source
+    environ = getattr(source, "environ", None)
+    if isinstance(environ, Mapping) and ("HTTP_COOKIE" in environ or "wsgi.version" in environ):
+        # A WSGI request object (Flask, werkzeug, Bottle): parse its header here,
+        # so the rules hold everywhere. Bottle's own .cookies keeps the last of
+        # a duplicated name, and SimpleCookie drops the rest of a header at an
+        # odd character.
+        return _parse(environ.get("HTTP_COOKIE") or "")
     cookies = getattr(source, "cookies", None)
     if isinstance(cookies, Mapping):
         return cookies
-    # Bottle's request.cookies is a FormsDict, a Mapping already; anything else is unknown.
     raise TypeError(
         f"cannot read cookies from {type(source).__name__}: pass a WSGI environ, an ASGI"
         " scope, a cookie mapping or a request object with a .cookies mapping"

@@ -1,0 +1,368 @@
+"""Reading the auth cookies and writing their Set-Cookie values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import bottle
+import pytest
+from flask import Flask
+from starlette.requests import Request as StarletteRequest
+from werkzeug.http import parse_cookie
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request as WerkzeugRequest
+
+from crossmint_wsgi import AuthMaterial, CookieOptions, RefreshToken
+from crossmint_wsgi import cookies as cookies_module
+from crossmint_wsgi.cookies import (
+    JWT_COOKIE,
+    NO_COOKIES,
+    REFRESH_COOKIE,
+    AuthCookies,
+    clear_cookie_headers,
+    cookie_header_from,
+    parse_auth_cookie_header,
+    read_auth_cookies,
+    session_cookie_headers,
+)
+
+PROJECT = "proj-1"
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln"
+EXPIRES_AT = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+JWT_EXP = int(datetime(2029, 6, 7, 8, 9, 10, tzinfo=timezone.utc).timestamp())
+
+
+def set_cookie(value: str) -> tuple[str, str, dict[str, str | bool]]:
+    """(name, value, attributes) of a Set-Cookie value; flags map to True."""
+    first, *rest = value.split("; ")
+    name, _, cookie_value = first.partition("=")
+    attributes: dict[str, str | bool] = {}
+    for part in rest:
+        key, sep, attribute = part.partition("=")
+        attributes[key.lower()] = attribute if sep else True
+    return name, cookie_value, attributes
+
+
+# -- parsing the Cookie header --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "jwt", "refresh", "names"),
+    [
+        pytest.param(
+            f"{JWT_COOKIE}={JWT}; {REFRESH_COOKIE}=r1",
+            JWT,
+            "r1",
+            (JWT_COOKIE, REFRESH_COOKIE),
+            id="both-unscoped",
+        ),
+        pytest.param(
+            f"{REFRESH_COOKIE}=abc==", None, "abc==", (REFRESH_COOKIE,), id="value-with-equals"
+        ),
+        pytest.param(
+            f"{REFRESH_COOKIE}=a=b=c; other=1",
+            None,
+            "a=b=c",
+            (REFRESH_COOKIE,),
+            id="several-equals",
+        ),
+        pytest.param(
+            f"{JWT_COOKIE}=first; {JWT_COOKIE}=second",
+            "first",
+            None,
+            (JWT_COOKIE,),
+            id="first-wins",
+        ),
+        pytest.param(
+            f"{JWT_COOKIE}-{PROJECT}=scoped; {REFRESH_COOKIE}-{PROJECT}=rs",
+            "scoped",
+            "rs",
+            (f"{JWT_COOKIE}-{PROJECT}", f"{REFRESH_COOKIE}-{PROJECT}"),
+            id="scoped-names",
+        ),
+        pytest.param(
+            f"{JWT_COOKIE}-{PROJECT}=scoped; {JWT_COOKIE}=plain",
+            "plain",
+            None,
+            (JWT_COOKIE,),
+            id="unscoped-before-scoped",
+        ),
+        pytest.param(
+            f"{JWT_COOKIE}-{PROJECT}=scoped; {REFRESH_COOKIE}=plain-refresh",
+            "scoped",
+            "plain-refresh",
+            (f"{JWT_COOKIE}-{PROJECT}", REFRESH_COOKIE),
+            id="scoped-jwt-unscoped-refresh",
+        ),
+        pytest.param(f"{JWT_COOKIE}-other-project=x", None, None, (), id="other-project-ignored"),
+        pytest.param(f"{JWT_COOKIE}=; {REFRESH_COOKIE}=", None, None, (), id="empty-values"),
+        pytest.param(
+            f"{JWT_COOKIE}=; {JWT_COOKIE}-{PROJECT}=scoped",
+            "scoped",
+            None,
+            (f"{JWT_COOKIE}-{PROJECT}",),
+            id="empty-unscoped-falls-back",
+        ),
+        pytest.param(
+            f'{REFRESH_COOKIE}="quoted value"', None, "quoted value", (REFRESH_COOKIE,), id="quoted"
+        ),
+        pytest.param(
+            f"  {JWT_COOKIE}={JWT} ;  {REFRESH_COOKIE}=r ",
+            JWT,
+            "r",
+            (JWT_COOKIE, REFRESH_COOKIE),
+            id="spaces",
+        ),
+        pytest.param(f"crossmint-jwtx={JWT}", None, None, (), id="prefix-is-not-the-name"),
+        pytest.param(
+            f"{JWT_COOKIE}={JWT}; junk=\xff\xfe",
+            JWT,
+            None,
+            (JWT_COOKIE,),
+            id="bytes-not-utf8-elsewhere",
+        ),
+    ],
+)
+def test_parse_auth_cookie_header(
+    header: str, jwt: str | None, refresh: str | None, names: tuple[str, ...]
+) -> None:
+    cookies = parse_auth_cookie_header(header, PROJECT)
+    assert (cookies.jwt, cookies.refresh, cookies.names) == (jwt, refresh, names)
+    assert bool(cookies) is bool(jwt or refresh)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param(None, id="no-header"),
+        pytest.param("", id="empty"),
+        pytest.param("session=abc; theme=dark", id="other-cookies"),
+        pytest.param("=crossmint", id="no-dash"),
+    ],
+)
+def test_fast_path_when_no_crossmint_cookie(
+    header: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def parser_must_not_run(*args: object) -> None:
+        raise AssertionError("parse_cookie was called")
+
+    monkeypatch.setattr(cookies_module, "parse_cookie", parser_must_not_run)
+    assert parse_auth_cookie_header(header, PROJECT) is NO_COOKIES
+
+
+def test_auth_cookies_repr_hides_values() -> None:
+    cookies = AuthCookies("the-jwt-value", "the-refresh-value", (JWT_COOKIE,))
+    assert "the-jwt-value" not in repr(cookies)
+    assert "the-refresh-value" not in repr(cookies)
+    assert not AuthCookies()
+
+
+def test_read_auth_cookies_from_a_mapping() -> None:
+    cookies = read_auth_cookies({REFRESH_COOKIE: "r", "x": "y"}, PROJECT)
+    assert (cookies.jwt, cookies.refresh) == (None, "r")
+    assert read_auth_cookies({}, PROJECT) is NO_COOKIES
+
+
+# -- where cookies come from ---------------------------------------------------------------
+
+
+HEADER = f"{JWT_COOKIE}={JWT}; {REFRESH_COOKIE}=a=b; {JWT_COOKIE}=second"
+
+
+def _environ() -> dict[str, Any]:
+    return EnvironBuilder(path="/", headers={"Cookie": HEADER}).get_environ()
+
+
+def _asgi_scope() -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "headers": [(b"host", b"example.com"), (b"cookie", HEADER.encode("latin-1"))],
+    }
+
+
+class _CookiesOnly:
+    def __init__(self, cookies: Mapping[str, str]) -> None:
+        self.cookies = cookies
+
+
+def _flask_request() -> Any:
+    app = Flask(__name__)
+    with app.test_request_context("/", headers={"Cookie": HEADER}):
+        from flask import request
+
+        return request._get_current_object()  # type: ignore[attr-defined]
+
+
+SOURCES = [
+    pytest.param(_environ, id="wsgi-environ"),
+    pytest.param(_asgi_scope, id="asgi-scope"),
+    pytest.param(lambda: WerkzeugRequest(_environ()), id="werkzeug-request"),
+    pytest.param(_flask_request, id="flask-request"),
+    pytest.param(lambda: bottle.BaseRequest(_environ()), id="bottle-request"),
+    pytest.param(lambda: StarletteRequest(_asgi_scope()), id="starlette-request"),
+    # Quart's request has no environ; its .cookies is werkzeug's parse of the header.
+    pytest.param(lambda: _CookiesOnly(parse_cookie(HEADER)), id="quart-like-request"),
+]
+
+
+@pytest.mark.parametrize("make_source", SOURCES)
+def test_cookie_header_from_sources(make_source: Any) -> None:
+    cookies = cookie_header_from(make_source())
+    assert cookies is not None
+    found = read_auth_cookies(cookies, PROJECT)
+    assert found.refresh == "a=b"
+    assert found.jwt == JWT
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param({JWT_COOKIE: "j", REFRESH_COOKIE: "r"}, id="plain-dict"),
+        pytest.param(
+            {"headers": "not a scope", JWT_COOKIE: "j", REFRESH_COOKIE: "r"}, id="odd-dict"
+        ),
+    ],
+)
+def test_cookie_mapping_is_used_as_it_is(source: Mapping[str, str]) -> None:
+    assert cookie_header_from(source) is source
+
+
+def test_multiple_cookie_headers_in_a_scope_are_joined() -> None:
+    scope = {
+        "type": "http",
+        "headers": [(b"cookie", b"a=1"), (b"Cookie", f"{JWT_COOKIE}=j".encode())],
+    }
+    cookies = cookie_header_from(scope)
+    assert cookies is not None
+    assert (cookies["a"], cookies[JWT_COOKIE]) == ("1", "j")
+
+
+def test_environ_without_cookies() -> None:
+    cookies = cookie_header_from({"wsgi.version": (1, 0), "PATH_INFO": "/"})
+    assert cookies is not None
+    assert len(cookies) == 0
+
+
+def test_utf8_cookie_value_in_an_environ_is_decoded() -> None:
+    raw = "crossmint-refresh-token=caf\u00e9".encode()
+    cookies = cookie_header_from({"HTTP_COOKIE": raw.decode("latin-1")})
+    assert cookies is not None
+    assert cookies[REFRESH_COOKIE] == "caf\u00e9"
+
+
+def test_none_source() -> None:
+    assert cookie_header_from(None) is None
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param(object(), id="object"),
+        pytest.param("crossmint-jwt=x", id="string"),
+        pytest.param(type("Req", (), {"cookies": "a=b"})(), id="cookies-not-mapping"),
+    ],
+)
+def test_unknown_source(source: object) -> None:
+    with pytest.raises(TypeError, match="cannot read cookies"):
+        cookie_header_from(source)
+
+
+# -- Set-Cookie -----------------------------------------------------------------------------
+
+
+def _material() -> AuthMaterial:
+    return AuthMaterial(JWT, RefreshToken("refresh-secret", EXPIRES_AT))
+
+
+def test_session_cookies_defaults() -> None:
+    jwt_cookie, refresh_cookie = session_cookie_headers(
+        _material(), JWT_EXP, CookieOptions(), secure=False
+    )
+    name, value, attributes = set_cookie(jwt_cookie)
+    assert (name, value) == (JWT_COOKIE, JWT)
+    assert attributes == {
+        "expires": "Thu, 07 Jun 2029 08:09:10 GMT",
+        "path": "/",
+        "samesite": "Lax",
+    }
+    name, value, attributes = set_cookie(refresh_cookie)
+    assert (name, value) == (REFRESH_COOKIE, "refresh-secret")
+    assert attributes == {
+        "expires": "Wed, 02 Jan 2030 03:04:05 GMT",
+        "httponly": True,
+        "path": "/",
+        "samesite": "Lax",
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "secure", "expect_secure"),
+    [
+        pytest.param(CookieOptions(), False, False, id="http-default"),
+        pytest.param(CookieOptions(), True, True, id="https-default"),
+        pytest.param(CookieOptions(secure=True), False, True, id="forced-on"),
+        pytest.param(CookieOptions(secure=False), True, False, id="forced-off"),
+    ],
+)
+def test_secure_attribute(options: CookieOptions, secure: bool, expect_secure: bool) -> None:
+    for header in session_cookie_headers(_material(), JWT_EXP, options, secure=secure):
+        assert ("secure" in set_cookie(header)[2]) is expect_secure
+    for header in clear_cookie_headers(options, secure=secure):
+        assert ("secure" in set_cookie(header)[2]) is expect_secure
+
+
+def test_jwt_cookie_is_never_http_only() -> None:
+    options = CookieOptions(http_only=True)
+    jwt_cookie, refresh_cookie = session_cookie_headers(_material(), JWT_EXP, options, secure=True)
+    assert "httponly" not in set_cookie(jwt_cookie)[2]
+    assert set_cookie(refresh_cookie)[2]["httponly"] is True
+
+
+def test_refresh_cookie_can_be_readable() -> None:
+    headers = session_cookie_headers(
+        _material(), JWT_EXP, CookieOptions(http_only=False), secure=False
+    )
+    assert all("httponly" not in set_cookie(header)[2] for header in headers)
+
+
+def test_domain_path_and_same_site_options() -> None:
+    options = CookieOptions(domain="example.com", path="/app", same_site="None", secure=True)
+    for header in session_cookie_headers(_material(), JWT_EXP, options, secure=False):
+        attributes = set_cookie(header)[2]
+        assert attributes["domain"] == "example.com"
+        assert attributes["path"] == "/app"
+        assert attributes["samesite"] == "None"
+        assert attributes["secure"] is True
+
+
+def test_unknown_expiry_gives_session_cookies() -> None:
+    material = AuthMaterial(JWT, RefreshToken("refresh-secret"))
+    for header in session_cookie_headers(material, None, CookieOptions(), secure=False):
+        assert "expires" not in set_cookie(header)[2]
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        pytest.param((), [JWT_COOKIE, REFRESH_COOKIE], id="both"),
+        pytest.param(
+            (f"{JWT_COOKIE}-{PROJECT}", JWT_COOKIE),
+            [JWT_COOKIE, REFRESH_COOKIE, f"{JWT_COOKIE}-{PROJECT}"],
+            id="scoped-names-once",
+        ),
+    ],
+)
+def test_clearing_is_empty_and_expired_in_1970(names: tuple[str, ...], expected: list[str]) -> None:
+    headers = clear_cookie_headers(CookieOptions(domain="example.com"), secure=False, names=names)
+    parsed = [set_cookie(header) for header in headers]
+    assert [name for name, _, _ in parsed] == expected
+    for _, value, attributes in parsed:
+        assert value == ""
+        assert attributes["expires"] == "Thu, 01 Jan 1970 00:00:00 GMT"
+        assert attributes["path"] == "/"
+        assert attributes["domain"] == "example.com"
+        assert attributes["samesite"] == "Lax"

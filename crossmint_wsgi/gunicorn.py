@@ -178,10 +178,11 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> WrapSettings:
             raise CrossmintConfigError(f"CROSSMINT_PROTECT: {error}") from None
     same_site = _text(env, "CROSSMINT_COOKIE_SAMESITE") or "Lax"
     secure = _flag(env, "CROSSMINT_COOKIE_SECURE", None)
+    http_only = bool(_flag(env, "CROSSMINT_COOKIE_HTTPONLY", True))
     try:
         cookie_options = CookieOptions(
             secure=secure,
-            http_only=bool(_flag(env, "CROSSMINT_COOKIE_HTTPONLY", True)),
+            http_only=http_only,
             same_site=same_site,
             domain=_text(env, "CROSSMINT_COOKIE_DOMAIN"),
         )

@@ -1,0 +1,326 @@
+"""Crossmint API requests, built once, and the parsing of their answers."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+import crossmint_wsgi
+from crossmint_wsgi import AuthMaterial, CrossmintAuthError, ErrorCode, RefreshToken, User
+from crossmint_wsgi.api import (
+    API_VERSION,
+    ApiRequest,
+    jwks_request,
+    logout_request,
+    parse_jwks_answer,
+    parse_refresh_answer,
+    parse_user_answer,
+    refresh_request,
+    upstream_unavailable,
+    user_request,
+)
+from crossmint_wsgi.config import Crossmint, build_crossmint
+from crossmint_wsgi.testing._keys import mint_api_key
+
+SECRET = "refresh-secret-value-0123456789"
+JWT = "header.payload.signature-value"
+
+
+@pytest.fixture(scope="module")
+def minted() -> Any:
+    return mint_api_key("project-9")
+
+
+def crossmint_for(minted: Any, **kwargs: Any) -> Crossmint:
+    kwargs.setdefault("base_url", "http://127.0.0.1:9999")
+    return build_crossmint(minted.api_key, signing_key=minted.signing_key, **kwargs)
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "method", "path", "body"),
+    [
+        pytest.param(
+            lambda c: refresh_request(c, SECRET),
+            "POST",
+            "/api/2024-09-26/session/sdk/auth/refresh",
+            {"refresh": SECRET},
+            id="refresh",
+        ),
+        pytest.param(
+            lambda c: logout_request(c, SECRET),
+            "POST",
+            "/api/2024-09-26/session/sdk/auth/logout",
+            {"refresh": SECRET},
+            id="logout",
+        ),
+        pytest.param(
+            lambda c: user_request(c, "user-1"),
+            "GET",
+            "/api/2024-09-26/sdk/auth/user/user-1",
+            None,
+            id="user",
+        ),
+        pytest.param(
+            lambda c: user_request(c, "a/b c?d"),
+            "GET",
+            "/api/2024-09-26/sdk/auth/user/a%2Fb%20c%3Fd",
+            None,
+            id="user-id-quoted",
+        ),
+        pytest.param(lambda c: jwks_request(c), "GET", "/.well-known/jwks.json", None, id="jwks"),
+    ],
+)
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        pytest.param("http://127.0.0.1:9999", id="root"),
+        pytest.param("https://proxy.example/crossmint/", id="with-prefix"),
+    ],
+)
+def test_request_building(
+    minted: Any, build: Any, method: str, path: str, body: Any, base_url: str
+) -> None:
+    crossmint = crossmint_for(minted, base_url=base_url)
+    request: ApiRequest = build(crossmint)
+    assert request.method == method
+    assert request.url == base_url.rstrip("/") + path
+    assert request.headers["x-api-key"] == minted.api_key
+    assert request.headers["x-client-name"] == "crossmint-wsgi"
+    assert request.headers["x-client-version"] == crossmint_wsgi.__version__
+    assert "x-app-identifier" not in request.headers
+    if body is None:
+        assert request.body is None
+        assert "content-type" not in request.headers
+    else:
+        assert request.body is not None
+        assert json.loads(request.body) == body
+        assert request.headers["content-type"] == "application/json"
+
+
+def test_app_identifier_header(minted: Any) -> None:
+    crossmint = crossmint_for(minted, app_id="my-app")
+    for request in (
+        refresh_request(crossmint, SECRET),
+        logout_request(crossmint, SECRET),
+        user_request(crossmint, "u"),
+        jwks_request(crossmint),
+    ):
+        assert request.headers["x-app-identifier"] == "my-app"
+
+
+def test_api_version() -> None:
+    assert API_VERSION == "2024-09-26"
+
+
+def test_request_repr_has_no_secret(minted: Any) -> None:
+    crossmint = crossmint_for(minted)
+    for request in (refresh_request(crossmint, SECRET), logout_request(crossmint, SECRET)):
+        text = repr(request)
+        assert SECRET not in text
+        assert minted.api_key not in text
+        assert request.url in text
+
+
+# -- the refresh answer -------------------------------------------------------------------------
+
+
+def answer(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "jwt": JWT,
+        "refresh": {"secret": SECRET, "expiresAt": "2030-01-02T03:04:05.678Z"},
+        "user": {"id": "user-1", "email": "a@example.com", "custom": 1},
+    }
+    base.update(overrides)
+    return {name: value for name, value in base.items() if value is not None}
+
+
+def body(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else json.dumps(value).encode()
+
+
+def test_good_refresh_answer() -> None:
+    material = parse_refresh_answer(200, body(answer()))
+    assert material == AuthMaterial(
+        JWT,
+        RefreshToken(SECRET, datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)),
+        User("user-1", email="a@example.com"),
+    )
+    assert material.user is not None
+    assert material.user.raw["custom"] == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "data", "user"),
+    [
+        pytest.param(201, answer(), "user-1", id="201"),
+        pytest.param(200, answer(user=None), None, id="no-user"),
+        pytest.param(200, answer(user="not an object"), None, id="user-not-object"),
+        pytest.param(200, answer(extra={"x": 1}), "user-1", id="unknown-fields"),
+    ],
+)
+def test_refresh_answer_variants(status: int, data: Any, user: str | None) -> None:
+    material = parse_refresh_answer(status, body(data))
+    assert material.jwt == JWT
+    assert (material.user.id if material.user else None) == user
+
+
+@pytest.mark.parametrize(
+    ("status", "data", "code", "message"),
+    [
+        pytest.param(400, {"message": "bad"}, ErrorCode.SESSION_EXPIRED, "HTTP 400", id="400"),
+        pytest.param(401, {"message": "no"}, ErrorCode.SESSION_EXPIRED, "HTTP 401", id="401"),
+        pytest.param(403, b"<html>", ErrorCode.SESSION_EXPIRED, "HTTP 403", id="403-html"),
+        pytest.param(404, b"", ErrorCode.SESSION_EXPIRED, "HTTP 404", id="404-empty"),
+        pytest.param(410, answer(), ErrorCode.SESSION_EXPIRED, "HTTP 410", id="410-with-body"),
+        pytest.param(500, answer(), ErrorCode.UPSTREAM_UNAVAILABLE, "HTTP 500", id="500"),
+        pytest.param(502, b"<html>", ErrorCode.UPSTREAM_UNAVAILABLE, "HTTP 502", id="502-html"),
+        pytest.param(503, b"", ErrorCode.UPSTREAM_UNAVAILABLE, "HTTP 503", id="503-empty"),
+        pytest.param(302, {}, ErrorCode.UPSTREAM_UNAVAILABLE, "unexpected HTTP 302", id="302"),
+        pytest.param(204, b"", ErrorCode.UPSTREAM_UNAVAILABLE, "not JSON", id="204-empty"),
+        pytest.param(200, b"not json", ErrorCode.UPSTREAM_UNAVAILABLE, "not JSON", id="bad-json"),
+        pytest.param(
+            200, b'{"jwt": "x"', ErrorCode.UPSTREAM_UNAVAILABLE, "not JSON", id="truncated"
+        ),
+        pytest.param(200, b"\xff\xfe", ErrorCode.UPSTREAM_UNAVAILABLE, "not JSON", id="not-utf8"),
+        pytest.param(200, [answer()], ErrorCode.UPSTREAM_UNAVAILABLE, "not an object", id="list"),
+        pytest.param(200, "text", ErrorCode.UPSTREAM_UNAVAILABLE, "not an object", id="string"),
+        pytest.param(200, answer(jwt=None), ErrorCode.UPSTREAM_UNAVAILABLE, "shape", id="no-jwt"),
+        pytest.param(200, answer(jwt=""), ErrorCode.UPSTREAM_UNAVAILABLE, "shape", id="empty-jwt"),
+        pytest.param(200, answer(jwt=5), ErrorCode.UPSTREAM_UNAVAILABLE, "shape", id="jwt-number"),
+        pytest.param(
+            200, answer(refresh=None), ErrorCode.UPSTREAM_UNAVAILABLE, "shape", id="no-refresh"
+        ),
+        pytest.param(
+            200,
+            answer(refresh=SECRET),
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "shape",
+            id="refresh-string",
+        ),
+        pytest.param(
+            200,
+            answer(refresh=[SECRET]),
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "shape",
+            id="refresh-list",
+        ),
+        pytest.param(
+            200,
+            answer(refresh={"expiresAt": "2030-01-01T00:00:00Z"}),
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "shape",
+            id="no-secret",
+        ),
+        pytest.param(
+            200,
+            answer(refresh={"secret": "", "expiresAt": "2030-01-01T00:00:00Z"}),
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "shape",
+            id="empty-secret",
+        ),
+        pytest.param(
+            200,
+            answer(refresh={"secret": SECRET}),
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "shape",
+            id="no-expires-at",
+        ),
+        pytest.param(
+            200,
+            answer(refresh={"secret": SECRET, "expiresAt": "next week"}),
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "shape",
+            id="bad-expires-at",
+        ),
+        pytest.param(
+            200,
+            answer(refresh={"secret": SECRET, "expiresAt": 1893456000}),
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "shape",
+            id="numeric-expires-at",
+        ),
+        pytest.param(
+            200,
+            answer(refresh={"secret": SECRET, "expiresAt": None}),
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "shape",
+            id="null-expires-at",
+        ),
+        pytest.param(
+            200,
+            answer(user={"email": "no-id@example.com"}),
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "shape",
+            id="user-without-id",
+        ),
+    ],
+)
+def test_refresh_answer_failures(status: int, data: Any, code: ErrorCode, message: str) -> None:
+    with pytest.raises(CrossmintAuthError, match=message) as caught:
+        parse_refresh_answer(status, body(data))
+    assert caught.value.code is code
+    assert SECRET not in str(caught.value)
+    assert JWT not in str(caught.value)
+
+
+def test_refused_refresh_is_logged_without_the_secret(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="crossmint_wsgi.api"), pytest.raises(CrossmintAuthError):
+        parse_refresh_answer(401, body({"message": SECRET}))
+    assert "HTTP 401" in caplog.text
+    assert SECRET not in caplog.text
+
+
+# -- user and key set answers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "data", "expected"),
+    [
+        pytest.param(200, {"id": "u1", "email": "e@x"}, User("u1", email="e@x"), id="200"),
+        pytest.param(404, {"message": "no"}, ErrorCode.INVALID_REQUEST, id="404"),
+        pytest.param(403, b"", ErrorCode.INVALID_REQUEST, id="403"),
+        pytest.param(500, {"id": "u1"}, ErrorCode.UPSTREAM_UNAVAILABLE, id="500"),
+        pytest.param(200, b"<html>", ErrorCode.UPSTREAM_UNAVAILABLE, id="not-json"),
+        pytest.param(200, {"email": "e@x"}, ErrorCode.UPSTREAM_UNAVAILABLE, id="no-id"),
+        pytest.param(200, ["u1"], ErrorCode.UPSTREAM_UNAVAILABLE, id="list"),
+    ],
+)
+def test_user_answer(status: int, data: Any, expected: User | ErrorCode) -> None:
+    if isinstance(expected, User):
+        assert parse_user_answer(status, body(data)) == expected
+    else:
+        with pytest.raises(CrossmintAuthError) as caught:
+            parse_user_answer(status, body(data))
+        assert caught.value.code is expected
+
+
+@pytest.mark.parametrize(
+    ("status", "data", "ok"),
+    [
+        pytest.param(200, {"keys": []}, True, id="200"),
+        pytest.param(404, {"keys": []}, False, id="404"),
+        pytest.param(503, b"", False, id="503"),
+        pytest.param(200, b"nope", False, id="not-json"),
+        pytest.param(200, [{"kty": "RSA"}], False, id="list"),
+    ],
+)
+def test_jwks_answer(status: int, data: Any, ok: bool) -> None:
+    if ok:
+        assert parse_jwks_answer(status, body(data)) == data
+    else:
+        with pytest.raises(CrossmintAuthError) as caught:
+            parse_jwks_answer(status, body(data))
+        assert caught.value.code is ErrorCode.UPSTREAM_UNAVAILABLE
+        assert "key set" in caught.value.message
+
+
+def test_upstream_unavailable() -> None:
+    error = upstream_unavailable("refresh", "ConnectTimeout")
+    assert error.code is ErrorCode.UPSTREAM_UNAVAILABLE
+    assert error.message == "Crossmint refresh call failed: ConnectTimeout"

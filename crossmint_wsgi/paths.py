@@ -8,6 +8,39 @@ from collections.abc import Callable, Iterable
 __all__ = ["PathMatcher", "compile_pattern", "normalize_path"]
 
 _PARAM = re.compile(r"^:(\w+)(\(.*\))?([*+?]?)$")
+_GROUP = re.compile(r"^(\(.*\))([*+?]?)$")
+
+
+def _segments(pattern: str) -> list[str]:
+    """Split on ``/`` outside parentheses: a group's regex may hold slashes.
+
+    Next.js's usual matcher ``/((?!api|_next/static).*)`` is one segment.
+
+    :raises ValueError: unbalanced parentheses.
+    """
+    segments: list[str] = []
+    current: list[str] = []
+    depth, escaped = 0, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                break
+        elif char == "/" and depth == 0:
+            segments.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    if depth != 0:
+        raise ValueError(f"path pattern {pattern!r} has unbalanced parentheses")
+    segments.append("".join(current))
+    return [segment for segment in segments if segment]
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
@@ -17,31 +50,36 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     ``:name`` is one segment, ``:name+`` one or more, ``:name?`` zero or one;
     ``:name(regex)`` and a bare ``(regex)`` segment constrain with a regex.
 
-    :raises ValueError: the pattern does not start with ``/``.
+    :raises ValueError: the pattern does not start with ``/``, or its
+        parentheses or regex are malformed.
     """
     if not pattern.startswith("/"):
         raise ValueError(f"path pattern {pattern!r} must start with '/'")
     parts = []
-    for segment in pattern.strip("/").split("/"):
-        if not segment:
-            continue
-        match = _PARAM.match(segment)
-        if match:
-            _, constraint, modifier = match.groups()
+    for segment in _segments(pattern):
+        param = _PARAM.match(segment)
+        group = None if param else _GROUP.match(segment)
+        if param:
+            _, constraint, modifier = param.groups()
             body = constraint or "[^/]+"
-            if modifier == "*":
-                parts.append(f"(?:/{body})*")
-            elif modifier == "+":
-                parts.append(f"(?:/{body})+")
-            elif modifier == "?":
-                parts.append(f"(?:/{body})?")
-            else:
-                parts.append(f"/{body}")
-        elif segment.startswith("(") and segment.endswith(")"):
-            parts.append(f"/{segment}")
+        elif group:
+            body, modifier = group.groups()
         else:
-            parts.append("/" + re.escape(segment))
-    return re.compile("^" + "".join(parts) + "/?$")
+            # A literal; a backslash escapes the next character (``\(`` is ``(``).
+            parts.append("/" + re.escape(re.sub(r"\\(.)", r"\1", segment)))
+            continue
+        if modifier == "*":
+            parts.append(f"(?:/{body})*")
+        elif modifier == "+":
+            parts.append(f"(?:/{body})+")
+        elif modifier == "?":
+            parts.append(f"(?:/{body})?")
+        else:
+            parts.append(f"/{body}")
+    try:
+        return re.compile("^" + "".join(parts) + "/?$")
+    except re.error as error:
+        raise ValueError(f"path pattern {pattern!r} has an invalid regex: {error}") from None
 
 
 def normalize_path(path: str) -> str:

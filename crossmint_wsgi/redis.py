@@ -20,7 +20,8 @@ refresh of secret ``S``:
 What Redis holds:
 
 - Key names carry ``sha256(S)`` (the digest the in-process cache and the log
-  lines use), never ``S``.
+  lines use), never ``S``: ``{prefix}{<digest>}`` for the record and
+  ``{prefix}{<digest>}:lock`` for the lock.
 - Values are sealed with AES-256-GCM under a key derived from ``S`` by
   HKDF-SHA256 (a different function of ``S`` from the key name), with a fresh
   random 96-bit nonce per value and the key name as associated data. Only a
@@ -141,7 +142,10 @@ class _Names:
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=_HKDF_INFO).derive(
             secret.encode()
         )
-        return cls(digest, f"{prefix}{digest}", f"{prefix}{digest}:lock", AESGCM(key))
+        # The braces are a hash tag: both keys of a secret land in one Redis Cluster slot,
+        # as the scripts that touch both need.
+        result = f"{prefix}{{{digest}}}"
+        return cls(digest, result, f"{result}:lock", AESGCM(key))
 
     @property
     def short(self) -> str:

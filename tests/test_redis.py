@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis_server import RedisServer, redis_server
 from support import free_port
@@ -33,6 +34,14 @@ from crossmint_wsgi.redis import (
 from crossmint_wsgi.testing import CrossmintEmulator
 
 PREFIX = "crossmint-wsgi:refresh:"
+
+
+def result_key(secret: str) -> str:
+    return PREFIX + "{" + secret_digest(secret) + "}"
+
+
+def lock_key(secret: str) -> str:
+    return result_key(secret) + ":lock"
 
 
 @pytest.fixture(scope="module")
@@ -202,13 +211,11 @@ def test_key_names_and_cipher_key_are_different_functions_of_the_secret() -> Non
     cipher_key = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=_HKDF_INFO
     ).derive(secret.encode())
-    assert names.result == PREFIX + secret_digest(secret)
-    assert names.lock == PREFIX + secret_digest(secret) + ":lock"
+    assert names.result == result_key(secret)
+    assert names.lock == lock_key(secret)
     assert cipher_key.hex() not in names.result
     assert cipher_key.hex() != secret_digest(secret)
     # The cipher in the names is that key: a record sealed with it opens with a fresh one.
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
     sealed = _seal(names, material("a"))
     assert AESGCM(cipher_key).decrypt(sealed[1:13], sealed[13:], names.result.encode())
 
@@ -227,7 +234,7 @@ def test_redis_never_holds_a_secret_or_token(redis: RedisServer) -> None:
     coordinator = RedisCoordinator.from_url(redis.url)
     assert coordinator.refresh(secret, upstream) == upstream.outcome
     contents = redis_contents(redis)
-    assert set(contents) == {(PREFIX + secret_digest(secret)).encode()}
+    assert set(contents) == {result_key(secret).encode()}
     readable = [secret, "jwt-plain", "new-secret-plain", "u@example.com", "user-1"]
     for key, (value, _) in contents.items():
         for text in readable:
@@ -264,15 +271,15 @@ def test_lock_and_records_expire(
 
     thread = threading.Thread(target=refresh)
     thread.start()
-    lock = (PREFIX + secret_digest(secret) + ":lock").encode()
+    lock = lock_key(secret).encode()
     wait_until(lambda: lock in redis_contents(redis), "the winner holds the lock")
     assert 0 < redis_contents(redis)[lock][1] <= 7_000
     gate.set()
     thread.join(30)
     assert outcomes == [outcome]
     contents = redis_contents(redis)
-    assert set(contents) == {(PREFIX + secret_digest(secret)).encode()}  # lock released
-    assert 0 < contents[(PREFIX + secret_digest(secret)).encode()][1] <= limit_ms
+    assert set(contents) == {result_key(secret).encode()}  # lock released
+    assert 0 < contents[result_key(secret).encode()][1] <= limit_ms
     coordinator.close()
 
 
@@ -295,7 +302,7 @@ def test_one_refresh_for_many_threads_in_many_processes(redis: RedisServer) -> N
 def hold_lock(server: RedisServer, secret: str, ttl_ms: int) -> None:
     """Take the lock for ``secret`` as a winner would, then never store a result."""
     with server.client() as client:
-        assert client.set(PREFIX + secret_digest(secret) + ":lock", "dead", nx=True, px=ttl_ms)
+        assert client.set(lock_key(secret), "dead", nx=True, px=ttl_ms)
 
 
 def test_waiter_refreshes_alone_after_a_bounded_wait(redis: RedisServer) -> None:
@@ -350,7 +357,7 @@ def test_unavailability_is_retried_once_its_record_expires(redis: RedisServer) -
     with pytest.raises(CrossmintAuthError):
         coordinator.refresh(secret, down)
     with redis.client() as client:
-        wait_until(lambda: not client.exists(PREFIX + secret_digest(secret)), "the record expired")
+        wait_until(lambda: not client.exists(result_key(secret)), "the record expired")
     back = Upstream(material("back"))
     assert RedisCoordinator.from_url(redis.url).refresh(secret, back) == back.outcome
     assert back.calls == 1
@@ -367,7 +374,7 @@ def test_a_result_replaces_a_failure_never_the_reverse(redis: RedisServer) -> No
     thread.start()
     with redis.client() as client:
         wait_until(
-            lambda: bool(client.exists(PREFIX + secret_digest(secret) + ":lock")),
+            lambda: bool(client.exists(lock_key(secret))),
             "the winner holds the lock",
         )
     impatient = RedisCoordinator.from_url(redis.url, wait=0.1)
@@ -388,7 +395,7 @@ def test_a_record_that_does_not_open_is_replaced(
     secret = new_secret()
     forged = _seal(_Names.of(new_secret(), PREFIX), material("forged"))
     with redis.client() as client:
-        client.set(PREFIX + secret_digest(secret), forged, px=60_000)
+        client.set(result_key(secret), forged, px=60_000)
     upstream = Upstream(material("real"), delay=0.1)
     coordinators = [RedisCoordinator.from_url(redis.url, wait=30) for _ in range(3)]
     with caplog.at_level(logging.WARNING, "crossmint_wsgi"):
@@ -464,7 +471,7 @@ def test_redis_killed_mid_test_requests_still_succeed(
     winner.start()
     with own_redis.client() as client:
         wait_until(
-            lambda: bool(client.exists(PREFIX + secret_digest(waiting_secret) + ":lock")),
+            lambda: bool(client.exists(lock_key(waiting_secret))),
             "the winner holds the lock",
         )
     waiter_upstream = Upstream(material("waiter"))
@@ -598,9 +605,9 @@ async def test_async_cancelled_winner_releases_the_lock(redis: RedisServer) -> N
         async with anyio.create_task_group() as group:
             group.start_soon(coordinator.refresh, secret, never)
             await started.wait()
-            assert client.exists(PREFIX + secret_digest(secret) + ":lock")
+            assert client.exists(lock_key(secret))
             group.cancel_scope.cancel()
-        assert not client.exists(PREFIX + secret_digest(secret) + ":lock")
+        assert not client.exists(lock_key(secret))
     upstream = Upstream(material("after"))
     assert await coordinator.refresh(secret, upstream.run) == upstream.outcome
     await coordinator.aclose()

@@ -1,0 +1,544 @@
+"""Gate.handle, the middlewares' decisions, stepped by hand with no I/O."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Generator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from joserfc.jwk import RSAKey
+from joserfc.jws import JWSRegistry
+
+from crossmint_wsgi import AuthMaterial, CrossmintAuthError, ErrorCode, RefreshToken, User
+from crossmint_wsgi.config import Crossmint, build_crossmint
+from crossmint_wsgi.flows import AuthCore, Logout, ReadBody, Refresh
+from crossmint_wsgi.routes import MAX_BODY, Answer, Gate, HttpRequest, Proceed
+from crossmint_wsgi.testing._keys import mint_api_key
+
+NOW = 1_800_000_000
+PROJECT = "project-r"
+HOST = "app.example"
+SECRET = "cookie-refresh-secret"
+NEW_SECRET = "new-refresh-secret"
+SCOPED_JWT = f"crossmint-jwt-{PROJECT}"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Signer:
+    def __init__(self) -> None:
+        self.key = RSAKey.generate_key(2048, {"kid": "k1"})
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [dict(self.key.as_dict(private=False))]}
+
+    def token(self, sub: str = "user-1", *, ttl: int = 600, aud: str = PROJECT) -> str:
+        header = b64(json.dumps({"alg": "RS256", "kid": "k1"}).encode())
+        payload = b64(json.dumps({"sub": sub, "aud": aud, "exp": NOW + ttl}).encode())
+        signature = JWSRegistry.algorithms["RS256"].sign(f"{header}.{payload}".encode(), self.key)
+        return f"{header}.{payload}.{b64(signature)}"
+
+
+@pytest.fixture(scope="module")
+def signer() -> Signer:
+    return Signer()
+
+
+@pytest.fixture(scope="module")
+def crossmint() -> Crossmint:
+    minted = mint_api_key(PROJECT)
+    return build_crossmint(minted.api_key, signing_key=minted.signing_key)
+
+
+@pytest.fixture
+def core(crossmint: Crossmint, signer: Signer) -> AuthCore:
+    return AuthCore(crossmint, jwks=signer.jwks(), clock=lambda: NOW, leeway=0)
+
+
+def make_gate(core: AuthCore, **settings: Any) -> Gate:
+    settings.setdefault("protect", "/dashboard/:path*")
+    settings.setdefault("login_url", "/login")
+    return Gate(core, **settings)
+
+
+def request(method: str = "GET", path: str = "/", **kwargs: Any) -> HttpRequest:
+    kwargs.setdefault("host", HOST)
+    return HttpRequest(method, path, **kwargs)
+
+
+def post(path: str, *, cookie: str | None = None, **kwargs: Any) -> HttpRequest:
+    kwargs.setdefault("origin", f"http://{HOST}")
+    return request("POST", path, cookie=cookie, **kwargs)
+
+
+def drive(flow: Generator[Any, Any, Any], *results: Any) -> tuple[Any, list[Any]]:
+    """Run ``flow`` answering its effects with ``results``; all must be used."""
+    effects: list[Any] = []
+    pending = list(results)
+    try:
+        effect = next(flow)
+        while True:
+            effects.append(effect)
+            if not pending:
+                raise AssertionError(f"unexpected effect {effect!r} after {effects[:-1]!r}")
+            effect = flow.send(pending.pop(0))
+    except StopIteration as done:
+        assert not pending, f"flow ended with results left over; effects: {effects!r}"
+        return done.value, effects
+
+
+def headers(answer: Answer, name: str) -> list[str]:
+    return [value for key, value in answer.headers if key.lower() == name.lower()]
+
+
+def cookie_names(values: list[str]) -> list[str]:
+    return [value.split("=", 1)[0] for value in values]
+
+
+def is_cleared(value: str) -> bool:
+    return "=;" in value and "Expires=Thu, 01 Jan 1970 00:00:00 GMT" in value
+
+
+def material(signer: Signer) -> AuthMaterial:
+    return AuthMaterial(
+        signer.token(ttl=900),
+        RefreshToken(NEW_SECRET, datetime(2030, 1, 1, tzinfo=timezone.utc)),
+        User("user-1", email="a@example.com"),
+    )
+
+
+def rejected() -> CrossmintAuthError:
+    return CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "Crossmint did not accept it (HTTP 401)")
+
+
+def upstream() -> CrossmintAuthError:
+    return CrossmintAuthError(ErrorCode.UPSTREAM_UNAVAILABLE, "Crossmint refresh call failed: 503")
+
+
+# -- the refresh route ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "cookie", "secret"),
+    [
+        pytest.param(b'{"refresh": "one-time"}', None, "one-time", id="body-secret"),
+        pytest.param(b'{"refresh": "one-time"}', SECRET, "one-time", id="body-wins-over-cookie"),
+        pytest.param(b"{}", SECRET, SECRET, id="empty-object-uses-cookie"),
+        pytest.param(b"", SECRET, SECRET, id="no-body-uses-cookie"),
+        pytest.param(b"  \n", SECRET, SECRET, id="blank-body-uses-cookie"),
+        pytest.param(b'{"refresh": null}', SECRET, SECRET, id="null-uses-cookie"),
+        pytest.param(b'{"refresh": ""}', SECRET, SECRET, id="empty-string-uses-cookie"),
+        pytest.param(b'{"other": 1}', SECRET, SECRET, id="other-fields"),
+    ],
+)
+def test_refresh_route_success(
+    core: AuthCore, signer: Signer, body: bytes, cookie: str | None, secret: str
+) -> None:
+    gate = make_gate(core)
+    new = material(signer)
+    header = f"crossmint-refresh-token={cookie}" if cookie else None
+    answer, effects = drive(gate.handle(post("/refresh", cookie=header)), body, new)
+    assert effects == [ReadBody(MAX_BODY), Refresh(secret)]
+    assert isinstance(answer, Answer)
+    assert answer.status == 200
+    assert answer.json() == new.to_json()
+    assert headers(answer, "Content-Type") == ["application/json"]
+    assert headers(answer, "Cache-Control") == ["no-store"]
+    set_cookies = headers(answer, "Set-Cookie")
+    assert cookie_names(set_cookies) == ["crossmint-jwt", "crossmint-refresh-token"]
+    assert set_cookies[1].startswith(f"crossmint-refresh-token={NEW_SECRET};")
+
+
+@pytest.mark.parametrize(
+    ("body", "cookie", "status", "code"),
+    [
+        pytest.param(b"{}", None, 401, "MISSING_SESSION", id="nothing-to-refresh"),
+        pytest.param(b"", None, 401, "MISSING_SESSION", id="no-body-no-cookie"),
+        pytest.param(None, SECRET, 400, "INVALID_REQUEST", id="body-too-large"),
+        pytest.param(b"{not json", SECRET, 400, "INVALID_REQUEST", id="bad-json"),
+        pytest.param(b"\xff\xfe", SECRET, 400, "INVALID_REQUEST", id="not-utf8"),
+        pytest.param(b"[1]", SECRET, 400, "INVALID_REQUEST", id="json-list"),
+        pytest.param(b'"s"', SECRET, 400, "INVALID_REQUEST", id="json-string"),
+        pytest.param(b'{"refresh": 5}', SECRET, 400, "INVALID_REQUEST", id="refresh-number"),
+        pytest.param(b'{"refresh": ["s"]}', SECRET, 400, "INVALID_REQUEST", id="refresh-list"),
+        pytest.param(b"[" * 100_000, SECRET, 400, "INVALID_REQUEST", id="deeply-nested"),
+    ],
+)
+def test_refresh_route_refusals_without_a_call(
+    core: AuthCore, body: bytes | None, cookie: str | None, status: int, code: str
+) -> None:
+    header = f"crossmint-refresh-token={cookie}" if cookie else None
+    answer, effects = drive(make_gate(core).handle(post("/refresh", cookie=header)), body)
+    assert effects == [ReadBody(MAX_BODY)]
+    assert (answer.status, answer.json()["error"]) == (status, code)
+    assert answer.json()["message"]
+    assert headers(answer, "Set-Cookie") == []
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "cleared"),
+    [
+        pytest.param(rejected(), 401, True, id="rejected-clears"),
+        pytest.param(upstream(), 503, False, id="upstream-keeps"),
+    ],
+)
+def test_refresh_route_upstream_answers(
+    core: AuthCore, error: CrossmintAuthError, status: int, cleared: bool
+) -> None:
+    cookie = f"crossmint-refresh-token={SECRET}; {SCOPED_JWT}=old"
+    answer, effects = drive(make_gate(core).handle(post("/refresh", cookie=cookie)), b"{}", error)
+    assert effects == [ReadBody(MAX_BODY), Refresh(SECRET)]
+    assert answer.status == status
+    assert answer.json() == {"error": error.code.value, "message": error.message}
+    set_cookies = headers(answer, "Set-Cookie")
+    if cleared:
+        assert cookie_names(set_cookies) == [
+            "crossmint-jwt",
+            "crossmint-refresh-token",
+            SCOPED_JWT,
+        ]
+        assert all(is_cleared(value) for value in set_cookies)
+    else:
+        assert set_cookies == []
+    assert headers(answer, "Retry-After") == (["5"] if status == 503 else [])
+
+
+def test_refresh_route_refuses_a_declared_large_body_unread(core: AuthCore) -> None:
+    answer, effects = drive(make_gate(core).handle(post("/refresh", content_length=MAX_BODY + 1)))
+    assert effects == []
+    assert (answer.status, answer.json()["error"]) == (400, "INVALID_REQUEST")
+
+
+def test_refresh_route_is_post_only(core: AuthCore) -> None:
+    result, effects = drive(make_gate(core).handle(request("GET", "/refresh")))
+    assert effects == []
+    assert isinstance(result, Proceed)
+
+
+def test_custom_route_paths(core: AuthCore) -> None:
+    gate = make_gate(core, refresh_path="/api/auth/refresh", logout_path=None)
+    answer, effects = drive(gate.handle(post("/api/auth/refresh")), b"{}")
+    assert (answer.status, effects) == (401, [ReadBody(MAX_BODY)])
+    result, effects = drive(gate.handle(post("/logout")))
+    assert isinstance(result, Proceed)
+    assert effects == []
+
+
+# -- the logout route -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cookie", "effects", "names"),
+    [
+        pytest.param(
+            f"crossmint-refresh-token={SECRET}; crossmint-jwt=j",
+            [Logout(SECRET)],
+            ["crossmint-jwt", "crossmint-refresh-token"],
+            id="with-refresh-cookie",
+        ),
+        pytest.param(
+            f"{SCOPED_JWT}=j; crossmint-refresh-token-{PROJECT}={SECRET}",
+            [Logout(SECRET)],
+            [
+                "crossmint-jwt",
+                "crossmint-refresh-token",
+                SCOPED_JWT,
+                f"crossmint-refresh-token-{PROJECT}",
+            ],
+            id="scoped-cookies",
+        ),
+        pytest.param(None, [], ["crossmint-jwt", "crossmint-refresh-token"], id="no-cookies"),
+        pytest.param(
+            "crossmint-jwt=j", [], ["crossmint-jwt", "crossmint-refresh-token"], id="jwt-only"
+        ),
+    ],
+)
+def test_logout_route(
+    core: AuthCore, cookie: str | None, effects: list[Any], names: list[str]
+) -> None:
+    results = [None] * len(effects)
+    answer, seen = drive(make_gate(core).handle(post("/logout", cookie=cookie)), *results)
+    assert seen == effects
+    assert answer.status == 200
+    assert answer.json() == {"ok": True}
+    set_cookies = headers(answer, "Set-Cookie")
+    assert cookie_names(set_cookies) == names
+    assert all(is_cleared(value) for value in set_cookies)
+
+
+# -- origin checks ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("origin", "fetch_site", "scheme", "allowed"),
+    [
+        pytest.param(f"http://{HOST}", None, "http", True, id="same-host"),
+        pytest.param(f"https://{HOST}", None, "http", True, id="https-behind-proxy"),
+        pytest.param(f"HTTPS://{HOST.upper()}", None, "https", True, id="case-insensitive"),
+        pytest.param(f"http://{HOST}/", None, "http", True, id="trailing-slash"),
+        pytest.param("https://evil.example", None, "http", False, id="other-origin"),
+        pytest.param(f"https://{HOST}.evil.example", None, "http", False, id="suffix-host"),
+        pytest.param(f"http://{HOST}:8080", None, "http", False, id="other-port"),
+        pytest.param("https://partner.example", None, "http", True, id="allowed-origin"),
+        pytest.param("https://partner.example/", None, "http", True, id="allowed-origin-slash"),
+        pytest.param("null", None, "http", False, id="origin-null"),
+        pytest.param(
+            "https://evil.example", "same-origin", "http", False, id="origin-beats-fetch-site"
+        ),
+        pytest.param(None, "cross-site", "http", False, id="sec-fetch-cross-site"),
+        pytest.param(None, "same-site", "http", False, id="sec-fetch-same-site"),
+        pytest.param(None, "same-origin", "http", True, id="sec-fetch-same-origin"),
+        pytest.param(None, "none", "http", True, id="sec-fetch-none"),
+        pytest.param(None, None, "http", True, id="no-headers-non-browser"),
+    ],
+)
+@pytest.mark.parametrize("route", ["/refresh", "/logout"])
+def test_origin_checks(
+    core: AuthCore,
+    origin: str | None,
+    fetch_site: str | None,
+    scheme: str,
+    allowed: bool,
+    route: str,
+) -> None:
+    gate = make_gate(core, allowed_origins=["https://partner.example/"])
+    incoming = request(
+        "POST",
+        route,
+        origin=origin,
+        fetch_site=fetch_site,
+        scheme=scheme,
+        cookie=f"crossmint-refresh-token={SECRET}",
+    )
+    flow = gate.handle(incoming)
+    if allowed:
+        assert next(flow) in (ReadBody(MAX_BODY), Logout(SECRET))
+    else:
+        answer, effects = drive(flow)
+        assert effects == []
+        assert answer.status == 403
+        assert answer.json()["error"] == "FORBIDDEN_ORIGIN"
+        assert headers(answer, "Set-Cookie") == []
+
+
+def test_origin_without_host_is_refused(core: AuthCore) -> None:
+    answer, _ = drive(
+        make_gate(core).handle(request("POST", "/logout", host=None, origin="http://x"))
+    )
+    assert answer.status == 403
+
+
+# -- protection --------------------------------------------------------------------------------
+
+BROWSER = "text/html,application/xhtml+xml,*/*;q=0.8"
+
+
+@pytest.mark.parametrize(
+    ("method", "accept", "login_url", "query", "status", "location"),
+    [
+        pytest.param(
+            "GET", BROWSER, "/login", "", 302, "/login?next=/dashboard/a", id="browser-redirect"
+        ),
+        pytest.param(
+            "HEAD", BROWSER, "/login", "", 302, "/login?next=/dashboard/a", id="head-redirect"
+        ),
+        pytest.param(
+            "GET",
+            BROWSER,
+            "/login",
+            "tab=2&x=y",
+            302,
+            "/login?next=/dashboard/a%3Ftab%3D2%26x%3Dy",
+            id="query-kept",
+        ),
+        pytest.param(
+            "GET",
+            BROWSER,
+            "/login?lang=en",
+            "",
+            302,
+            "/login?lang=en&next=/dashboard/a",
+            id="login-with-query",
+        ),
+        pytest.param("GET", "application/json", "/login", "", 401, None, id="api-client"),
+        pytest.param("GET", None, "/login", "", 401, None, id="no-accept"),
+        pytest.param("POST", BROWSER, "/login", "", 401, None, id="browser-post"),
+        pytest.param("GET", BROWSER, None, "", 401, None, id="no-login-url"),
+    ],
+)
+def test_protect_without_session(
+    core: AuthCore,
+    method: str,
+    accept: str | None,
+    login_url: str | None,
+    query: str,
+    status: int,
+    location: str | None,
+) -> None:
+    gate = make_gate(core, login_url=login_url)
+    answer, effects = drive(
+        gate.handle(request(method, "/dashboard/a", accept=accept, query=query))
+    )
+    assert effects == []
+    assert answer.status == status
+    assert headers(answer, "Set-Cookie") == []  # MISSING_SESSION clears nothing
+    if location is None:
+        assert answer.json()["error"] == "MISSING_SESSION"
+    else:
+        assert headers(answer, "Location") == [location]
+        assert answer.body == b""
+
+
+@pytest.mark.parametrize(
+    ("cookie", "results", "code", "cleared"),
+    [
+        pytest.param("expired", (), "SESSION_EXPIRED", True, id="expired-no-refresh"),
+        pytest.param(
+            "expired+refresh", (rejected(),), "SESSION_EXPIRED", True, id="refresh-rejected"
+        ),
+        pytest.param("invalid", (), "INVALID_TOKEN", True, id="invalid"),
+        pytest.param(
+            "invalid+refresh", (rejected(),), "INVALID_TOKEN", True, id="invalid-refresh-rejected"
+        ),
+        pytest.param(
+            "expired+refresh", (upstream(),), "UPSTREAM_UNAVAILABLE", False, id="upstream"
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "accept", [pytest.param(BROWSER, id="browser"), pytest.param("application/json", id="api")]
+)
+def test_protect_refusals(
+    core: AuthCore,
+    signer: Signer,
+    cookie: str,
+    results: tuple[Any, ...],
+    code: str,
+    cleared: bool,
+    accept: str,
+) -> None:
+    jwt = signer.token(ttl=-5) if cookie.startswith("expired") else signer.token(aud="other")
+    header = f"crossmint-jwt={jwt}" + (
+        f"; crossmint-refresh-token={SECRET}" if "+refresh" in cookie else ""
+    )
+    answer, effects = drive(
+        make_gate(core).handle(request("GET", "/dashboard", cookie=header, accept=accept)), *results
+    )
+    assert effects == ([Refresh(SECRET)] if results else [])
+    set_cookies = headers(answer, "Set-Cookie")
+    if cleared:
+        assert cookie_names(set_cookies) == ["crossmint-jwt", "crossmint-refresh-token"]
+        assert all(is_cleared(value) for value in set_cookies)
+    else:
+        assert set_cookies == []
+    if code == "UPSTREAM_UNAVAILABLE":
+        # Never a redirect to the login page: the user is not logged out.
+        assert answer.status == 503
+        assert headers(answer, "Retry-After") == ["5"]
+        assert answer.json()["error"] == code
+    elif accept == BROWSER:
+        assert answer.status == 302
+        assert headers(answer, "Location") == ["/login?next=/dashboard"]
+    else:
+        assert answer.status == 401
+        assert answer.json()["error"] == code
+
+
+def test_retry_after_is_configurable(core: AuthCore, signer: Signer) -> None:
+    gate = make_gate(core, retry_after=30)
+    header = f"crossmint-jwt={signer.token(ttl=-5)}; crossmint-refresh-token={SECRET}"
+    answer, _ = drive(gate.handle(request("GET", "/dashboard", cookie=header)), upstream())
+    assert (answer.status, headers(answer, "Retry-After")) == (503, ["30"])
+
+
+# -- proceeding -------------------------------------------------------------------------------
+
+
+def test_unprotected_without_cookies_needs_nothing(core: AuthCore) -> None:
+    result, effects = drive(make_gate(core).handle(request("GET", "/public", cookie="theme=dark")))
+    assert effects == []
+    assert isinstance(result, Proceed)
+    assert (result.session, result.error, result.set_cookies) == (None, None, [])
+
+
+@pytest.mark.parametrize("path", ["/public", "/dashboard/x"])
+def test_valid_session_proceeds(core: AuthCore, signer: Signer, path: str) -> None:
+    jwt = signer.token()
+    result, effects = drive(
+        make_gate(core).handle(request("GET", path, cookie=f"crossmint-jwt={jwt}"))
+    )
+    assert effects == []
+    assert isinstance(result, Proceed)
+    assert result.session is not None
+    assert (result.session.user_id, result.session.jwt, result.error) == ("user-1", jwt, None)
+    assert result.set_cookies == []
+
+
+@pytest.mark.parametrize(("scheme", "secure"), [("http", False), ("https", True)])
+def test_refreshed_session_proceeds_with_new_cookies(
+    core: AuthCore, signer: Signer, scheme: str, secure: bool
+) -> None:
+    new = material(signer)
+    header = f"crossmint-jwt={signer.token(ttl=-5)}; crossmint-refresh-token={SECRET}"
+    result, effects = drive(
+        make_gate(core).handle(request("GET", "/dashboard", cookie=header, scheme=scheme)), new
+    )
+    assert effects == [Refresh(SECRET)]
+    assert isinstance(result, Proceed)
+    assert result.session is not None
+    assert result.session.refreshed
+    assert cookie_names(result.set_cookies) == ["crossmint-jwt", "crossmint-refresh-token"]
+    assert result.set_cookies[0].startswith(f"crossmint-jwt={new.jwt};")
+    assert all(("; Secure" in value) is secure for value in result.set_cookies)
+
+
+@pytest.mark.parametrize(
+    ("cookie", "results", "code", "cleared"),
+    [
+        pytest.param("expired", (), "SESSION_EXPIRED", True, id="expired"),
+        pytest.param("invalid", (), "INVALID_TOKEN", True, id="invalid"),
+        pytest.param(
+            "expired+refresh", (upstream(),), "UPSTREAM_UNAVAILABLE", False, id="upstream"
+        ),
+    ],
+)
+def test_unprotected_path_proceeds_without_a_session(
+    core: AuthCore,
+    signer: Signer,
+    cookie: str,
+    results: tuple[Any, ...],
+    code: str,
+    cleared: bool,
+) -> None:
+    jwt = signer.token(ttl=-5) if cookie.startswith("expired") else signer.token(aud="other")
+    header = f"crossmint-jwt={jwt}" + (
+        f"; crossmint-refresh-token={SECRET}" if "+refresh" in cookie else ""
+    )
+    result, _ = drive(make_gate(core).handle(request("GET", "/public", cookie=header)), *results)
+    assert isinstance(result, Proceed)
+    assert result.session is None
+    assert result.error is not None
+    assert result.error.code.value == code
+    assert (
+        cookie_names(result.set_cookies) == ["crossmint-jwt", "crossmint-refresh-token"]
+    ) is cleared
+    assert (result.set_cookies == []) is not cleared
+
+
+# -- the shortcut -------------------------------------------------------------------------------
+
+
+def test_shortcut(core: AuthCore, signer: Signer) -> None:
+    gate = make_gate(core)
+    assert gate.shortcut("GET", "/public", None) is not None
+    assert gate.shortcut("GET", "/dashboard", None) is None  # protected: decide in full
+    assert gate.shortcut("POST", "/refresh", None) is None
+    header = f"crossmint-jwt={signer.token()}"
+    assert gate.shortcut("GET", "/public", header) is None  # not seen yet
+    decided, _ = drive(gate.handle(request("GET", "/public", cookie=header)))
+    assert gate.shortcut("GET", "/dashboard", header) is decided

@@ -25,20 +25,24 @@ from redis_server import redis_server
 from support import Server, free_port, require_program, run_server
 
 from crossmint_wsgi.testing import CrossmintEmulator
+from crossmint_wsgi.testing.demo import DEMO_USER_ID
 
 from .cross_site import CrossSiteServer
 
 JWT_COOKIE = "crossmint-jwt"
 REFRESH_COOKIE = "crossmint-refresh-token"
-USER_ID = "demo-user"  # crossmint_wsgi.testing.demo's demo user
+USER_ID = DEMO_USER_ID
 
 #: Seconds a JWT lives in these tests: long enough for a page load, short to wait out.
-JWT_TTL = 4
+JWT_TTL = 5
 #: How many tabs open at once after an expiry.
 TABS = 5
 #: Upstream latency while the tabs load, so that every tab's request is sent
 #: (with the old refresh secret) before the first refresh can answer.
 TABS_LATENCY = 0.5
+
+#: (host the cross-site page is opened on, whether the browser sends the app's cookies)
+CROSS_ORIGINS: Sequence[tuple[str, bool]] = [("127.0.0.1", True), ("localhost", False)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,7 +189,15 @@ class Scenario:
         self.base = base
         self.emulator = emulator
         self.screenshot = screenshot
+        #: Every JWT and refresh secret the app handed to the browser.
+        self.secrets: set[str] = set()
+        context.on("response", self._collect_secrets)
         self.page = context.new_page()
+
+    def _collect_secrets(self, response: Response) -> None:
+        if response.url.startswith(self.base):
+            for name in (JWT_COOKIE, REFRESH_COOKIE):
+                self.secrets.update(value for value in set_cookie_values(response, name) if value)
 
     def run(self, cross_site: CrossSiteServer) -> None:
         with step("1 public page, no session"):
@@ -330,21 +342,18 @@ class Scenario:
             signed_in_at(self.page, self.base)
 
 
-#: (host the cross-site page is opened on, whether the browser sends the app's cookies)
-CROSS_ORIGINS: Sequence[tuple[str, bool]] = [("127.0.0.1", True), ("localhost", False)]
+def navigation_to(url: str) -> Callable[[Response], bool]:
+    def matches(response: Response) -> bool:
+        return response.url == url and response.request.is_navigation_request()
+
+    return matches
 
 
 def open_at_once(tabs: Sequence[Page], urls: Sequence[str]) -> list[Response]:
     """Start a navigation in every tab before any answers; their main responses."""
     with contextlib.ExitStack() as stack:
         waiting = [
-            stack.enter_context(
-                tab.expect_response(
-                    lambda response, url=url: (
-                        response.url == url and response.request.is_navigation_request()
-                    )
-                )
-            )
+            stack.enter_context(tab.expect_response(navigation_to(url)))
             for tab, url in zip(tabs, urls, strict=True)
         ]
         for tab, url in zip(tabs, urls, strict=True):
@@ -387,12 +396,19 @@ def test_sign_in_refresh_and_logout(
     screenshot = artifacts / f"{request.node.callspec.id}-signed-in.png"
     screenshot.unlink(missing_ok=True)
     with app_server(app, env) as server:
+        scenario = Scenario(context, server.url, crossmint_emulator, screenshot)
         try:
-            Scenario(context, server.url, crossmint_emulator, screenshot).run(cross_site)
+            scenario.run(cross_site)
         finally:
             # Shown by pytest when the test fails.
             print(f"--- server output ---\n{server.output()}")
             if screenshot.exists():
                 print(f"screenshot of the signed-in page: {screenshot}")
                 record_property("screenshot", str(screenshot))
+        output = server.output()
     assert screenshot.stat().st_size > 0
+    # Three sign-ins' and refreshes' worth of tokens, none of them in the server's log.
+    assert len(scenario.secrets) >= 8
+    leaked = [secret[:8] + "..." for secret in scenario.secrets if secret in output]
+    assert not leaked, f"secrets in the server output: {leaked}"
+    assert crossmint_emulator.api_key not in output

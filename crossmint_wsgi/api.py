@@ -128,6 +128,9 @@ def parse_refresh_answer(status: int, body: bytes) -> AuthMaterial:
         token is not accepted); ``UPSTREAM_UNAVAILABLE`` on a 5xx or an
         answer that is not the expected JSON.
     """
+    if status in (408, 429):
+        # Too slow or too many requests: Crossmint is busy, the token may be fine.
+        raise upstream_unavailable("refresh", f"HTTP {status}")
     if 400 <= status < 500:
         if status in (401, 403):
             # The same statuses also mean a wrong API key; say so once in the log.

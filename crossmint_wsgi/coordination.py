@@ -17,6 +17,7 @@ from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import anyio
 
+from .errors import CrossmintAuthError, ErrorCode
 from .models import AuthMaterial
 
 __all__ = [
@@ -39,11 +40,16 @@ def secret_digest(secret: str) -> str:
 
 
 class GraceCache:
-    """Material recently obtained for a secret, keyed by the secret's digest.
+    """What a refresh of a secret recently came to, keyed by the secret's digest.
 
-    :param window: seconds an entry is served after the refresh.
+    Holds new material for ``window`` seconds, or Crossmint's refusal of the
+    secret for ``refusal_window`` seconds (a refused secret never comes back,
+    so requests still carrying it need not ask again).
+
+    :param window: seconds new material is served after the refresh.
     :param max_entries: bound on memory; the oldest entries go first.
     :param clock: returns the current time in seconds.
+    :param refusal_window: seconds a refusal is remembered.
     """
 
     def __init__(
@@ -51,17 +57,25 @@ class GraceCache:
         window: float = 30.0,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        refusal_window: float = 5.0,
     ) -> None:
         self.window = window
         self.max_entries = max_entries
+        self.refusal_window = refusal_window
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, AuthMaterial]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, AuthMaterial | CrossmintAuthError]] = (
+            OrderedDict()
+        )
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, digest: str) -> AuthMaterial | None:
+        """The material for a digest, if fresh.
+
+        :raises CrossmintAuthError: Crossmint refused this secret moments ago.
+        """
         with self._lock:
             entry = self._entries.get(digest)
             if entry is None:
@@ -69,15 +83,25 @@ class GraceCache:
             if entry[0] <= self._clock():
                 del self._entries[digest]
                 return None
-            return entry[1]
+        if isinstance(entry[1], CrossmintAuthError):
+            raise entry[1]
+        return entry[1]
 
-    def put(self, digest: str, material: AuthMaterial) -> None:
-        if self.window <= 0 or self.max_entries <= 0:
+    def put(self, digest: str, material: AuthMaterial, ttl: float | None = None) -> None:
+        """Remember material for ``ttl`` seconds (default: the window)."""
+        self._put(digest, material, self.window if ttl is None else min(ttl, self.window))
+
+    def refuse(self, digest: str, error: CrossmintAuthError) -> None:
+        """Remember that Crossmint refused this secret."""
+        self._put(digest, error, self.refusal_window)
+
+    def _put(self, digest: str, value: AuthMaterial | CrossmintAuthError, ttl: float) -> None:
+        if ttl <= 0 or self.max_entries <= 0:
             return
         with self._lock:
-            self._entries[digest] = (self._clock() + self.window, material)
-            self._entries.move_to_end(digest)
             now = self._clock()
+            self._entries[digest] = (now + ttl, value)
+            self._entries.move_to_end(digest)
             # Drop expired entries from the old end, then enforce the bound.
             while self._entries and next(iter(self._entries.values()))[0] <= now:
                 self._entries.popitem(last=False)
@@ -195,7 +219,12 @@ class LocalCoordinator:
             hit = self.cache.get(digest)
             if hit is not None:
                 return hit
-            material = perform()
+            try:
+                material = perform()
+            except CrossmintAuthError as error:
+                if error.code is ErrorCode.SESSION_EXPIRED:
+                    self.cache.refuse(digest, error)
+                raise
             self.cache.put(digest, material)
             return material
 
@@ -223,7 +252,12 @@ class AsyncLocalCoordinator:
             return cached
 
         async def once() -> AuthMaterial:
-            material = await perform()
+            try:
+                material = await perform()
+            except CrossmintAuthError as error:
+                if error.code is ErrorCode.SESSION_EXPIRED:
+                    self.cache.refuse(digest, error)
+                raise
             self.cache.put(digest, material)
             return material
 

@@ -301,6 +301,44 @@ def test_local_coordinator_does_not_cache_errors() -> None:
     assert coordinator.refresh("secret", lambda: material("other")) == material("ok")
 
 
+def test_local_coordinator_remembers_a_refusal_briefly() -> None:
+    clock = [0.0]
+    coordinator = LocalCoordinator(grace=30)
+    coordinator.cache = GraceCache(window=30, clock=lambda: clock[0], refusal_window=5)
+    refused = CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "refused")
+    calls = []
+
+    def fail() -> AuthMaterial:
+        calls.append(1)
+        raise refused
+
+    for _ in range(3):
+        with pytest.raises(CrossmintAuthError) as caught:
+            coordinator.refresh("dead", fail)
+        assert caught.value is refused
+    # A refused secret never comes back: one upstream call answers the others.
+    assert len(calls) == 1
+    clock[0] = 5.0
+    with pytest.raises(CrossmintAuthError):
+        coordinator.refresh("dead", fail)
+    assert len(calls) == 2
+
+
+@pytest.mark.anyio
+async def test_async_local_coordinator_remembers_a_refusal() -> None:
+    coordinator = AsyncLocalCoordinator(grace=30)
+    calls = []
+
+    async def fail() -> AuthMaterial:
+        calls.append(1)
+        raise CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "refused")
+
+    for _ in range(3):
+        with pytest.raises(CrossmintAuthError):
+            await coordinator.refresh("dead", fail)
+    assert len(calls) == 1
+
+
 @pytest.mark.anyio
 async def test_async_single_flight_survives_a_cancelled_leader() -> None:
     flight: AsyncSingleFlight[str] = AsyncSingleFlight()

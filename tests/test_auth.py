@@ -1,0 +1,540 @@
+"""CrossmintAuth and AsyncCrossmintAuth against the Crossmint emulator on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+from flask import Flask
+from werkzeug.test import EnvironBuilder
+
+from crossmint_wsgi import (
+    AsyncCrossmintAuth,
+    AuthMaterial,
+    CrossmintAuth,
+    CrossmintAuthError,
+    ErrorCode,
+    Session,
+)
+from crossmint_wsgi.testing import CrossmintEmulator
+
+
+def cookie_header(material: AuthMaterial | None = None, *, jwt: str | None = None) -> str:
+    parts = []
+    if jwt or material:
+        parts.append(f"crossmint-jwt={jwt or material.jwt}")  # type: ignore[union-attr]
+    if material:
+        parts.append(f"crossmint-refresh-token={material.refresh_token.secret}")
+    return "; ".join(parts)
+
+
+def cookie_mapping(material: AuthMaterial) -> dict[str, str]:
+    return {"crossmint-jwt": material.jwt, "crossmint-refresh-token": material.refresh_token.secret}
+
+
+def environ_with(header: str) -> dict[str, Any]:
+    return EnvironBuilder(path="/", headers={"Cookie": header}).get_environ()
+
+
+def scope_with(header: str) -> dict[str, Any]:
+    return {"type": "http", "path": "/", "headers": [(b"cookie", header.encode("latin-1"))]}
+
+
+def code_of(error: pytest.ExceptionInfo[CrossmintAuthError]) -> ErrorCode:
+    return error.value.code
+
+
+# -- get_session from every kind of source --------------------------------------------------------
+
+
+def _flask_request(header: str) -> Any:
+    app = Flask(__name__)
+    with app.test_request_context("/", headers={"Cookie": header}):
+        from flask import request
+
+        return request._get_current_object()  # type: ignore[attr-defined]
+
+
+SOURCES = [
+    pytest.param(lambda m: environ_with(cookie_header(m)), id="wsgi-environ"),
+    pytest.param(cookie_mapping, id="cookie-mapping"),
+    pytest.param(lambda m: _flask_request(cookie_header(m)), id="flask-request"),
+    pytest.param(lambda m: scope_with(cookie_header(m)), id="asgi-scope"),
+]
+
+
+@pytest.mark.parametrize("make_source", SOURCES)
+def test_get_session_from_sources(
+    auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator, make_source: Any
+) -> None:
+    material = crossmint_emulator.create_session("user-1", email="a@example.com")
+    session = auth.get_session(make_source(material))
+    assert isinstance(session, Session)
+    assert (session.user_id, session.jwt, session.refreshed) == ("user-1", material.jwt, False)
+    assert session.refresh_token is not None
+    assert session.refresh_token.secret == material.refresh_token.secret
+    assert session.claims["aud"] == crossmint_emulator.project_id
+    assert crossmint_emulator.requests["refresh"] == 0
+
+
+def test_get_session_from_explicit_values(
+    auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator
+) -> None:
+    material = crossmint_emulator.create_session("user-2")
+    session = auth.get_session(jwt=material.jwt, refresh_token=material.refresh_token.secret)
+    assert session.user_id == "user-2"
+    # Explicit values win over the source's cookies.
+    other = crossmint_emulator.create_session("user-3")
+    assert auth.get_session(cookie_mapping(other), jwt=material.jwt).user_id == "user-2"
+
+
+def test_get_session_refreshes_an_expired_jwt(
+    auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator
+) -> None:
+    material = crossmint_emulator.create_session("user-1", email="a@example.com", jwt_ttl=-5)
+    session = auth.get_session(cookie_mapping(material))
+    assert session.refreshed
+    assert session.user_id == "user-1"
+    assert session.jwt != material.jwt
+    assert session.user is not None
+    assert session.user.email == "a@example.com"
+    assert session.material is not None
+    assert session.refresh_token is not None
+    assert session.refresh_token.secret != material.refresh_token.secret
+    assert crossmint_emulator.requests["refresh"] == 1
+    # The new cookies for the answer.
+    cookies = auth.session_cookies(session.material)
+    assert cookies[0].startswith(f"crossmint-jwt={session.jwt};")
+    assert cookies[1].startswith(f"crossmint-refresh-token={session.refresh_token.secret};")
+
+
+@pytest.mark.parametrize(
+    ("make_source", "code"),
+    [
+        pytest.param(lambda e: {}, ErrorCode.MISSING_SESSION, id="no-cookies"),
+        pytest.param(lambda e: None, ErrorCode.MISSING_SESSION, id="no-source"),
+        pytest.param(
+            lambda e: {"crossmint-jwt": e.issue_jwt("u", ttl=-5)},
+            ErrorCode.SESSION_EXPIRED,
+            id="expired-no-refresh",
+        ),
+        pytest.param(
+            lambda e: {
+                "crossmint-jwt": e.issue_jwt("u", ttl=-5),
+                "crossmint-refresh-token": "bogus",
+            },
+            ErrorCode.SESSION_EXPIRED,
+            id="expired-refresh-unknown",
+        ),
+        pytest.param(
+            lambda e: {"crossmint-jwt": e.issue_jwt("u", claims={"aud": "other-project"})},
+            ErrorCode.INVALID_TOKEN,
+            id="wrong-audience",
+        ),
+        pytest.param(
+            lambda e: {"crossmint-jwt": "not-a-jwt", "crossmint-refresh-token": "bogus"},
+            ErrorCode.INVALID_TOKEN,
+            id="garbage-refresh-unknown",
+        ),
+    ],
+)
+def test_get_session_failures(
+    auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator, make_source: Any, code: ErrorCode
+) -> None:
+    with pytest.raises(CrossmintAuthError) as caught:
+        auth.get_session(make_source(crossmint_emulator))
+    assert code_of(caught) is code
+
+
+def test_verify_crossmint_jwt(auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator) -> None:
+    token = crossmint_emulator.issue_jwt("user-9", claims={"email": "n@example.com"})
+    claims = auth.verify_crossmint_jwt(token)
+    assert (claims["sub"], claims["email"]) == ("user-9", "n@example.com")
+    with pytest.raises(CrossmintAuthError) as caught:
+        auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt("user-9", ttl=-1))
+    assert code_of(caught) is ErrorCode.SESSION_EXPIRED
+    with pytest.raises(CrossmintAuthError) as caught:
+        auth.verify_crossmint_jwt(token[:-4] + "AAAA")
+    assert code_of(caught) is ErrorCode.INVALID_TOKEN
+    assert token[:-4] not in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["one-time-secret", "refresh-token"])
+def test_refresh(auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator, kind: str) -> None:
+    if kind == "one-time-secret":
+        secret = crossmint_emulator.one_time_secret("user-5", email="f@example.com")
+    else:
+        secret = crossmint_emulator.create_session(
+            "user-5", email="f@example.com"
+        ).refresh_token.secret
+    material = auth.refresh(secret)
+    assert auth.verify_crossmint_jwt(material.jwt)["sub"] == "user-5"
+    assert material.user is not None
+    assert material.user.email == "f@example.com"
+    assert material.refresh_token.expires_at is not None
+    assert material.refresh_token.secret != secret
+
+
+def test_refresh_refused(auth: CrossmintAuth) -> None:
+    with pytest.raises(CrossmintAuthError) as caught:
+        auth.refresh("no-such-secret")
+    assert code_of(caught) is ErrorCode.SESSION_EXPIRED
+    assert "no-such-secret" not in str(caught.value)
+
+
+def test_logout_revokes(auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator) -> None:
+    material = crossmint_emulator.create_session("user-6")
+    cleared = auth.logout(cookie_mapping(material))
+    assert crossmint_emulator.requests["logout"] == 1
+    assert [value.split("=", 1)[0] for value in cleared] == [
+        "crossmint-jwt",
+        "crossmint-refresh-token",
+    ]
+    assert all("Expires=Thu, 01 Jan 1970 00:00:00 GMT" in value for value in cleared)
+    with pytest.raises(CrossmintAuthError) as caught:
+        auth.refresh(material.refresh_token.secret)
+    assert code_of(caught) is ErrorCode.SESSION_EXPIRED
+
+
+def test_logout_without_a_refresh_token_calls_nothing(
+    auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator
+) -> None:
+    assert len(auth.logout({})) == 2
+    assert crossmint_emulator.requests["logout"] == 0
+
+
+def test_logout_is_best_effort(auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator) -> None:
+    crossmint_emulator.fail_next(1, status=500, endpoint="logout")
+    assert len(auth.logout(refresh_token="whatever")) == 2
+
+
+def test_get_user(auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator) -> None:
+    crossmint_emulator.create_session(
+        "user-7", email="g@example.com", user_fields={"twitter": {"username": "g", "id": "1"}}
+    )
+    user = auth.get_user("user-7")
+    assert (user.id, user.email) == ("user-7", "g@example.com")
+    assert user.twitter == {"username": "g", "id": "1"}
+    with pytest.raises(CrossmintAuthError) as caught:
+        auth.get_user("nobody")
+    assert code_of(caught) is ErrorCode.INVALID_REQUEST
+
+
+def test_handle_custom_refresh(auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator) -> None:
+    secret = crossmint_emulator.one_time_secret("user-8")
+    answer = auth.handle_custom_refresh(body={"refresh": secret}, secure=True)
+    assert answer.status == 200
+    data = answer.json()
+    assert set(data) == {"jwt", "refreshToken", "user"}
+    assert auth.verify_crossmint_jwt(data["jwt"])["sub"] == "user-8"
+    set_cookies = [value for name, value in answer.headers if name == "Set-Cookie"]
+    assert len(set_cookies) == 2
+    assert all("; Secure" in value for value in set_cookies)
+    # The browser SDK posts {} when the refresh cookie is HttpOnly: the cookie is used.
+    cookie = {"crossmint-refresh-token": data["refreshToken"]["secret"]}
+    again = auth.handle_custom_refresh(cookie, body=b"{}")
+    assert again.status == 200
+    assert again.json()["refreshToken"]["secret"] != data["refreshToken"]["secret"]
+    assert crossmint_emulator.requests["refresh"] == 2
+    refused = auth.handle_custom_refresh({}, body="{}")
+    assert (refused.status, refused.json()["error"]) == (401, "MISSING_SESSION")
+
+
+def test_clear_cookies(auth: CrossmintAuth) -> None:
+    values = auth.clear_cookies(secure=True)
+    assert len(values) == 2
+    assert all("; Secure" in value and "=;" in value for value in values)
+
+
+# -- the key set ----------------------------------------------------------------------------------
+
+
+def test_a_thousand_sessions_fetch_the_key_set_once(
+    auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator
+) -> None:
+    material = crossmint_emulator.create_session("user-1")
+    environ = environ_with(cookie_header(material))
+    for _ in range(1000):
+        assert auth.get_session(environ).user_id == "user-1"
+    assert crossmint_emulator.requests["jwks"] == 1
+    assert crossmint_emulator.requests["refresh"] == 0
+
+
+def test_distinct_tokens_share_one_key_set_fetch(
+    auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator
+) -> None:
+    for index in range(50):
+        assert auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt(f"user-{index}"))
+    assert crossmint_emulator.requests["jwks"] == 1
+
+
+def test_unknown_kid_after_rotation_refetches_once(
+    auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator
+) -> None:
+    before = crossmint_emulator.issue_jwt("user-1")
+    assert auth.verify_crossmint_jwt(before)["sub"] == "user-1"
+    crossmint_emulator.rotate_keys(keep_old=True)
+    after = crossmint_emulator.create_session("user-1")
+    assert auth.get_session(cookie_mapping(after)).user_id == "user-1"
+    assert auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt("user-2"))["sub"] == "user-2"
+    assert auth.verify_crossmint_jwt(before)["sub"] == "user-1"
+    assert crossmint_emulator.requests["jwks"] == 2
+    # A second unknown kid within 30 s gets no refetch: invalid, no network call.
+    crossmint_emulator.rotate_keys(keep_old=True)
+    with pytest.raises(CrossmintAuthError) as caught:
+        auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt("user-3"))
+    assert code_of(caught) is ErrorCode.INVALID_TOKEN
+    assert crossmint_emulator.requests["jwks"] == 2
+
+
+@pytest.mark.parametrize("fault", ["http-500", "down"])
+def test_stale_keys_keep_verifying_when_the_key_set_fails(
+    crossmint_emulator: CrossmintEmulator, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # jwks_ttl=0: every verification after the first finds the set stale.
+    with CrossmintAuth(crossmint_emulator.crossmint(), jwks_ttl=0, leeway=0) as auth:
+        assert auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt("user-1"))
+        if fault == "down":
+            crossmint_emulator.set_down(True)
+        else:
+            crossmint_emulator.fail_next(100, status=500, endpoint="jwks")
+        for index in range(5):
+            token = crossmint_emulator.issue_jwt(f"user-{index}")
+            assert auth.verify_crossmint_jwt(token)["sub"] == f"user-{index}"
+        # One failed refetch, then stale keys serve without retrying at once.
+        assert crossmint_emulator.requests["jwks"] == 2
+        assert "serving cached keys" in caplog.text
+
+
+def test_no_key_set_at_all_is_upstream_unavailable(crossmint_emulator: CrossmintEmulator) -> None:
+    crossmint_emulator.fail_next(1, status=503, endpoint="jwks")
+    with CrossmintAuth(crossmint_emulator.crossmint(), leeway=0) as auth:
+        material = crossmint_emulator.create_session("user-1")
+        with pytest.raises(CrossmintAuthError) as caught:
+            auth.get_session(cookie_mapping(material))
+        assert code_of(caught) is ErrorCode.UPSTREAM_UNAVAILABLE
+        assert not caught.value.clears_cookies
+
+
+def test_static_key_set_is_never_fetched(crossmint_emulator: CrossmintEmulator) -> None:
+    with CrossmintAuth(crossmint_emulator.crossmint(), jwks=crossmint_emulator.key_set) as auth:
+        assert auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt("user-1"))["sub"] == "user-1"
+    assert crossmint_emulator.requests["jwks"] == 0
+
+
+# -- Crossmint unavailable: never a logout --------------------------------------------------------
+
+
+def test_timeout_is_upstream_unavailable_not_a_logout(
+    crossmint_emulator: CrossmintEmulator,
+) -> None:
+    with CrossmintAuth(crossmint_emulator.crossmint(), leeway=0, timeout=0.3) as auth:
+        auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt("warm"))  # keys fetched first
+        material = crossmint_emulator.create_session("user-1", jwt_ttl=-5)
+        crossmint_emulator.set_latency(1.5)
+        with pytest.raises(CrossmintAuthError) as caught:
+            auth.get_session(cookie_mapping(material))
+        assert code_of(caught) is ErrorCode.UPSTREAM_UNAVAILABLE
+        assert not caught.value.clears_cookies
+        with pytest.raises(CrossmintAuthError) as caught:
+            auth.refresh(material.refresh_token.secret)
+        assert code_of(caught) is ErrorCode.UPSTREAM_UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        pytest.param(503, None, id="503"),
+        pytest.param(200, b"<html>oops</html>", id="200-html"),
+        pytest.param(200, {"unexpected": True}, id="200-wrong-shape"),
+    ],
+)
+def test_bad_refresh_answers_are_upstream_unavailable(
+    auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator, status: int, body: Any
+) -> None:
+    material = crossmint_emulator.create_session("user-1", jwt_ttl=-5)
+    crossmint_emulator.fail_next(1, status=status, body=body, endpoint="refresh")
+    with pytest.raises(CrossmintAuthError) as caught:
+        auth.get_session(cookie_mapping(material))
+    assert code_of(caught) is ErrorCode.UPSTREAM_UNAVAILABLE
+    # The refresh token was not spent: once Crossmint answers, the session comes back.
+    assert auth.get_session(cookie_mapping(material)).refreshed
+
+
+def test_connection_refused_is_upstream_unavailable(crossmint_emulator: CrossmintEmulator) -> None:
+    crossmint_emulator.set_down(True)
+    with CrossmintAuth(crossmint_emulator.crossmint(), leeway=0) as auth:
+        with pytest.raises(CrossmintAuthError) as caught:
+            auth.refresh("any-secret")
+        assert code_of(caught) is ErrorCode.UPSTREAM_UNAVAILABLE
+
+
+# -- fork safety ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def forked() -> Iterator[int]:
+    """Fork; yields 0 in the child (which must os._exit) and the child's pid in the parent."""
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about forking a process that has threads (the emulator's).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    yield pid
+
+
+def test_fork_safety(auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator) -> None:
+    # Used before the fork: keys cached, a connection open in the parent.
+    assert auth.get_session(cookie_mapping(crossmint_emulator.create_session("parent")))
+    material = crossmint_emulator.create_session("child", jwt_ttl=-5)
+    read_end, write_end = os.pipe()
+    with forked() as pid:
+        if pid == 0:
+            os.close(read_end)
+            try:
+                session = auth.get_session(cookie_mapping(material))
+                result = {"user_id": session.user_id, "refreshed": session.refreshed}
+            except BaseException as error:  # report anything to the parent
+                result = {"error": repr(error)}
+            os.write(write_end, json.dumps(result).encode())
+            os._exit(0)
+    os.close(write_end)
+    deadline = time.monotonic() + 30
+    while (waited := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("the forked child hung")
+        time.sleep(0.02)
+    with os.fdopen(read_end, "rb") as pipe:
+        result = json.loads(pipe.read() or b"{}")
+    assert os.WIFEXITED(waited[1])
+    assert os.WEXITSTATUS(waited[1]) == 0
+    assert result == {"user_id": "child", "refreshed": True}
+    # The parent keeps working too.
+    assert (
+        auth.get_session(cookie_mapping(crossmint_emulator.create_session("again"))).user_id
+        == "again"
+    )
+    assert crossmint_emulator.requests["refresh"] == 1
+
+
+# -- async, on asyncio and trio -------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_async_get_session_from_a_scope(
+    async_auth: AsyncCrossmintAuth, crossmint_emulator: CrossmintEmulator
+) -> None:
+    material = crossmint_emulator.create_session("user-1")
+    session = await async_auth.get_session(scope_with(cookie_header(material)))
+    assert (session.user_id, session.refreshed) == ("user-1", False)
+    session = await async_auth.get_session(jwt=material.jwt)
+    assert session.refresh_token is None
+
+
+@pytest.mark.anyio
+async def test_async_refresh_paths(
+    async_auth: AsyncCrossmintAuth, crossmint_emulator: CrossmintEmulator
+) -> None:
+    expired = crossmint_emulator.create_session("user-1", email="a@example.com", jwt_ttl=-5)
+    session = await async_auth.get_session(cookie_mapping(expired))
+    assert session.refreshed
+    assert session.user is not None
+    assert session.user.email == "a@example.com"
+    material = await async_auth.refresh(crossmint_emulator.one_time_secret("user-2"))
+    claims = await async_auth.verify_crossmint_jwt(material.jwt)
+    assert claims["sub"] == "user-2"
+    with pytest.raises(CrossmintAuthError) as caught:
+        await async_auth.refresh("no-such-secret")
+    assert code_of(caught) is ErrorCode.SESSION_EXPIRED
+
+
+@pytest.mark.anyio
+async def test_async_logout_user_and_custom_refresh(
+    async_auth: AsyncCrossmintAuth, crossmint_emulator: CrossmintEmulator
+) -> None:
+    material = crossmint_emulator.create_session("user-3", email="c@example.com")
+    user = await async_auth.get_user("user-3")
+    assert user.email == "c@example.com"
+    answer = await async_auth.handle_custom_refresh(
+        body={"refresh": crossmint_emulator.one_time_secret("user-4")}
+    )
+    assert answer.status == 200
+    cleared = await async_auth.logout(cookie_mapping(material))
+    assert len(cleared) == 2
+    assert crossmint_emulator.requests["logout"] == 1
+    with pytest.raises(CrossmintAuthError) as caught:
+        await async_auth.refresh(material.refresh_token.secret)
+    assert code_of(caught) is ErrorCode.SESSION_EXPIRED
+
+
+@pytest.mark.anyio
+async def test_async_a_thousand_sessions_fetch_the_key_set_once(
+    async_auth: AsyncCrossmintAuth, crossmint_emulator: CrossmintEmulator
+) -> None:
+    scope = scope_with(cookie_header(crossmint_emulator.create_session("user-1")))
+    for _ in range(1000):
+        assert (await async_auth.get_session(scope)).user_id == "user-1"
+    assert crossmint_emulator.requests["jwks"] == 1
+
+
+@pytest.mark.anyio
+async def test_async_concurrent_first_requests_share_one_key_fetch(
+    async_auth: AsyncCrossmintAuth, crossmint_emulator: CrossmintEmulator
+) -> None:
+    tokens = [crossmint_emulator.issue_jwt(f"user-{index}") for index in range(20)]
+    crossmint_emulator.set_latency(0.2)
+    results: list[str] = []
+
+    async def verify(token: str) -> None:
+        results.append((await async_auth.verify_crossmint_jwt(token))["sub"])
+
+    async with anyio.create_task_group() as group:
+        for token in tokens:
+            group.start_soon(verify, token)
+    assert sorted(results) == sorted(f"user-{index}" for index in range(20))
+    assert crossmint_emulator.requests["jwks"] == 1
+
+
+@pytest.mark.anyio
+async def test_async_unknown_kid_after_rotation(
+    async_auth: AsyncCrossmintAuth, crossmint_emulator: CrossmintEmulator
+) -> None:
+    assert await async_auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt("user-1"))
+    crossmint_emulator.rotate_keys(keep_old=True)
+    claims = await async_auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt("user-2"))
+    assert claims["sub"] == "user-2"
+    assert crossmint_emulator.requests["jwks"] == 2
+
+
+@pytest.mark.anyio
+async def test_async_timeout_is_upstream_unavailable(
+    crossmint_emulator: CrossmintEmulator,
+) -> None:
+    material = crossmint_emulator.create_session("user-1", jwt_ttl=-5)
+    async with AsyncCrossmintAuth(crossmint_emulator.crossmint(), leeway=0, timeout=0.3) as auth:
+        await auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt("warm"))
+        crossmint_emulator.set_latency(1.5)
+        with pytest.raises(CrossmintAuthError) as caught:
+            await auth.get_session(cookie_mapping(material))
+        assert code_of(caught) is ErrorCode.UPSTREAM_UNAVAILABLE
+        assert not caught.value.clears_cookies
+
+
+@pytest.mark.anyio
+async def test_async_stale_keys_keep_verifying(crossmint_emulator: CrossmintEmulator) -> None:
+    async with AsyncCrossmintAuth(crossmint_emulator.crossmint(), jwks_ttl=0, leeway=0) as auth:
+        assert await auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt("user-0"))
+        crossmint_emulator.set_down(True)
+        for index in range(3):
+            claims = await auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt(f"user-{index}"))
+            assert claims["sub"] == f"user-{index}"
+        assert crossmint_emulator.requests["jwks"] == 2

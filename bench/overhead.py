@@ -216,6 +216,26 @@ def wsgi_rows(emulator: CrossmintEmulator, count: int) -> list[Row]:
             )
         )
 
+    # The same session, but another cookie of the app changes on every request
+    # (an analytics counter, a rolling CSRF or session cookie): what a browser
+    # really sends. Not one of the rows; the same target applies.
+    material = emulator.create_session("user-churn", jwt_ttl=3600)
+    auth_cookies = (
+        f"crossmint-jwt={material.jwt}; crossmint-refresh-token={material.refresh_token.secret}"
+    )
+    environs = [wsgi_environ(f"_gat={i}; {auth_cookies}") for i in range(count)]
+    middleware, auth = wrapped()
+    with auth:
+        rows.append(
+            compare(
+                "seen before, other cookies change",
+                wsgi_caller(bare_wsgi_app, environs),
+                wsgi_caller(middleware, environs),
+                count,
+                target_us=5.0,
+            )
+        )
+
     # A new JWT on every request: each is a signature check. Minting is slow
     # (an RSA signature each), so this row runs fewer requests.
     fresh, repeats = max(50, count // 100), 5

@@ -361,9 +361,15 @@ def open_at_once(tabs: Sequence[Page], urls: Sequence[str]) -> list[Response]:
             tab.evaluate("url => { setTimeout(() => { location.href = url; }, 0); }", url)
     responses = [info.value for info in waiting]
     for tab in tabs:
-        # Where the tab ended up (maybe a redirect to the login page) is for the caller to judge.
-        tab.wait_for_load_state()
+        # A response is in before its page commits: wait until the tab has left
+        # about:blank and loaded. Where it landed (maybe the login page) is for
+        # the caller to judge.
+        tab.wait_for_url(left_blank)
     return responses
+
+
+def left_blank(url: str) -> bool:
+    return not url.startswith("about:")
 
 
 # -- the test ------------------------------------------------------------------------------

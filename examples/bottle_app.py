@@ -49,6 +49,14 @@ def describe(demo: DemoCrossmint) -> str:
 demo = demo_crossmint()
 auth = CrossmintAuth(demo.crossmint)
 print(f"bottle_app: using {describe(demo)}", file=sys.stderr, flush=True)
+if demo.emulator is not None and "gunicorn" in sys.modules:
+    # Each gunicorn worker imports this module: each would get an emulator of its own.
+    print(
+        "bottle_app: every gunicorn worker starts its own emulator; for several workers set"
+        " CROSSMINT_EMULATOR_URL to one (python -m crossmint_wsgi.testing starts one)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 routes = bottle.Bottle()
 app = CrossmintWSGIMiddleware(routes, auth, protect=["/protected/:path*"], login_url="/login")

@@ -67,6 +67,14 @@ def coordinator() -> RefreshCoordinator | None:
 demo = demo_crossmint()
 auth = CrossmintAuth(demo.crossmint, coordinator=coordinator())
 print(f"flask_app: using {describe(demo)}", file=sys.stderr, flush=True)
+if demo.emulator is not None and "gunicorn" in sys.modules:
+    # Each gunicorn worker imports this module: each would get an emulator of its own.
+    print(
+        "flask_app: every gunicorn worker starts its own emulator; for several workers set"
+        " CROSSMINT_EMULATOR_URL or use examples/gunicorn.conf.py",
+        file=sys.stderr,
+        flush=True,
+    )
 
 app = Flask(__name__)
 app.wsgi_app = CrossmintWSGIMiddleware(  # type: ignore[method-assign]

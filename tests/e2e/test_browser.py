@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import BrowserContext, Cookie, Page, Response
+from playwright.sync_api import Error as PlaywrightError
 from redis_server import redis_server
 from support import Server, free_port, require_program, run_server
 
@@ -165,11 +166,21 @@ def redirected_to_login(page: Page, base: str, next_path: str) -> None:
     assert page.locator("#demo-sign-in").count() == 1, "the login page has no sign-in button"
 
 
+def click_sign_in(page: Page, base: str) -> None:
+    """Click the login page's demo sign-in button and land on /protected."""
+    page.click("#demo-sign-in")
+    try:
+        page.wait_for_url(base + "/protected")
+    except PlaywrightError:
+        # The page's script writes what went wrong into #status.
+        status = page.locator("#status").all_inner_texts()
+        raise AssertionError(f"sign-in did not reach /protected: {page.url} {status}") from None
+
+
 def sign_in(page: Page, base: str) -> None:
     """Sign in as the demo user from the login page, and land on /protected."""
     page.goto(base + "/login?next=/protected")
-    page.click("#demo-sign-in")
-    page.wait_for_url(base + "/protected")
+    click_sign_in(page, base)
 
 
 # -- the scenario --------------------------------------------------------------------------
@@ -230,8 +241,7 @@ class Scenario:
 
     def sign_in(self) -> None:
         before = refreshes(self.emulator)
-        self.page.click("#demo-sign-in")
-        self.page.wait_for_url(self.base + "/protected")
+        click_sign_in(self.page, self.base)
         signed_in_at(self.page, self.base)
         # Trading the one-time secret is the one refresh of a sign-in.
         assert refreshes(self.emulator) - before == 1

@@ -260,6 +260,13 @@ def wsgi_rows(emulator: CrossmintEmulator, count: int) -> list[Row]:
     return rows
 
 
+#: Each section of the table: a title and ``rows(emulator, count)``. The ASGI
+#: rows go here beside the WSGI ones.
+SECTIONS: list[tuple[str, Callable[[CrossmintEmulator, int], list[Row]]]] = [
+    ("WSGI (CrossmintWSGIMiddleware vs the bare app)", wsgi_rows),
+]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20_000, help="requests per timed loop")
@@ -269,9 +276,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f" {platform.machine()}, {args.requests} requests per loop, CPU time of the fastest loop"
     )
     with CrossmintEmulator(algorithm="RS256") as emulator:
-        print_rows(
-            "WSGI (CrossmintWSGIMiddleware vs the bare app)", wsgi_rows(emulator, args.requests)
-        )
+        for title, rows in SECTIONS:
+            print_rows(title, rows(emulator, args.requests))
 
 
 if __name__ == "__main__":

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import binascii
 import json
+import re
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
-from joserfc.errors import ExpiredTokenError, JoseError
+from joserfc.errors import ExpiredTokenError, JoseError, MissingClaimError
 from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import Key
 from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
-from joserfc.util import urlsafe_b64decode
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
@@ -60,34 +63,66 @@ _ALGORITHMS: dict[str, JWSAlgModel] = {
 
 
 class _ClaimsRegistry(JWTClaimsRegistry):
-    """joserfc's claims checks, with ``exp`` left out of :meth:`validate`.
+    """joserfc's claim checks, built once per audience, issuer and leeway.
 
-    ``exp`` is checked last, on its own: a forged or misdirected token that is
-    also expired must read as invalid, not as merely expired.
+    ``now`` is read from the verifying thread (set just before the checks, in
+    the same synchronous call). ``exp`` is left out of :meth:`validate` and
+    checked last by :meth:`validate_expiry`: a forged or misdirected token
+    that is also expired must read as invalid, not as merely expired.
     """
 
-    def validate_exp(self, value: object) -> None:
-        pass
-
-    def validate_expiry(self, value: object) -> None:
-        JWTClaimsRegistry.validate_exp(self, value)
-
-
-_CLAIM_OPTIONS: dict[tuple[str, str | None], dict[str, Any]] = {}
-
-
-def _claim_options(audience: str, issuer: str | None) -> dict[str, Any]:
-    options = _CLAIM_OPTIONS.get((audience, issuer))
-    if options is None:
-        options = {
+    def __init__(self, audience: str, issuer: str | None, leeway: int) -> None:
+        options: dict[str, Any] = {
             "sub": {"essential": True},
             "aud": {"essential": False, "value": audience},
         }
         if issuer is not None:
             options["iss"] = {"essential": True, "value": issuer}
+        super().__init__(now=_thread_now, leeway=leeway, **options)
+        self._essential = tuple(sorted(self.essential_keys))
+        # joserfc's validate() looks up a validate_<name> method for every claim
+        # the token carries; only these have checks here.
+        self._checks = tuple(
+            (name, getattr(self, f"validate_{name}"))
+            for name in ("iss", "sub", "aud", "nbf", "iat", "jti")
+        )
+
+    def validate(self, claims: dict[str, Any]) -> None:
+        missing = [name for name in self._essential if claims.get(name) is None]
+        if missing:
+            raise MissingClaimError(",".join(missing))
+        for name, check in self._checks:
+            if name in claims:
+                check(claims[name])
+
+    def validate_expiry(self, value: object) -> None:
+        JWTClaimsRegistry.validate_exp(self, value)
+
+
+_now = threading.local()
+
+
+def _thread_now() -> int:
+    return int(_now.value)
+
+
+_REGISTRIES: dict[tuple[str, str | None, int], _ClaimsRegistry] = {}
+
+
+def _claims_registry(audience: str, issuer: str | None, leeway: int) -> _ClaimsRegistry:
+    registry = _REGISTRIES.get((audience, issuer, leeway))
+    if registry is None:
         # A handful of configurations per process: no bound needed.
-        _CLAIM_OPTIONS[(audience, issuer)] = options
-    return options
+        registry = _REGISTRIES[(audience, issuer, leeway)] = _ClaimsRegistry(
+            audience, issuer, leeway
+        )
+    return registry
+
+
+#: Headers already read, by their encoded segment: every token signed with one
+#: key carries the same header, so most tokens skip decoding it.
+_HEADERS: dict[str, Mapping[str, Any]] = {}
+_HEADERS_MAX = 64
 
 
 class TokenInvalid(Exception):
@@ -98,16 +133,52 @@ class TokenExpired(Exception):
     """The token is genuine but its ``exp`` has passed."""
 
 
+# base64url to base64 in one pass; "+", "/" and "=" become "*", which the
+# strict decoder refuses: they have no place in unpadded base64url.
+_TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/***")
+# The last character of a canonical encoding leaves no stray bits, by padding length.
+_CANONICAL_ENDINGS = ("", "AEIMQUYcgkosw048", "AQgw")
+
+if sys.version_info >= (3, 11):
+
+    def _a2b_strict(data: bytes) -> bytes:
+        return binascii.a2b_base64(data, strict_mode=True)
+
+else:  # pragma: no cover - Python 3.10 has no strict mode: check the alphabet first
+    _BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+
+    def _a2b_strict(data: bytes) -> bytes:
+        if _BASE64.fullmatch(data) is None:
+            raise ValueError("not base64url")
+        return binascii.a2b_base64(data)
+
+
+def _b64decode(segment: str) -> bytes:
+    """Strict unpadded base64url, as joserfc's ``urlsafe_b64decode``, in fewer steps.
+
+    Only the alphabet, no padding, canonical trailing bits: one token has
+    one spelling.
+
+    :raises ValueError: anything else.
+    """
+    pad = -len(segment) % 4
+    if pad == 3:
+        raise ValueError("not base64url")
+    if pad and segment[-1] not in _CANONICAL_ENDINGS[pad]:
+        raise ValueError("not canonical base64url")
+    return _a2b_strict(segment.encode("ascii").translate(_TO_STANDARD) + b"=" * pad)
+
+
 def _b64_json(segment: str) -> Any:
     try:
-        return json.loads(urlsafe_b64decode(segment.encode("ascii")))
+        return json.loads(_b64decode(segment).decode("utf-8"))
     except (ValueError, UnicodeError, TypeError, RecursionError):
         # RecursionError: deeply nested JSON, which the size limit still lets through.
         raise TokenInvalid("token segment is not base64url JSON") from None
 
 
-def read_header(token: str) -> dict[str, Any]:
-    """The unverified JOSE header of a compact JWS.
+def read_header(token: str) -> Mapping[str, Any]:
+    """The unverified JOSE header of a compact JWS (shared: do not modify it).
 
     :raises TokenInvalid: not a three-part compact JWS with a JSON header,
         or an algorithm that is not asymmetric.
@@ -117,7 +188,11 @@ def read_header(token: str) -> dict[str, Any]:
     if token.count(".") != 2:
         # Five parts is a JWE: encrypted, not signed, so no proof of origin.
         raise TokenInvalid("token is not a compact JWS")
-    header = _b64_json(token.partition(".")[0])
+    segment = token.partition(".")[0]
+    cached = _HEADERS.get(segment)
+    if cached is not None:
+        return cached
+    header = _b64_json(segment)
     if not isinstance(header, dict):
         raise TokenInvalid("token header is not a JSON object")
     algorithm = header.get("alg")
@@ -126,7 +201,35 @@ def read_header(token: str) -> dict[str, Any]:
         raise TokenInvalid("token algorithm is not an accepted asymmetric algorithm")
     if "crit" in header:
         raise TokenInvalid("token header has critical extensions this verifier does not know")
-    return header
+    shared = MappingProxyType(header)
+    if len(_HEADERS) >= _HEADERS_MAX:
+        # Many distinct headers: not Crossmint's tokens. Start over rather than grow.
+        _HEADERS.clear()
+    _HEADERS[segment] = shared
+    return shared
+
+
+#: (id(key), algorithm) -> key, for pairs already found to fit. The key is
+#: held so that its id cannot be reused by another while the entry exists.
+_FITTING: dict[tuple[int, str], Key] = {}
+_FITTING_MAX = 64
+
+
+def _check_fit(algorithm: JWSAlgModel, key: Key) -> None:
+    """Key type, curve, ``use`` and ``alg`` must fit the algorithm.
+
+    An RSA key never checks an ES256 signature, nor an RS256 key a PS256 one.
+    """
+    allowed = key.get("alg")
+    if allowed is not None and allowed != algorithm.name:
+        raise TokenInvalid("token algorithm does not match its key")
+    try:
+        algorithm.check_key(key)
+    except (JoseError, ValueError, TypeError) as error:
+        raise TokenInvalid(f"token signature check failed: {type(error).__name__}") from None
+    if len(_FITTING) >= _FITTING_MAX:
+        _FITTING.clear()
+    _FITTING[(id(key), algorithm.name)] = key
 
 
 def verify_signed_token(
@@ -152,15 +255,11 @@ def verify_signed_token(
     algorithm = _ALGORITHMS.get(header["alg"])
     if algorithm is None:
         raise TokenInvalid("token algorithm is not an accepted asymmetric algorithm")
-    allowed = key.get("alg")
-    if allowed is not None and allowed != algorithm.name:
-        raise TokenInvalid("token algorithm does not match its key")
+    if _FITTING.get((id(key), algorithm.name)) is not key:
+        _check_fit(algorithm, key)
     header_segment, payload_segment, signature_segment = token.split(".")
     try:
-        # Key type, curve and "use" must fit the algorithm: an RSA key never
-        # checks an ES256 signature.
-        algorithm.check_key(key)
-        signature = urlsafe_b64decode(signature_segment.encode("ascii"))
+        signature = _b64decode(signature_segment)
         genuine = algorithm.verify(
             f"{header_segment}.{payload_segment}".encode("ascii"), signature, key
         )
@@ -173,7 +272,8 @@ def verify_signed_token(
         raise TokenInvalid("token payload is not a JSON object")
     if "exp" not in claims:
         raise TokenInvalid("token has no exp claim")
-    registry = _ClaimsRegistry(now=int(now), leeway=leeway, **_claim_options(audience, issuer))
+    registry = _claims_registry(audience, issuer, leeway)
+    _now.value = now
     try:
         registry.validate(claims)
         registry.validate_expiry(claims["exp"])

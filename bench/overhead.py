@@ -275,8 +275,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"crossmint-wsgi middleware overhead: Python {platform.python_version()},"
         f" {platform.machine()}, {args.requests} requests per loop, CPU time of the fastest loop"
     )
+    sections = list(SECTIONS)
+    try:
+        # The ASGI rows live beside this file; they reuse its helpers.
+        from overhead_asgi import asgi_rows
+    except ImportError:
+        pass
+    else:
+        sections.append(("ASGI (CrossmintASGIMiddleware vs the bare app)", asgi_rows))
     with CrossmintEmulator(algorithm="RS256") as emulator:
-        for title, rows in SECTIONS:
+        for title, rows in sections:
             print_rows(title, rows(emulator, args.requests))
 
 

@@ -17,9 +17,13 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import given
+from hypothesis import strategies as st
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
+from joserfc.util import urlsafe_b64decode
 
+from crossmint_wsgi import tokens as tokens_module
 from crossmint_wsgi.config import Crossmint, build_crossmint
 from crossmint_wsgi.flows import AuthCore
 from crossmint_wsgi.testing._keys import mint_api_key
@@ -497,3 +501,81 @@ def test_clear() -> None:
     cache.put("a", {"exp": NOW + 10})
     cache.clear()
     assert len(cache) == 0
+
+
+# -- parsing details ----------------------------------------------------------------------------
+
+
+def test_headers_are_parsed_once_and_shared_read_only(keys: Keys) -> None:
+    first = read_header(keys.sign(claims()))
+    second = read_header(keys.sign(claims(sub="other")))
+    assert first is second
+    with pytest.raises(TypeError):
+        first["alg"] = "none"  # type: ignore[index]
+
+
+def test_header_cache_is_bounded_and_stays_correct() -> None:
+    tokens = [_raw({"alg": "RS256", "kid": f"k{index}"}, {}) for index in range(200)]
+    for token in tokens:
+        read_header(token)
+    assert len(tokens_module._HEADERS) <= tokens_module._HEADERS_MAX
+    assert read_header(tokens[0])["kid"] == "k0"
+    assert read_header(tokens[-1])["kid"] == "k199"
+
+
+def test_refused_headers_are_refused_every_time() -> None:
+    token = _raw({"alg": "HS256", "kid": "k"}, {})
+    for _ in range(3):
+        with pytest.raises(TokenInvalid, match="not an accepted"):
+            read_header(token)
+
+
+def test_a_key_that_does_not_fit_is_refused_every_time(crossmint: Crossmint, keys: Keys) -> None:
+    core = make_core(crossmint, keys)
+    token = keys.sign(claims(), alg="ES256", key=keys.ec, header={"kid": "rsa"})
+    for _ in range(3):
+        with pytest.raises(TokenInvalid, match="InvalidKeyTypeError"):
+            verify(core, token)
+    assert verify(core, keys.sign(claims()))["sub"] == "user-1"
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        pytest.param("=", id="padding"),
+        pytest.param("+", id="plus"),
+        pytest.param("/", id="slash"),
+        pytest.param("*", id="star"),
+        pytest.param(" ", id="space"),
+    ],
+)
+def test_signature_outside_base64url_is_refused(
+    crossmint: Crossmint, keys: Keys, signature: str
+) -> None:
+    head, payload, good = keys.sign(claims()).split(".")
+    token = f"{head}.{payload}.{good[:-2]}{signature}{good[-1]}"
+    with pytest.raises(TokenInvalid, match="signature check failed"):
+        verify(make_core(crossmint, keys), token)
+
+
+def test_non_canonical_signature_spelling_is_refused(crossmint: Crossmint, keys: Keys) -> None:
+    head, payload, good = keys.sign(claims(), alg="ES256").split(".")
+    # 64 bytes: the last base64url character carries 2 stray bits that must be zero.
+    assert len(good) % 4 == 2
+    stray = good[:-1] + {"A": "B", "Q": "R", "g": "h", "w": "x"}[good[-1]]
+    with pytest.raises(TokenInvalid, match="signature check failed"):
+        verify(make_core(crossmint, keys), f"{head}.{payload}.{stray}")
+
+
+@given(st.binary(max_size=64) | st.text(alphabet="AQgwz-_+/=.* \u00e9", max_size=12))
+def test_base64url_decoding_matches_joserfc(data: bytes | str) -> None:
+    text = base64.urlsafe_b64encode(data).rstrip(b"=").decode() if isinstance(data, bytes) else data
+    try:
+        expected: bytes | None = urlsafe_b64decode(text.encode("ascii"))
+    except (ValueError, UnicodeError):
+        expected = None
+    try:
+        actual: bytes | None = tokens_module._b64decode(text)
+    except (ValueError, UnicodeError):
+        actual = None
+    assert actual == expected

@@ -98,6 +98,28 @@ def normalize_path(path: str) -> str:
     return "/" + "/".join(segments)
 
 
+def _literal_prefix(pattern: re.Pattern[str]) -> str:
+    """The text every match of a compiled pattern starts with (at least ``/``)."""
+    source = pattern.pattern[1:]  # after "^"
+    prefix = []
+    index = 0
+    while index < len(source):
+        char = source[index]
+        if char == "\\" and index + 1 < len(source):
+            prefix.append(source[index + 1])
+            index += 2
+            continue
+        if char in "*+?{":
+            # A quantifier makes the character before it optional.
+            prefix = prefix[:-1]
+            break
+        if char in "([.|$^":
+            break
+        prefix.append(char)
+        index += 1
+    return "".join(prefix) or "/"
+
+
 class PathMatcher:
     """Whether a path is protected: patterns, or a callable taking the path.
 
@@ -112,6 +134,9 @@ class PathMatcher:
         else:
             patterns = (protect,) if isinstance(protect, str) else tuple(protect)
             self._patterns = tuple(compile_pattern(pattern) for pattern in patterns)
+        # Most paths share no literal prefix with any pattern: a startswith
+        # settles them before the regex.
+        self._prefixes = tuple(_literal_prefix(pattern) for pattern in self._patterns)
         # One alternation: a single regex call per request, whatever the pattern count.
         self._combined = (
             re.compile("|".join(f"(?:{p.pattern})" for p in self._patterns))
@@ -127,4 +152,6 @@ class PathMatcher:
             path = normalize_path(path)
         if self._predicate is not None:
             return bool(self._predicate(path))
-        return self._combined is not None and self._combined.match(path) is not None
+        if self._combined is None or not path.startswith(self._prefixes):
+            return False
+        return self._combined.match(path) is not None

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -119,6 +121,17 @@ class Proceed:
 
 _NO_COOKIES_PROCEED = Proceed(None, None, [])
 
+_AUTH_PAIR = re.compile(r"crossmint-[\w-]*=[^;]*")
+
+
+def _auth_pairs(cookie: str) -> str:
+    """The auth cookies of a header, as a cache key that ignores every other cookie.
+
+    Other cookies (analytics, CSRF) change between requests; the decision for
+    a request depends only on these pairs, which are its own credentials.
+    """
+    return ";".join(_AUTH_PAIR.findall(cookie))
+
 
 def _json_answer(
     status: int,
@@ -195,7 +208,7 @@ class Gate:
         self._post_paths = frozenset(p for p in (refresh_path, logout_path) if p)
         # Cookie header -> (deadline, decision) for sessions verified before:
         # a returning browser costs one dictionary lookup.
-        self._recent: dict[str, tuple[float, Proceed]] = {}
+        self._recent: OrderedDict[str, tuple[float, Proceed]] = OrderedDict()
         self._recent_size = core.tokens.max_size
         self._recent_lock = threading.Lock()
 
@@ -214,7 +227,7 @@ class Gate:
             if self._protects is not None and self._protects(path):
                 return None
             return _NO_COOKIES_PROCEED
-        entry = self._recent.get(cookie)
+        entry = self._recent.get(_auth_pairs(cookie))
         if entry is not None and self.core.clock() < entry[0]:
             return entry[1]
         return None
@@ -225,9 +238,9 @@ class Gate:
             return
         deadline = float(session.claims["exp"]) + self.core.leeway
         with self._recent_lock:
-            self._recent[cookie] = (deadline, proceed)
+            self._recent[_auth_pairs(cookie)] = (deadline, proceed)
             while len(self._recent) > self._recent_size:
-                del self._recent[next(iter(self._recent))]
+                self._recent.popitem(last=False)
 
     def handle(self, request: HttpRequest) -> Generator[Effect, Any, Answer | Proceed]:
         """Decide an HTTP request: answer it, or let the app run with a session."""

@@ -268,6 +268,27 @@ def test_a_session_seen_before_is_the_same_session(
     assert crossmint_emulator.requests["jwks"] == 1
 
 
+def test_a_session_seen_before_skips_the_flow_when_other_cookies_change(
+    build: Build, crossmint_emulator: CrossmintEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, app = build()
+    material = crossmint_emulator.create_session("user-1")
+    client.get("/page", headers={"Cookie": cookie_header(material, analytics="1")})
+
+    def no_flow(*args: Any) -> Any:
+        raise AssertionError("a session seen before went through the full flow")
+
+    # Only the auth cookies key the shortcut: a changing analytics cookie still hits it.
+    monkeypatch.setattr(client.application.auth, "run", no_flow)  # type: ignore[attr-defined]
+    for counter in range(2, 5):
+        client.get("/page", headers={"Cookie": cookie_header(material, analytics=str(counter))})
+    assert [call["session"].user_id for call in app.calls] == ["user-1"] * 4
+    # A different credential is not mistaken for the cached one.
+    other = crossmint_emulator.create_session("user-2")
+    with pytest.raises(AssertionError, match="full flow"):
+        client.get("/page", headers={"Cookie": cookie_header(other, analytics="1")})
+
+
 @pytest.mark.parametrize(
     ("path", "expected_status", "app_called"),
     [

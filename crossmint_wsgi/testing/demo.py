@@ -43,13 +43,15 @@ class DemoCrossmint:
     crossmint: Crossmint
     emulator_url: str | None
     emulator: CrossmintEmulator | None = None
+    #: The process that runs ``emulator``: a forked worker holds a dead copy of it.
+    emulator_pid: int = dataclasses.field(default_factory=os.getpid)
 
     def one_time_secret(self, user_id: str = DEMO_USER_ID, email: str = DEMO_EMAIL) -> str:
         """A login's one-time secret for a demo user, minted by the emulator.
 
         :raises RuntimeError: on the real Crossmint, where only a real login mints one.
         """
-        if self.emulator is not None:
+        if self.emulator is not None and self.emulator_pid == os.getpid():
             return self.emulator.one_time_secret(user_id, email=email)
         if self.emulator_url is None:
             raise RuntimeError("demo sign-in needs the Crossmint emulator")

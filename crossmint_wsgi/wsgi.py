@@ -235,8 +235,14 @@ def require_session(view: F) -> F:
 
 
 def _refusal(status: int, error: CrossmintAuthError) -> Any:
-    body = json.dumps({"error": error.code.value, "message": error.message})
-    headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+    body = json.dumps(
+        {"error": error.code.value, "message": error.message}, separators=(",", ":")
+    ).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "Content-Length": str(len(body)),
+        "Cache-Control": "no-store",
+    }
     if status == 503:
         headers["Retry-After"] = "5"
     try:

@@ -32,6 +32,7 @@ from crossmint_wsgi.tokens import (
     TokenExpired,
     TokenInvalid,
     VerifiedTokenCache,
+    check_claims,
     read_header,
     trusted_claims,
 )
@@ -579,3 +580,66 @@ def test_base64url_decoding_matches_joserfc(data: bytes | str) -> None:
     except (ValueError, UnicodeError):
         actual = None
     assert actual == expected
+
+
+# -- the claim checks agree with joserfc's JWTClaimsRegistry ------------------------------------
+
+AUDIENCE = "project-7"
+ISSUER = "https://www.crossmint.com"
+
+_claim_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.sampled_from(["", AUDIENCE, "other", ISSUER, "user-1"]),
+    st.integers(min_value=NOW - 20, max_value=NOW + 20),
+    st.floats(min_value=NOW - 20, max_value=NOW + 20),
+    st.sampled_from([float("nan"), float("inf"), -float("inf"), 10**30]),
+    st.lists(st.sampled_from([AUDIENCE, "other", ""]), max_size=3),
+    st.lists(st.integers(), min_size=1, max_size=2),
+    st.dictionaries(st.just("a"), st.integers(), max_size=1),
+)
+
+
+def _reference(claims: dict[str, Any], issuer: str | None, leeway: int, now: int) -> str:
+    """What a JWTClaimsRegistry (exp essential, checked last) says."""
+    from joserfc.errors import ExpiredTokenError, JoseError
+    from joserfc.jwt import JWTClaimsRegistry
+
+    options: dict[str, Any] = {
+        "sub": {"essential": True},
+        "aud": {"essential": False, "value": AUDIENCE},
+    }
+    if issuer is not None:
+        options["iss"] = {"essential": True, "value": issuer}
+    registry = JWTClaimsRegistry(now=now, leeway=leeway, **options)
+    if claims.get("exp") is None:
+        return "invalid"
+    try:
+        registry.validate({name: value for name, value in claims.items() if name != "exp"})
+        registry.validate_exp(claims["exp"])
+    except ExpiredTokenError:
+        return "expired"
+    except JoseError:
+        return "invalid"
+    return "ok"
+
+
+@given(
+    claims=st.dictionaries(
+        st.sampled_from(["sub", "aud", "iss", "nbf", "iat", "exp", "jti", "email"]),
+        _claim_values,
+    ),
+    issuer=st.sampled_from([None, ISSUER]),
+    leeway=st.sampled_from([0, 5]),
+)
+def test_check_claims_agrees_with_joserfc(
+    claims: dict[str, Any], issuer: str | None, leeway: int
+) -> None:
+    try:
+        check_claims(claims, audience=AUDIENCE, issuer=issuer, leeway=leeway, now=NOW + 0.5)
+        outcome = "ok"
+    except TokenExpired:
+        outcome = "expired"
+    except TokenInvalid:
+        outcome = "invalid"
+    assert outcome == _reference(claims, issuer, leeway, NOW)

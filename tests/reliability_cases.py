@@ -564,8 +564,14 @@ def problems_with(reply: Reply, expect: Expect, user: str | None = None) -> list
         token = cookies.get(JWT_COOKIE)
         if not token or not cookies.get(REFRESH_COOKIE):
             problems.append("no new session cookies")
-        elif claims_of(token).get("sub") != user:
-            problems.append(f"new cookies for {claims_of(token).get('sub')!r}, not {user!r}")
+        else:
+            try:
+                subject = claims_of(token).get("sub")
+            except (ValueError, IndexError, AttributeError):
+                problems.append("the new JWT cookie is not a JWT")
+            else:
+                if subject != user:
+                    problems.append(f"new cookies for {subject!r}, not {user!r}")
     if expect.within is not None and reply.seconds >= expect.within:
         problems.append(f"took {reply.seconds:.2f} s, bound {expect.within:g} s")
     return problems
@@ -1431,12 +1437,35 @@ FAULT_CASES: list[FaultCase] = [
     ),
     FaultCase(
         "refresh-rate-limited-429",
-        "Crossmint answers 429: any 4xx is a rejection (SPEC section 2)",
+        "Crossmint answers 429 Too Many Requests: busy, not a rejection",
+        (
+            Step(_protected_expired, _UNAVAILABLE, before=_fail(1, 429)),
+            Step(_protected_expired, _REFRESHED, label="recovered"),
+        ),
+    ),
+    FaultCase(
+        "refresh-timeout-408",
+        "Crossmint answers 408 Request Timeout: busy, not a rejection",
+        (
+            Step(_protected_expired, _UNAVAILABLE, before=_fail(1, 408)),
+            Step(_protected_expired, _REFRESHED, label="recovered"),
+        ),
+    ),
+    FaultCase(
+        "refresh-route-answer-a-non-jwt",
+        "the refresh route, when Crossmint answers 200 with a JWT that is not one",
         (
             Step(
-                _protected_expired,
-                Expect(401, "SESSION_EXPIRED", app=False, cookies=CLEARED),
-                before=_fail(1, 429),
+                _refresh_route,
+                Expect(503, "UPSTREAM_UNAVAILABLE", app=False),
+                before=_fail(
+                    1, 200, {"jwt": "not-a-jwt", "refresh": {"secret": "s", "expiresAt": _FAR}}
+                ),
+            ),
+            Step(
+                _refresh_route,
+                Expect(200, None, app=False, cookies=NEW_SESSION),
+                label="recovered",
             ),
         ),
     ),
@@ -1558,6 +1587,11 @@ class StepResult:
         return not self.problems
 
 
+def _raised(step: Step, index: int, req: Req, error: Exception) -> StepResult:
+    label = step.label or f"step {index + 1}"
+    return StepResult(label, req.describe(), step.expect, None, [f"raised {error!r}"])
+
+
 def _closed_port() -> int:
     import socket
 
@@ -1582,7 +1616,11 @@ def run_fault_case_wsgi(emulator: CrossmintEmulator, case: FaultCase) -> list[St
                 if step.before is not None:
                     step.before(ctx)
                 req = step.request(ctx)
-                reply = call_wsgi(app, req)
+                try:
+                    reply = call_wsgi(app, req)
+                except Exception as error:
+                    results.append(_raised(step, index, req, error))
+                    continue
                 results.append(
                     StepResult(
                         step.label or f"step {index + 1}",
@@ -1616,7 +1654,11 @@ async def run_fault_case_asgi(emulator: CrossmintEmulator, case: FaultCase) -> l
                     # Some arrangements sleep: keep the event loop free meanwhile.
                     await anyio.to_thread.run_sync(step.before, ctx)
                 req = step.request(ctx)
-                reply = await call_httpx(client, req)
+                try:
+                    reply = await call_httpx(client, req)
+                except Exception as error:
+                    results.append(_raised(step, index, req, error))
+                    continue
                 results.append(
                     StepResult(
                         step.label or f"step {index + 1}",

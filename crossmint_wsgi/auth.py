@@ -287,6 +287,10 @@ class CrossmintAuth(_AuthBase):
                 effect = flow.send(self._perform(effect, read_body))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+        finally:
+            # An exception from an effect (a client gone, a signal) leaves the
+            # flow suspended: close it so it can undo what it began.
+            flow.close()
 
     # -- the public API -----------------------------------------------------------------
 
@@ -470,6 +474,10 @@ class AsyncCrossmintAuth(_AuthBase):
                 effect = flow.send(await self._perform(effect, read_body))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+        finally:
+            # Cancellation leaves the flow suspended: close it so it can undo
+            # what it began.
+            flow.close()
 
     # -- the public API: as CrossmintAuth, awaited -----------------------------------------
 

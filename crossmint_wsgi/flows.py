@@ -139,7 +139,13 @@ class AuthCore:
             raise TokenInvalid("token kid is not a string")
         if self.keys.wants_fetch(kid, now):
             self.keys.begin(now)
-            result = yield FETCH_KEYS
+            try:
+                result = yield FETCH_KEYS
+            except BaseException:
+                # Cancelled or closed mid-fetch: end our part of it, or the
+                # in-flight count would stay up for good.
+                self.keys.abandon()
+                raise
             if isinstance(result, CrossmintAuthError):
                 self.keys.fail(self.clock(), result.message)
             else:

@@ -147,19 +147,23 @@ class KeySetCache:
 
         :raises ValueError: the set is unusable; the cached keys stay.
         """
-        self._end()
+        # Install first, end the fetch after: a token with the new kid checked
+        # in between must find either the fetch under way or the new keys.
         try:
             keys = import_public_keys(jwks)
         except ValueError:
             self._last_failed = now
             raise
-        self._keys = keys
-        self._fetched_at = now
+        else:
+            self._keys = keys
+            self._fetched_at = now
+        finally:
+            self._end()
 
     def fail(self, now: float, reason: str) -> None:
         """Note a failed fetch: the cached keys, if any, keep serving."""
-        self._end()
         self._last_failed = now
+        self._end()
         if self._keys:
             logger.warning("Crossmint key set refetch failed, serving cached keys: %s", reason)
         else:

@@ -255,13 +255,6 @@ async def test_key_rotation_through_the_asgi_middleware(emulator: CrossmintEmula
 # -- the key-set fetch's bookkeeping survives cancellation and races ------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (report): a cancelled key-set fetch leaves KeySetCache._in_flight at 1 for"
-    " good, so every unknown kid refetches the key set (the kid-miss rate limit is gone)."
-    " Fix: AuthCore.verify catches GeneratorExit at `yield FETCH_KEYS` and ends the"
-    " fetch; both drivers' run() close the flow in a finally.",
-)
 @pytest.mark.anyio
 async def test_a_cancelled_key_set_fetch_keeps_the_refetch_rate_limit(
     emulator: CrossmintEmulator,
@@ -305,12 +298,6 @@ class _InterleavedKeySet(Mapping[str, Any]):
         return len(self._data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (report): KeySetCache.store() ends the in-flight fetch before it installs"
-    " the new keys; a token with the new kid checked in between is INVALID_TOKEN."
-    " Fix: install the keys, then _end() (in a finally); likewise fail().",
-)
 def test_a_new_kid_checked_while_the_fetched_keys_are_installed(
     emulator: CrossmintEmulator,
 ) -> None:

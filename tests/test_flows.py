@@ -229,12 +229,6 @@ def test_verify_raises_expired_and_invalid(core: AuthCore, signer: Signer) -> No
         drive(core.verify(signer.token(aud="someone-else")))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows.AuthCore.verify does not end the key fetch it began when the flow is"
-    " closed at the yield (a cancelled request); fix: try/except around the yield calling"
-    " keys.abandon()",
-)
 def test_closed_verify_flow_leaves_no_fetch_in_flight(
     core: AuthCore, signer: Signer, clock: Clock
 ) -> None:

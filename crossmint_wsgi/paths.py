@@ -84,7 +84,7 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 
 def normalize_path(path: str) -> str:
     """Collapse ``//``, ``.`` and ``..`` so ``//dashboard`` cannot dodge ``/dashboard``."""
-    if "//" not in path and "/." not in path:
+    if path.startswith("/") and "//" not in path and "/." not in path:
         return path
     segments: list[str] = []
     for segment in path.split("/"):
@@ -148,7 +148,7 @@ class PathMatcher:
         return self._predicate is not None or bool(self._patterns)
 
     def __call__(self, path: str) -> bool:
-        if "//" in path or "/." in path:
+        if not path.startswith("/") or "//" in path or "/." in path:
             path = normalize_path(path)
         if self._predicate is not None:
             return bool(self._predicate(path))

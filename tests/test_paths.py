@@ -100,6 +100,8 @@ def test_normalize_path(path: str, normalized: str) -> None:
         pytest.param("/./dashboard/x", id="dot"),
         pytest.param("/public/../dashboard", id="dot-dot"),
         pytest.param("/dashboard//", id="trailing-double-slash"),
+        pytest.param("dashboard", id="no-leading-slash"),
+        pytest.param("dashboard/x", id="no-leading-slash-below"),
     ],
 )
 def test_dodges_are_protected(path: str) -> None:

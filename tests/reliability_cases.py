@@ -281,7 +281,7 @@ class Reply:
         return f"{self.status}" + (f" {code}" if code else "")
 
 
-def _wsgi_environ(req: Req) -> dict[str, Any]:
+def wsgi_environ(req: Req) -> dict[str, Any]:
     body = req.body or b""
     environ: dict[str, Any] = {
         "REQUEST_METHOD": req.method,
@@ -329,7 +329,7 @@ def call_wsgi(app: Callable[..., Iterable[bytes]], req: Req) -> Reply:
         return lambda data: None
 
     started = time.monotonic()
-    result = app(_wsgi_environ(req), start_response)
+    result = app(wsgi_environ(req), start_response)
     try:
         body = b"".join(result)
     finally:
@@ -669,6 +669,7 @@ class Hostile:
     make: Callable[[CrossmintEmulator], str]
     code: str = "INVALID_TOKEN"
     note: str = ""
+    bug: str = ""
 
 
 def _rsa_header(emulator: CrossmintEmulator, **extra: Any) -> dict[str, Any]:
@@ -863,9 +864,8 @@ COOKIE_CASES: list[CookieCase] = [
         _INVALID,
         CLEARED,
     ),
-    CookieCase(
-        "unterminated-quote", lambda e: b'crossmint-jwt="abc', "INVALID_TOKEN", _INVALID, CLEARED
-    ),
+    # RFC 6265 parsers drop a value with an unterminated quote: no auth cookie at all.
+    CookieCase("unterminated-quote", lambda e: b'crossmint-jwt="abc', None, _MISSING),
     CookieCase(
         "quoted-genuine-jwt",
         lambda e: f'crossmint-jwt="{_live(e).jwt}"'.encode(),
@@ -894,9 +894,18 @@ COOKIE_CASES: list[CookieCase] = [
         _INVALID,
         CLEARED,
     ),
+    # Separators and quotes among the bytes: the parser drops the value.
+    CookieCase("every-byte", lambda e: b"crossmint-jwt=" + bytes(range(256)), None, _MISSING),
     CookieCase(
-        "every-byte",
-        lambda e: b"crossmint-jwt=" + bytes(range(256)),
+        "high-bytes-not-utf-8",
+        lambda e: b"crossmint-jwt=" + bytes(range(0x80, 0x100)),
+        "INVALID_TOKEN",
+        _INVALID,
+        CLEARED,
+    ),
+    CookieCase(
+        "nul-and-controls",
+        lambda e: b"crossmint-jwt=a\x00b\x01c.d\x7fe.f",
         "INVALID_TOKEN",
         _INVALID,
         CLEARED,
@@ -1037,9 +1046,12 @@ class RouteCase:
     query: str = ""
     headers: tuple[tuple[str, bytes], ...] = ()
     body: bytes | None = None
+    cookies: str = UNTOUCHED
+    bug: str = ""
 
 
 _HTML = (("accept", b"text/html,application/xhtml+xml"),)
+
 
 ROUTE_CASES: list[RouteCase] = [
     RouteCase("head-refresh", "HEAD", "/refresh", 200, None, app=True),
@@ -1059,7 +1071,16 @@ ROUTE_CASES: list[RouteCase] = [
         app=False,
         query="refresh=not-read-from-the-url",
     ),
-    RouteCase("post-logout-query", "POST", "/logout", 200, None, app=False, query="next=/"),
+    RouteCase(
+        "post-logout-query",
+        "POST",
+        "/logout",
+        200,
+        None,
+        app=False,
+        query="next=/",
+        cookies=CLEARED,
+    ),
     RouteCase("post-encoded-slash-refresh", "POST", "/%2Frefresh", 200, None, app=True),
     RouteCase("post-refresh-encoded-slash", "POST", "/refresh%2F", 200, None, app=True),
     RouteCase("post-double-slash-refresh", "POST", "//refresh", 200, None, app=True),
@@ -1159,6 +1180,24 @@ ROUTE_CASES: list[RouteCase] = [
         "protected-browser-redirect", "GET", "/protected/a b", 302, None, app=False, headers=_HTML
     ),
     RouteCase("protected-prefix-lookalike", "GET", "/protectedx", 200, None, app=True),
+    # werkzeug's dev server passes "GET protected HTTP/1.1" on as PATH_INFO "protected"
+    # (hypercorn likewise), and werkzeug's router serves it as "/protected".
+    RouteCase(
+        "protected-without-leading-slash",
+        "GET",
+        "protected",
+        401,
+        "MISSING_SESSION",
+        app=False,
+    ),
+    RouteCase(
+        "protected-subpath-without-leading-slash",
+        "GET",
+        "protected/x",
+        401,
+        "MISSING_SESSION",
+        app=False,
+    ),
 ]
 
 
@@ -1174,6 +1213,101 @@ def route_request(case: RouteCase) -> Req:
 
 def body_request(case: BodyCase, path: str = "/refresh") -> Req:
     return Req("POST", path, body=case.body, chunked=case.chunked, headers=case.headers)
+
+
+@dataclasses.dataclass(frozen=True)
+class BadInput:
+    """One row of the bad-input matrix: a request and what it must earn, for both middlewares."""
+
+    group: str
+    name: str
+    build: Callable[[CrossmintEmulator], Req]
+    expect: Expect
+    user: str | None = None
+    bug: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.group.split()[0].lower()}-{self.name}"
+
+
+def _cookie_rows(case: CookieCase) -> list[BadInput]:
+    user = VICTIM if case.user else None
+    status, code = case.protected
+    return [
+        BadInput(
+            "Cookie header",
+            f"{case.id}-public",
+            lambda e: Req(path=PUBLIC, cookie=case.make(e)),
+            Expect(200, case.public_code, app=True, user=case.user, cookies=case.cookies),
+            user,
+        ),
+        BadInput(
+            "Cookie header",
+            f"{case.id}-protected",
+            lambda e: Req(path=PROTECTED, cookie=case.make(e)),
+            Expect(
+                status,
+                code,
+                app=status == 200,
+                user=True if case.user else None,
+                cookies=case.cookies,
+            ),
+            user,
+        ),
+    ]
+
+
+def _body_rows(case: BodyCase) -> list[BadInput]:
+    declared = not case.chunked and not case.headers
+    logout = (
+        Expect(400, _INVALID_REQUEST, app=False)
+        if declared and len(case.body) > 64 * 1024
+        else Expect(200, None, app=False, cookies=CLEARED)
+    )
+    cleared = CLEARED if case.code == "SESSION_EXPIRED" else UNTOUCHED
+    return [
+        BadInput(
+            "refresh body",
+            case.id,
+            lambda e: body_request(case),
+            Expect(case.status, case.code, app=False, cookies=cleared),
+        ),
+        BadInput("logout body", case.id, lambda e: body_request(case, "/logout"), logout),
+    ]
+
+
+def _route_row(case: RouteCase) -> BadInput:
+    return BadInput(
+        "method and path",
+        case.id,
+        lambda e: route_request(case),
+        Expect(case.status, case.code, app=case.app, cookies=case.cookies),
+        bug=case.bug,
+    )
+
+
+BAD_INPUT_ROWS: list[BadInput] = [
+    *(row for case in COOKIE_CASES for row in _cookie_rows(case)),
+    *(row for case in REFRESH_BODIES for row in _body_rows(case) if row.group == "refresh body"),
+    *(row for case in REFRESH_BODIES for row in _body_rows(case) if row.group == "logout body"),
+    *(_route_row(case) for case in ROUTE_CASES),
+]
+
+
+def pytest_params(cases: Sequence[Any]) -> list[Any]:
+    """``pytest.param`` per case, ids checked unique; a case with a known bug is a strict xfail."""
+    import pytest
+
+    all_ids(cases)
+    return [
+        pytest.param(
+            case,
+            id=case.id,
+            marks=[pytest.mark.xfail(strict=True, reason=f"BUG: {case.bug}")] if case.bug else [],
+        )
+        for case in cases
+    ]
 
 
 # -- faults -------------------------------------------------------------------------------
@@ -1224,6 +1358,7 @@ class FaultCase:
     warm: bool = True
     dead_upstream: bool = False
     settings: tuple[tuple[str, Any], ...] = ()
+    bug: str = ""
 
     def crossmint(self, emulator: CrossmintEmulator, dead_port: int) -> Crossmint:
         if not self.dead_upstream:

@@ -7,7 +7,7 @@ import json
 import socket
 import struct
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -111,11 +111,12 @@ def _object(request: Request) -> dict[str, Any]:
 
 
 def _field(data: Mapping[str, Any], name: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    """``data[name]`` when it has the right type, ``default`` when it is absent."""
     value = data.get(name, default)
-    # bool is an int in Python, never a number in JSON.
-    numeric = kind in (int, float, (int, float))
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # JSON true is no number, though Python's bool is an int.
     if value is not default and (
-        not isinstance(value, kind) or (numeric and isinstance(value, bool))
+        not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
     ):
         raise Rejected(400, f"'{name}' has the wrong type")
     return value
@@ -150,7 +151,7 @@ class EmulatorApp:
         self.config = config
         self.stopping = stopping
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
         try:
             endpoint, args = _URL_MAP.bind_to_environ(environ).match()
@@ -264,6 +265,11 @@ def make_handler(state: EmulatorState) -> type[WSGIRequestHandler]:
                 endpoint = api_endpoint(self.command, path)
                 if endpoint is not None:
                     state.count(endpoint)
+                # Read the body first, so that the client fails reading the answer,
+                # always, rather than sometimes while still sending.
+                length = self.headers.get("Content-Length", "")
+                if length.isdigit() and int(length) <= MAX_BODY:
+                    self.rfile.read(int(length))
                 # SO_LINGER 0: close() sends a TCP reset, without a FIN or a byte of answer.
                 self.connection.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)

@@ -380,9 +380,10 @@ class CrossmintEmulator:
         """Take Crossmint down, or bring it back.
 
         While down, every request whose path is not under ``/_emulator/`` is
-        read and then answered with a TCP reset: the server closes the
-        connection with ``SO_LINGER`` 0, without a byte of answer. Clients see
-        a connection reset or "server disconnected" error. The listening
+        read (its body too, up to 64 KiB) and then answered with a TCP reset:
+        the server closes the connection with ``SO_LINGER`` 0, without a byte
+        of answer. Clients see a connection reset (``httpx.ReadError``) while
+        reading the answer. The listening
         socket stays open and the control routes keep working. Requests to
         Crossmint endpoints are still counted in :attr:`requests`.
         """

@@ -132,6 +132,7 @@ def _probe_body(session: Session | None, error: CrossmintAuthError | None) -> by
         {
             "user": session.user_id if session else None,
             "error": error.code.value if error else None,
+            "message": error.message if error else None,
             "refreshed": bool(session and session.refreshed),
         }
     ).encode()

@@ -14,6 +14,7 @@ Crossmint side is the real emulator on loopback, with its fault controls.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -24,7 +25,7 @@ import posixpath
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
@@ -46,7 +47,9 @@ from crossmint_wsgi import (
     Session,
 )
 from crossmint_wsgi.config import Crossmint, build_crossmint
+from crossmint_wsgi.flows import FetchKeys
 from crossmint_wsgi.testing import CrossmintEmulator
+from crossmint_wsgi.tokens import TokenInvalid
 
 JWT_COOKIE = "crossmint-jwt"
 REFRESH_COOKIE = "crossmint-refresh-token"
@@ -1888,6 +1891,92 @@ def rotation_under_traffic(
         emulator.requests["jwks"] - before,
         counts["new_kid"],
     )
+
+
+# -- probes of the key-set cache's bookkeeping ----------------------------------------------
+
+
+async def key_fetches_after_a_cancelled_fetch(emulator: CrossmintEmulator, tries: int = 10) -> int:
+    """Key-set fetches made for ``tries`` unknown-kid tokens after a fetch was abandoned.
+
+    A request is cancelled mid-fetch (a client gone, a server's deadline);
+    afterwards the kid-miss rate limit must still hold: at most one fetch.
+    """
+    unknown_kid = next(h for h in HOSTILE_TOKENS if h.id == "unknown-kid")
+    async with make_async_auth(emulator.crossmint(), leeway=0) as auth:
+        emulator.set_latency(1.0)
+        try:
+            with anyio.move_on_after(0.2):
+                await auth.get_session(jwt=emulator.issue_jwt("abandoned"))
+        finally:
+            emulator.set_latency(0)
+        await auth.get_session(jwt=emulator.issue_jwt("present"))
+        before = emulator.requests["jwks"]
+        for _ in range(tries):
+            try:
+                await auth.get_session(jwt=unknown_kid.make(emulator))
+            except CrossmintAuthError as error:
+                code = error.code.value
+            else:
+                code = "a session"
+            if code != "INVALID_TOKEN":
+                raise AssertionError(f"an unknown kid earned {code}")
+        return emulator.requests["jwks"] - before
+
+
+class InterleavedKeySet(Mapping[str, Any]):
+    """A JWK Set whose import runs ``meanwhile`` first: another thread's exact moment."""
+
+    def __init__(self, data: dict[str, Any], meanwhile: Callable[[], None]) -> None:
+        self._data = data
+        self._meanwhile: Callable[[], None] | None = meanwhile
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self._meanwhile is not None:
+            meanwhile, self._meanwhile = self._meanwhile, None
+            meanwhile()
+        return self._data.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def new_kid_checked_while_keys_install(emulator: CrossmintEmulator) -> object:
+    """What verifying a new-kid token yields at the instant another fetch stores the new keys.
+
+    Steps the sans-IO flows by hand: flow A fetched the key set for a new
+    ``kid``; while A stores it, flow B verifies another token with that kid.
+    Returns B's first outcome: claims, an effect (B joins a fetch: fine), or
+    the :class:`TokenInvalid` that would log its user out.
+    """
+    with make_auth(emulator.crossmint(), leeway=0) as auth:
+        core = auth.core
+        auth.get_session(jwt=emulator.issue_jwt("warm"))
+        emulator.rotate_keys(keep_old=True)
+        first, second = emulator.issue_jwt("a"), emulator.issue_jwt("b")
+        flow_a = core.verify(first)
+        effect = next(flow_a)
+        assert isinstance(effect, FetchKeys), effect
+        outcome: list[object] = []
+
+        def flow_b() -> None:
+            flow = core.verify(second)
+            try:
+                outcome.append(next(flow))
+            except StopIteration as done:
+                outcome.append(done.value)
+            except TokenInvalid as error:
+                outcome.append(error)
+
+        with contextlib.suppress(StopIteration):
+            flow_a.send(InterleavedKeySet(emulator.key_set, flow_b))
+    return outcome[0] if outcome else None
 
 
 def hostile_token(emulator: CrossmintEmulator, hostile: Hostile) -> str:

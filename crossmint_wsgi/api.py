@@ -15,6 +15,7 @@ from urllib.parse import quote
 from .config import Crossmint
 from .errors import CrossmintAuthError, ErrorCode
 from .models import AuthMaterial, RefreshToken, User, parse_timestamp
+from .tokens import TokenInvalid, trusted_claims
 
 __all__ = [
     "API_VERSION",
@@ -148,10 +149,13 @@ def parse_refresh_answer(status: int, body: bytes) -> AuthMaterial:
         secret = refresh["secret"]
         if not isinstance(jwt, str) or not jwt or not isinstance(secret, str) or not secret:
             raise TypeError("jwt and refresh.secret must be non-empty strings")
+        # Refused here, a JWT no session can be made of never reaches the
+        # coordinators, which would serve it again to every retry for a while.
+        trusted_claims(jwt)
         expires_at = parse_timestamp(refresh["expiresAt"])
         user_data = data.get("user")
         user = User.from_json(user_data) if isinstance(user_data, dict) else None
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, TokenInvalid) as error:
         raise upstream_unavailable("refresh", f"answer has an unexpected shape ({error})") from None
     return AuthMaterial(jwt=jwt, refresh_token=RefreshToken(secret, expires_at), user=user)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime, timezone
 from typing import Any
@@ -26,7 +27,17 @@ from crossmint_wsgi.config import Crossmint, build_crossmint
 from crossmint_wsgi.testing._keys import mint_api_key
 
 SECRET = "refresh-secret-value-0123456789"
-JWT = "header.payload.signature-value"
+
+
+def _unsigned_jwt(claims: dict[str, Any]) -> str:
+    def b64(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{b64({'alg': 'RS256'})}.{b64(claims)}.c2lnbmF0dXJl"
+
+
+# The answer's JWT is read (not verified) for its sub and exp.
+JWT = _unsigned_jwt({"sub": "user-1", "exp": 1_900_000_000})
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +204,23 @@ def test_refresh_answer_variants(status: int, data: Any, user: str | None) -> No
         pytest.param(200, answer(jwt=None), ErrorCode.UPSTREAM_UNAVAILABLE, "shape", id="no-jwt"),
         pytest.param(200, answer(jwt=""), ErrorCode.UPSTREAM_UNAVAILABLE, "shape", id="empty-jwt"),
         pytest.param(200, answer(jwt=5), ErrorCode.UPSTREAM_UNAVAILABLE, "shape", id="jwt-number"),
+        pytest.param(
+            200, answer(jwt="not-a-jwt"), ErrorCode.UPSTREAM_UNAVAILABLE, "shape", id="jwt-garbage"
+        ),
+        pytest.param(
+            200,
+            answer(jwt=_unsigned_jwt({"exp": 1_900_000_000})),
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "without sub or exp",
+            id="jwt-without-sub",
+        ),
+        pytest.param(
+            200,
+            answer(jwt=_unsigned_jwt({"sub": "user-1"})),
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "without sub or exp",
+            id="jwt-without-exp",
+        ),
         pytest.param(
             200, answer(refresh=None), ErrorCode.UPSTREAM_UNAVAILABLE, "shape", id="no-refresh"
         ),

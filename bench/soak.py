@@ -50,7 +50,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +103,8 @@ def _bound_of(cache: Any) -> tuple[int, int]:
         return len(cache), int(cache.max_size)
     if hasattr(cache, "max_entries"):
         return len(cache._entries), int(cache.max_entries)
-    return len(cache._recent), int(cache._recent_size)
+    # The shortcut files each decision under two keys (the raw header, its auth pairs).
+    return len(cache._recent), 2 * int(cache._recent_size)
 
 
 def _lower_bounds(bound: int) -> None:
@@ -217,6 +217,7 @@ class User:
     id: str
     jwt: str | None
     refresh: str | None
+    connections: Any = None
 
     def cookie(self) -> str:
         parts = []
@@ -237,7 +238,6 @@ class Tally:
     errors: Counter[str] = dataclasses.field(default_factory=Counter)
     cross_talk: int = 0
     cookies_checked: int = 0
-    refreshed_answers: int = 0
     logins: int = 0
     transport_retries: int = 0
     latencies: list[float] = dataclasses.field(default_factory=list)
@@ -247,6 +247,133 @@ class Tally:
         self.errors[kind] += 1
         if len(self.samples) < 10:
             self.samples.append(f"{kind}: {context}")
+
+
+class TransportError(Exception):
+    """The connection failed, closed early, or the answer was not HTTP."""
+
+
+@dataclasses.dataclass
+class Answer:
+    """An HTTP answer as :class:`Connections` reads it."""
+
+    method: str
+    path: str
+    sent_cookie: str
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header_list(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key == name]
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class Connections:
+    """HTTP/1.1 over asyncio streams, connections kept alive in a small pool.
+
+    A few lines instead of a client library: at 200 concurrent users httpx's
+    own pool, not the server, was the bottleneck of the run.
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = httpx.URL(url)
+        self.host, self.port = parts.host, parts.port or 80
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.retries = 0
+
+    async def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
+    ) -> Answer:
+        try:
+            return await asyncio.wait_for(self._request(method, path, headers, body), 60)
+        except asyncio.TimeoutError:
+            raise TransportError("timeout") from None
+
+    async def _request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None
+    ) -> Answer:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        lines += [f"{name}: {value}" for name, value in headers.items() if value]
+        if body is not None:
+            lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+        reused = bool(self.idle)
+        connection = self.idle.pop() if reused else await self._open()
+        try:
+            answer, keep = await self._exchange(connection, data, method, path, headers)
+        except (OSError, asyncio.IncompleteReadError, TransportError) as error:
+            connection[1].close()
+            if not reused or method != "GET":
+                raise TransportError(type(error).__name__) from None
+            # A kept-alive connection the server closed as it was reused: browsers
+            # retry an idempotent request once on a new one, so does this client.
+            self.retries += 1
+            connection = await self._open()
+            answer, keep = await self._exchange(connection, data, method, path, headers)
+        if keep:
+            self.idle.append(connection)
+        else:
+            connection[1].close()
+        return answer
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            return await asyncio.open_connection(self.host, self.port)
+        except OSError as error:
+            raise TransportError(type(error).__name__) from None
+
+    @staticmethod
+    async def _exchange(
+        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        data: bytes,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+    ) -> tuple[Answer, bool]:
+        reader, writer = connection
+        writer.write(data)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+            raise TransportError(f"not HTTP: {status_line[:40]!r}")
+        pairs = []
+        for line in header_lines:
+            if line:
+                name, _, value = line.partition(":")
+                pairs.append((name.strip().lower(), value.strip()))
+        found = dict(pairs)
+        if "content-length" in found:
+            body = await reader.readexactly(int(found["content-length"]))
+        elif found.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).strip().split(b";")[0], 16)
+                chunk = await reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                chunks.append(chunk[:-2])
+            body = b"".join(chunks)
+        else:
+            body = await reader.read()
+            return Answer(
+                method, path, headers.get("cookie", ""), int(parts[1]), pairs, body
+            ), False
+        keep = found.get("connection", "").lower() != "close"
+        answer = Answer(method, path, headers.get("cookie", ""), int(parts[1]), pairs, body)
+        return answer, keep
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+        self.idle.clear()
 
 
 class Load:
@@ -264,8 +391,8 @@ class Load:
     def _in_injection_window(self) -> bool:
         return self.injected_at is not None and time.monotonic() - self.injected_at < 10
 
-    def _take_cookies(self, user: User, response: httpx.Response) -> None:
-        for line in response.headers.get_list("set-cookie"):
+    def _take_cookies(self, user: User, answer: Answer) -> None:
+        for line in answer.header_list("set-cookie"):
             name, _, rest = line.partition("=")
             value = rest.split(";", 1)[0]
             if name == "crossmint-jwt":
@@ -279,127 +406,120 @@ class Load:
             elif name == "crossmint-refresh-token":
                 user.refresh = value or None
 
-    def _judge(self, user: User, response: httpx.Response, seconds: float) -> None:
+    def _judge(self, user: User, answer: Answer, seconds: float) -> None:
         tally = self.tally
-        sent = response.request.headers.get("cookie", "")
+        sent = answer.sent_cookie
         context = (
-            f"{user.id} {response.request.method} {response.request.url.path}"
+            f"{user.id} {answer.method} {answer.path}"
             f" sent jwt={'crossmint-jwt=' in sent} refresh={'crossmint-refresh-token=' in sent}"
             f" at {time.monotonic() - self.started:.1f} s"
         )
         tally.requests += 1
         tally.latencies.append(seconds)
-        if any(
-            line.startswith("crossmint-jwt=e") for line in response.headers.get_list("set-cookie")
-        ):
-            tally.refreshed_answers += 1
-        self._take_cookies(user, response)
-        if response.status_code == 200:
-            me = response.request.url.path == "/api/me"
-            if me and response.json().get("user_id") != user.id:
+        self._take_cookies(user, answer)
+        data = answer.json()
+        if answer.status == 200:
+            mine = not isinstance(data, dict) or data.get("user_id", user.id) == user.id
+            if answer.path == "/api/me" and not mine:
                 tally.cross_talk += 1
             tally.ok += 1
             return
-        code = ""
-        with contextlib.suppress(ValueError, AttributeError):
-            code = response.json().get("error", "")
-        unavailable = response.status_code == 503 and code == "UPSTREAM_UNAVAILABLE"
+        code = data.get("error", "") if isinstance(data, dict) else ""
+        unavailable = answer.status == 503 and code == "UPSTREAM_UNAVAILABLE"
         if unavailable and self._in_injection_window():
             tally.injected += 1
             return
-        tally.error(f"{response.status_code} {code}".strip(), context)
+        tally.error(f"{answer.status} {code}".strip(), context)
 
-    async def _get(self, client: httpx.AsyncClient, user: User, path: str) -> None:
+    async def _get(self, user: User, path: str) -> None:
         headers = {"cookie": user.cookie(), "accept": "application/json"}
         started = time.monotonic()
         try:
-            try:
-                response = await client.get(self.url + path, headers=headers)
-            except (httpx.ReadError, httpx.RemoteProtocolError):
-                # A kept-alive connection closed by the server as it was reused: browsers
-                # retry an idempotent request once, so does this client (and counts it).
-                self.tally.transport_retries += 1
-                response = await client.get(self.url + path, headers=headers)
-        except httpx.HTTPError as error:
-            self.tally.error(type(error).__name__, f"{user.id} GET {path}")
+            answer = await user.connections.request("GET", path, headers)
+        except TransportError as error:
+            self.tally.error(f"transport: {error}", f"{user.id} GET {path}")
             return
-        self._judge(user, response, time.monotonic() - started)
+        self._judge(user, answer, time.monotonic() - started)
 
-    async def _relogin(self, client: httpx.AsyncClient, user: User) -> None:
+    async def _relogin(self, user: User, emulator: Connections) -> None:
         """Log out through the middleware, then log in as the browser SDK does.
 
         A login that meets Crossmint unavailable (503) is retried, as a user would.
         """
         try:
-            response = await client.post(self.url + "/logout", headers={"cookie": user.cookie()})
-            self._judge(user, response, 0.0)
+            answer = await user.connections.request("POST", "/logout", {"cookie": user.cookie()})
+            self._judge(user, answer, 0.0)
             for _ in range(5):
-                minted = await client.post(
-                    f"{self.emulator_url}/_emulator/one-time-secrets", json={"user_id": user.id}
+                minted = await emulator.request(
+                    "POST",
+                    "/_emulator/one-time-secrets",
+                    {},
+                    json.dumps({"user_id": user.id}).encode(),
                 )
                 secret = minted.json()["secret"]
                 started = time.monotonic()
-                response = await client.post(self.url + "/refresh", json={"refresh": secret})
-                self._judge(user, response, time.monotonic() - started)
-                if response.status_code != 503:
+                body = json.dumps({"refresh": secret}).encode()
+                answer = await user.connections.request("POST", "/refresh", {}, body)
+                self._judge(user, answer, time.monotonic() - started)
+                if answer.status != 503:
                     break
                 await asyncio.sleep(0.5)
-        except httpx.HTTPError as error:
-            self.tally.error(type(error).__name__, f"{user.id} login")
+        except TransportError as error:
+            self.tally.error(f"transport: {error}", f"{user.id} login")
             return
         self.tally.logins += 1
 
-    async def _browse(self, client: httpx.AsyncClient, user: User, deadline: float) -> None:
+    async def _browse(self, user: User, deadline: float) -> None:
         rng = random.Random(self.rng.random())
-        while time.monotonic() < deadline:
-            roll = rng.random()
-            if roll < 0.01:
-                await self._relogin(client, user)
-            elif roll < 0.11:
-                await asyncio.gather(*(self._get(client, user, "/api/me") for _ in range(3)))
-            elif roll < 0.2:
-                await self._get(client, user, "/protected")
-            else:
-                await self._get(client, user, "/api/me")
-            await asyncio.sleep(rng.uniform(0, 0.05))
+        emulator = Connections(self.emulator_url)
+        user.connections = Connections(self.url)
+        try:
+            while time.monotonic() < deadline:
+                roll = rng.random()
+                if roll < 0.01:
+                    await self._relogin(user, emulator)
+                elif roll < 0.11:
+                    await asyncio.gather(*(self._get(user, "/api/me") for _ in range(3)))
+                elif roll < 0.2:
+                    await self._get(user, "/protected")
+                else:
+                    await self._get(user, "/api/me")
+                await asyncio.sleep(rng.uniform(0, 0.05))
+        finally:
+            self.tally.transport_retries += user.connections.retries
+            user.connections.close()
+            emulator.close()
 
     async def run(self, seconds: float, events: list[tuple[float, Callable[[], Any]]]) -> None:
         deadline = time.monotonic() + seconds
         started = self.started = time.monotonic()
-        async with _client(len(self.users) * 3) as client:
 
-            async def timeline() -> None:
-                for at, action in events:
-                    await asyncio.sleep(max(0.0, started + at - time.monotonic()))
-                    await asyncio.to_thread(action)
+        async def timeline() -> None:
+            for at, action in events:
+                await asyncio.sleep(max(0.0, started + at - time.monotonic()))
+                await asyncio.to_thread(action)
 
-            await asyncio.gather(
-                timeline(), *(self._browse(client, user, deadline) for user in self.users)
-            )
-
-
-def _client(connections: int) -> httpx.AsyncClient:
-    # A shared client must not keep cookies: each user's are sent explicitly.
-    jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(timeout=30, limits=limits, cookies=jar)
+        await asyncio.gather(timeline(), *(self._browse(user, deadline) for user in self.users))
 
 
 async def _baseline(url: str, seconds: float, concurrency: int) -> float:
     """Anonymous ``GET /`` per second: no cookies, the middleware's cheapest path."""
     deadline = time.monotonic() + seconds
     count = 0
-    async with _client(concurrency) as client:
 
-        async def loop() -> None:
-            nonlocal count
+    async def loop() -> None:
+        nonlocal count
+        connections = Connections(url)
+        try:
             while time.monotonic() < deadline:
-                with contextlib.suppress(httpx.HTTPError):
-                    response = await client.get(url + "/")
-                    if response.status_code == 200:
+                with contextlib.suppress(TransportError):
+                    answer = await connections.request("GET", "/", {})
+                    if answer.status == 200:
                         count += 1
+        finally:
+            connections.close()
 
-        await asyncio.gather(*(loop() for _ in range(concurrency)))
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
     return count / seconds
 
 

@@ -499,7 +499,10 @@ class Expect:
     within: float | None = None
 
     def describe(self) -> str:
-        text = f"{self.status}" + (f" {self.code}" if self.code else "")
+        if self.app and self.code:
+            text = f"{self.status}, app told {self.code}"
+        else:
+            text = f"{self.status}" + (f" {self.code}" if self.code else "")
         text += {UNTOUCHED: "", CLEARED: ", cookies cleared", NEW_SESSION: ", new cookies"}[
             self.cookies
         ]

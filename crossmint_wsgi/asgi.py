@@ -20,7 +20,9 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Loose on purpose: frameworks type their scopes as TypedDicts, which a
+# MutableMapping parameter would reject.
+ASGIApp = Callable[..., Awaitable[None]]
 
 SESSION_KEY = "crossmint_session"
 ERROR_KEY = "crossmint_error"
@@ -30,10 +32,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _cookie_header(scope: Scope) -> str | None:
     # HTTP/2 may split cookies over several headers. Servers send lower-case names.
-    parts = [value for name, value in scope.get("headers", ()) if name == b"cookie"]
-    if not parts:
-        return None
-    return (parts[0] if len(parts) == 1 else b"; ".join(parts)).decode("latin-1")
+    found: bytes | None = None
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            found = value if found is None else found + b"; " + value
+    return None if found is None else found.decode("latin-1")
 
 
 def _request_from_scope(scope: Scope, cookie: str | None) -> HttpRequest:
@@ -203,9 +206,8 @@ class CrossmintASGIMiddleware:
 def get_asgi_session(source: Any) -> Session | None:
     """The session the middleware published for a request.
 
-    :param source: an ASGI scope, or a request object with a ``scope``
-        attribute (Starlette, FastAPI) or a ``state`` (Quart's ``request``
-        does not carry the scope: pass ``request.scope`` when available).
+    :param source: an ASGI scope, or a request or websocket object with a
+        ``scope`` attribute (Starlette, FastAPI, Quart).
     """
     scope = source if isinstance(source, MutableMapping) else getattr(source, "scope", None)
     if not isinstance(scope, MutableMapping):

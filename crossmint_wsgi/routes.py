@@ -227,7 +227,9 @@ class Gate:
             if self._protects is not None and self._protects(path):
                 return None
             return _NO_COOKIES_PROCEED
-        entry = self._recent.get(_auth_pairs(cookie))
+        # The exact header first (a browser resending the same cookies costs one
+        # hash), then its auth cookies alone (other cookies changed).
+        entry = self._recent.get(cookie) or self._recent.get(_auth_pairs(cookie))
         if entry is not None and self.core.clock() < entry[0]:
             return entry[1]
         return None
@@ -238,8 +240,8 @@ class Gate:
             return
         deadline = float(session.claims["exp"]) + self.core.leeway
         with self._recent_lock:
-            self._recent[_auth_pairs(cookie)] = (deadline, proceed)
-            while len(self._recent) > self._recent_size:
+            self._recent[cookie] = self._recent[_auth_pairs(cookie)] = (deadline, proceed)
+            while len(self._recent) > 2 * self._recent_size:
                 self._recent.popitem(last=False)
 
     def handle(self, request: HttpRequest) -> Generator[Effect, Any, Answer | Proceed]:
@@ -267,8 +269,17 @@ class Gate:
         """Decide a websocket handshake: ``None`` means close it (protected, no session).
 
         No cookie can be set on a websocket: a refreshed session is published
-        but its new cookies are dropped.
+        but its new cookies are dropped. A handshake from another site gets no
+        session: browsers send cookies with cross-site websockets, so the
+        cookies alone prove nothing.
         """
+        if not self._same_origin(request):
+            if self.protect and self.protect(request.path):
+                return None
+            error = CrossmintAuthError(
+                ErrorCode.FORBIDDEN_ORIGIN, "cross-site websockets get no session"
+            )
+            return Proceed(None, error, [])
         cookies = parse_auth_cookie_header(request.cookie, self.core.crossmint.project_id)
         protected = bool(self.protect) and self.protect(request.path)
         if not cookies and not protected:
@@ -352,7 +363,11 @@ class Gate:
             return refused
         body = yield ReadBody(self.max_body)
         cookies = parse_auth_cookie_header(request.cookie, self.core.crossmint.project_id)
-        return (yield from refresh_answer(self.core, body, cookies, secure=request.secure))
+        return (
+            yield from refresh_answer(
+                self.core, body, cookies, secure=request.secure, limit=self.max_body
+            )
+        )
 
     def _logout_route(self, request: HttpRequest) -> Generator[Effect, Any, Answer]:
         refused = self._check_post(request)
@@ -371,7 +386,12 @@ class Gate:
 
 
 def refresh_answer(
-    core: AuthCore, body: bytes | None, cookies: AuthCookies, *, secure: bool
+    core: AuthCore,
+    body: bytes | None,
+    cookies: AuthCookies,
+    *,
+    secure: bool,
+    limit: int = MAX_BODY,
 ) -> Generator[Effect, Any, Answer]:
     """The refresh route's answer to a body (``None``: too large) and the request's cookies.
 
@@ -379,7 +399,7 @@ def refresh_answer(
     cookie is HttpOnly and it cannot read it: then the cookie is used.
     """
     if body is None:
-        return _error_answer(400, _invalid(f"body is larger than {MAX_BODY} bytes"))
+        return _error_answer(400, _invalid(f"body is larger than {limit} bytes"))
     secret = None
     if body.strip():
         try:

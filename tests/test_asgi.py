@@ -1072,3 +1072,38 @@ async def test_websocket_with_crossmint_down_is_refused_on_protected_paths(
     assert [(m["type"], m["code"]) for m in refused] == [("websocket.close", 1008)]
     assert allowed[1]["text"] == "anonymous"
     assert inner.states[0]["crossmint_error"].code is ErrorCode.UPSTREAM_UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("origin", "path", "expected"),
+    [
+        pytest.param(b"http://testserver", "/ws", USER, id="same-origin"),
+        pytest.param(b"https://evil.example", "/ws", "anonymous", id="cross-site-unprotected"),
+        pytest.param(b"https://evil.example", "/ws/private", 1008, id="cross-site-protected"),
+        pytest.param(b"https://app.example", "/ws/private", USER, id="allowed-origin"),
+    ],
+)
+async def test_cross_site_websockets_get_no_session(
+    crossmint_emulator: CrossmintEmulator,
+    async_auth: AsyncCrossmintAuth,
+    inner: Recorder,
+    origin: bytes,
+    path: str,
+    expected: str | int,
+) -> None:
+    # Browsers send cookies with cross-site websockets: the cookies alone prove nothing.
+    scope = websocket_scope(path, cookies_for("valid", crossmint_emulator))
+    scope["headers"].append((b"origin", origin))
+    middleware = CrossmintASGIMiddleware(
+        inner,
+        async_auth,
+        protect=["/protected/:path*", "/ws/private/:path*"],
+        allowed_origins=["https://app.example"],
+    )
+    received = await drive_websocket(middleware, scope)
+    if isinstance(expected, int):
+        assert [(m["type"], m["code"]) for m in received] == [("websocket.close", expected)]
+        return
+    assert received[1]["text"] == expected
+    if expected == "anonymous":
+        assert inner.states[-1]["crossmint_error"].code is ErrorCode.FORBIDDEN_ORIGIN

@@ -133,6 +133,14 @@ class _AuthBase:
             raise error
         return resolution_session
 
+    def _cached_claims(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token verified before, without driving a flow: the hot path."""
+        core = self.core
+        try:
+            return core.tokens.get(token, core.clock(), core.leeway)
+        except TokenExpired:
+            raise CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "the JWT has expired") from None
+
     @staticmethod
     def _claims_flow(core: AuthCore, token: str) -> Generator[Effect, Any, dict[str, Any]]:
         try:
@@ -318,6 +326,9 @@ class CrossmintAuth(_AuthBase):
             ``INVALID_TOKEN`` for any other failure, ``UPSTREAM_UNAVAILABLE``
             when the key set cannot be fetched.
         """
+        claims = self._cached_claims(token)
+        if claims is not None:
+            return claims
         return self.run(self._claims_flow(self.core, token))
 
     def refresh(self, secret: str) -> AuthMaterial:
@@ -491,6 +502,9 @@ class AsyncCrossmintAuth(_AuthBase):
 
     async def verify_crossmint_jwt(self, token: str) -> dict[str, Any]:
         """As :meth:`CrossmintAuth.verify_crossmint_jwt`."""
+        claims = self._cached_claims(token)
+        if claims is not None:
+            return claims
         return await self.run(self._claims_flow(self.core, token))
 
     async def refresh(self, secret: str) -> AuthMaterial:

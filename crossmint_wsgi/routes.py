@@ -164,6 +164,14 @@ def _error_answer(
     )
 
 
+def _without_default_port(host: str) -> str:
+    """``example.com:443`` and ``example.com`` are one origin host for our purpose."""
+    for default in (":80", ":443"):
+        if host.endswith(default):
+            return host[: -len(default)]
+    return host
+
+
 def _invalid(message: str) -> CrossmintAuthError:
     return CrossmintAuthError(ErrorCode.INVALID_REQUEST, message)
 
@@ -342,7 +350,9 @@ class Gate:
                 return False
             # Host only, not scheme: behind a TLS-terminating proxy the app may
             # see http while the browser's Origin says https.
-            return urlsplit(origin).netloc == request.host.lower()
+            return _without_default_port(urlsplit(origin).netloc) == _without_default_port(
+                request.host.lower()
+            )
         # No Origin: a non-browser client, or a browser that would send Sec-Fetch-Site.
         return request.fetch_site in (None, "same-origin", "none")
 

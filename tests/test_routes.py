@@ -275,6 +275,22 @@ def test_logout_route(
 
 
 @pytest.mark.parametrize(
+    ("origin", "host", "allowed"),
+    [
+        pytest.param(f"https://{HOST}", f"{HOST}:443", True, id="https-default-port-in-host"),
+        pytest.param(f"http://{HOST}:80", HOST, True, id="http-default-port-in-origin"),
+        pytest.param(f"https://{HOST}", f"{HOST}:8443", False, id="other-port-in-host"),
+    ],
+)
+def test_origin_default_ports_are_one_origin(
+    core: AuthCore, origin: str, host: str, allowed: bool
+) -> None:
+    incoming = request("POST", "/logout", origin=origin, host=host, cookie="")
+    result, _ = drive(make_gate(core).handle(incoming))
+    assert result.status == (200 if allowed else 403)
+
+
+@pytest.mark.parametrize(
     ("origin", "fetch_site", "scheme", "allowed"),
     [
         pytest.param(f"http://{HOST}", None, "http", True, id="same-host"),

@@ -106,10 +106,11 @@ async def _send_answer(answer: Answer, send: Send) -> None:
 def _publish(scope: Scope, session: Session | None, error: CrossmintAuthError | None) -> None:
     # scope["state"] is the lifespan state copied shallowly per request: give
     # this request its own dict instead of writing into the shared one.
-    state = dict(scope.get("state") or {})
-    state[SESSION_KEY] = session
-    state[ERROR_KEY] = error
-    scope["state"] = state
+    shared = scope.get("state")
+    if shared:
+        scope["state"] = {**shared, SESSION_KEY: session, ERROR_KEY: error}
+    else:
+        scope["state"] = {SESSION_KEY: session, ERROR_KEY: error}
 
 
 class CrossmintASGIMiddleware:

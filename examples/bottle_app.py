@@ -16,7 +16,6 @@ the same Crossmint, as the Flask example explains.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import sys
@@ -26,29 +25,23 @@ from werkzeug.serving import run_simple
 
 from crossmint_wsgi import (
     CrossmintAuth,
-    CrossmintAuthError,
     CrossmintWSGIMiddleware,
     Session,
     get_session,
     require_session,
 )
-from crossmint_wsgi.testing.demo import DemoCrossmint, demo_crossmint, login_page, page
-
-
-def describe(demo: DemoCrossmint) -> str:
-    """Which Crossmint this app uses, for the start-up line; never the API key."""
-    project = demo.crossmint.project_id
-    if demo.emulator is not None:
-        return f"embedded Crossmint emulator at {demo.emulator_url} (project {project})"
-    if demo.emulator_url is not None:
-        return f"Crossmint emulator at {demo.emulator_url} (project {project})"
-    where = f"{demo.crossmint.environment.value} at {demo.crossmint.base_url}"
-    return f"Crossmint {where} (project {project})"
-
+from crossmint_wsgi.testing.demo import (
+    UserEmails,
+    demo_crossmint,
+    home_page,
+    login_page,
+    me_payload,
+    protected_page,
+)
 
 demo = demo_crossmint()
 auth = CrossmintAuth(demo.crossmint)
-print(f"bottle_app: using {describe(demo)}", file=sys.stderr, flush=True)
+print(f"bottle_app: using {demo.describe()}", file=sys.stderr, flush=True)
 if demo.emulator is not None and "gunicorn" in sys.modules:
     # Each gunicorn worker imports this module: each would get an emulator of its own.
     print(
@@ -61,20 +54,8 @@ if demo.emulator is not None and "gunicorn" in sys.modules:
 routes = bottle.Bottle()
 app = CrossmintWSGIMiddleware(routes, auth, protect=["/protected/:path*"], login_url="/login")
 
-# Emails by user id: the JWT carries only the id, the user record has the rest.
-_emails: dict[str, str | None] = {}
-
-
-def email_of(session: Session) -> str | None:
-    """The user's email, when Crossmint knows one (fetched once per user)."""
-    if session.user is not None:
-        _emails[session.user_id] = session.user.email
-    if session.user_id not in _emails:
-        try:
-            _emails[session.user_id] = auth.get_user(session.user_id).email
-        except CrossmintAuthError:
-            return None  # Crossmint unreachable: show the page without it.
-    return _emails[session.user_id]
+# The JWT carries only the user id; the pages show the email from the user record too.
+emails = UserEmails()
 
 
 def json_answer(payload: object, status: int = 200) -> str:
@@ -86,12 +67,7 @@ def json_answer(payload: object, status: int = 200) -> str:
 @routes.get("/")
 def index() -> str:
     session = get_session(bottle.request)
-    if session is None:
-        status = '<p>Not signed in. <a href="/login?next=/protected">Sign in</a></p>'
-    else:
-        status = f"<p>Signed in as <code>{html.escape(session.user_id)}</code></p>"
-    links = '<p><a href="/protected">Protected page</a> · <a href="/api/me">/api/me</a></p>'
-    return page("Crossmint + Bottle", status + links)
+    return home_page("Crossmint + Bottle", session.user_id if session else None)
 
 
 @routes.get("/protected")
@@ -99,12 +75,7 @@ def protected() -> str:
     # The middleware lets no request without a session reach this view.
     session = get_session(bottle.request)
     assert session is not None
-    email = email_of(session)
-    body = f"<p>Signed in as <code id='user-id'>{html.escape(session.user_id)}</code></p>"
-    if email:
-        body += f"<p>Email: <code id='email'>{html.escape(email)}</code></p>"
-    body += '<button id="logout" onclick="crossmintLogout()">Log out</button>'
-    return page("Protected", body)
+    return protected_page(session.user_id, emails.of(session, auth))
 
 
 @routes.get("/login")
@@ -123,7 +94,7 @@ def one_time_secret() -> str:
 @routes.get("/api/me")
 @require_session
 def me(session: Session) -> str:
-    return json_answer({"user_id": session.user_id, "email": email_of(session)})
+    return json_answer(me_payload(session.user_id, emails.of(session, auth)))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ refreshes between the workers (see :func:`coordinator`).
 
 from __future__ import annotations
 
-import html
 import os
 import sys
 from typing import Any
@@ -29,25 +28,20 @@ from flask import Flask, jsonify, request
 
 from crossmint_wsgi import (
     CrossmintAuth,
-    CrossmintAuthError,
     CrossmintWSGIMiddleware,
     RefreshCoordinator,
     Session,
     get_session,
     require_session,
 )
-from crossmint_wsgi.testing.demo import DemoCrossmint, demo_crossmint, login_page, page
-
-
-def describe(demo: DemoCrossmint) -> str:
-    """Which Crossmint this app uses, for the start-up line; never the API key."""
-    project = demo.crossmint.project_id
-    if demo.emulator is not None:
-        return f"embedded Crossmint emulator at {demo.emulator_url} (project {project})"
-    if demo.emulator_url is not None:
-        return f"Crossmint emulator at {demo.emulator_url} (project {project})"
-    where = f"{demo.crossmint.environment.value} at {demo.crossmint.base_url}"
-    return f"Crossmint {where} (project {project})"
+from crossmint_wsgi.testing.demo import (
+    UserEmails,
+    demo_crossmint,
+    home_page,
+    login_page,
+    me_payload,
+    protected_page,
+)
 
 
 def coordinator() -> RefreshCoordinator | None:
@@ -66,7 +60,7 @@ def coordinator() -> RefreshCoordinator | None:
 
 demo = demo_crossmint()
 auth = CrossmintAuth(demo.crossmint, coordinator=coordinator())
-print(f"flask_app: using {describe(demo)}", file=sys.stderr, flush=True)
+print(f"flask_app: using {demo.describe()}", file=sys.stderr, flush=True)
 if demo.emulator is not None and "gunicorn" in sys.modules:
     # Each gunicorn worker imports this module: each would get an emulator of its own.
     print(
@@ -81,31 +75,14 @@ app.wsgi_app = CrossmintWSGIMiddleware(  # type: ignore[method-assign]
     app.wsgi_app, auth, protect=["/protected/:path*"], login_url="/login"
 )
 
-# Emails by user id: the JWT carries only the id, the user record has the rest.
-_emails: dict[str, str | None] = {}
-
-
-def email_of(session: Session) -> str | None:
-    """The user's email, when Crossmint knows one (fetched once per user)."""
-    if session.user is not None:
-        _emails[session.user_id] = session.user.email
-    if session.user_id not in _emails:
-        try:
-            _emails[session.user_id] = auth.get_user(session.user_id).email
-        except CrossmintAuthError:
-            return None  # Crossmint unreachable: show the page without it.
-    return _emails[session.user_id]
+# The JWT carries only the user id; the pages show the email from the user record too.
+emails = UserEmails()
 
 
 @app.get("/")
 def index() -> str:
     session = get_session(request)
-    if session is None:
-        status = '<p>Not signed in. <a href="/login?next=/protected">Sign in</a></p>'
-    else:
-        status = f"<p>Signed in as <code>{html.escape(session.user_id)}</code></p>"
-    links = '<p><a href="/protected">Protected page</a> · <a href="/api/me">/api/me</a></p>'
-    return page("Crossmint + Flask", status + links)
+    return home_page("Crossmint + Flask", session.user_id if session else None)
 
 
 @app.get("/protected")
@@ -113,12 +90,7 @@ def protected() -> str:
     # The middleware lets no request without a session reach this view.
     session = get_session(request)
     assert session is not None
-    email = email_of(session)
-    body = f"<p>Signed in as <code id='user-id'>{html.escape(session.user_id)}</code></p>"
-    if email:
-        body += f"<p>Email: <code id='email'>{html.escape(email)}</code></p>"
-    body += '<button id="logout" onclick="crossmintLogout()">Log out</button>'
-    return page("Protected", body)
+    return protected_page(session.user_id, emails.of(session, auth))
 
 
 @app.get("/login")
@@ -137,7 +109,7 @@ def one_time_secret() -> Any:
 @app.get("/api/me")
 @require_session
 def me(session: Session) -> Any:
-    return jsonify(user_id=session.user_id, email=email_of(session))
+    return jsonify(me_payload(session.user_id, emails.of(session, auth)))
 
 
 if __name__ == "__main__":

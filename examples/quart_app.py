@@ -12,7 +12,6 @@ Quart's ``request`` and ``websocket`` carry the ASGI scope as ``.scope``, so
 from __future__ import annotations
 
 import functools
-import html
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -29,23 +28,18 @@ from crossmint_wsgi import (
     Session,
     get_asgi_session,
 )
-from crossmint_wsgi.testing.demo import DemoCrossmint, demo_crossmint, login_page, page
-
-
-def describe(demo: DemoCrossmint) -> str:
-    """Which Crossmint this app uses, for the start-up line; never the API key."""
-    project = demo.crossmint.project_id
-    if demo.emulator is not None:
-        return f"embedded Crossmint emulator at {demo.emulator_url} (project {project})"
-    if demo.emulator_url is not None:
-        return f"Crossmint emulator at {demo.emulator_url} (project {project})"
-    where = f"{demo.crossmint.environment.value} at {demo.crossmint.base_url}"
-    return f"Crossmint {where} (project {project})"
-
+from crossmint_wsgi.testing.demo import (
+    UserEmails,
+    demo_crossmint,
+    home_page,
+    login_page,
+    me_payload,
+    protected_page,
+)
 
 demo = demo_crossmint()
 auth = AsyncCrossmintAuth(demo.crossmint)
-print(f"quart_app: using {describe(demo)}", file=sys.stderr, flush=True)
+print(f"quart_app: using {demo.describe()}", file=sys.stderr, flush=True)
 
 app = Quart(__name__)
 # Wrap the ASGI app, not the Quart object, so `app.route` and friends keep working.
@@ -58,30 +52,8 @@ app.asgi_app = CrossmintASGIMiddleware(  # type: ignore[method-assign,assignment
 )
 
 
-# Emails by user id: the JWT carries only the id, the user record has the rest.
-_emails: dict[str, str | None] = {}
-
-
-async def email_of(session: Session) -> str | None:
-    """The user's email, when Crossmint knows one (fetched once per user)."""
-    if session.user is not None:
-        _emails[session.user_id] = session.user.email
-    if session.user_id not in _emails:
-        try:
-            _emails[session.user_id] = (await auth.get_user(session.user_id)).email
-        except CrossmintAuthError:
-            return None  # Crossmint unreachable: show the page without it.
-    return _emails[session.user_id]
-
-
-async def protected_html(session: Session) -> str:
-    """The protected page: who is signed in, and a logout button."""
-    email = await email_of(session)
-    body = f"<p>Signed in as <code id='user-id'>{html.escape(session.user_id)}</code></p>"
-    if email:
-        body += f"<p>Email: <code id='email'>{html.escape(email)}</code></p>"
-    body += '<button id="logout" onclick="crossmintLogout()">Log out</button>'
-    return page("Protected", body)
+# The JWT carries only the user id; the pages show the email from the user record too.
+emails = UserEmails()
 
 
 def session_required(
@@ -110,17 +82,13 @@ def session_required(
 @app.get("/")
 async def home() -> str:
     session = get_asgi_session(request)
-    if session is None:
-        body = "<p>Not signed in.</p>"
-    else:
-        body = f"<p>Signed in as <code>{html.escape(session.user_id)}</code>.</p>"
-    return page("Quart", body + '<p><a href="/protected">Open the protected page</a></p>')
+    return home_page("Quart", session.user_id if session else None)
 
 
 @app.get("/protected")
 @session_required
 async def protected(session: Session) -> str:
-    return await protected_html(session)
+    return protected_page(session.user_id, await emails.of_async(session, auth))
 
 
 @app.get("/login")
@@ -141,7 +109,7 @@ async def one_time_secret() -> Any:
 @app.get("/api/me")
 @session_required
 async def me(session: Session) -> Any:
-    return jsonify(user_id=session.user_id, email=await email_of(session))
+    return jsonify(me_payload(session.user_id, await emails.of_async(session, auth)))
 
 
 @app.websocket("/ws")

@@ -16,7 +16,6 @@ it only reads ``scope["state"]["crossmint_session"]``.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import sys
@@ -32,7 +31,14 @@ from crossmint_wsgi import (
     CrossmintAuthError,
     Session,
 )
-from crossmint_wsgi.testing.demo import DemoCrossmint, demo_crossmint, login_page, page
+from crossmint_wsgi.testing.demo import (
+    UserEmails,
+    demo_crossmint,
+    home_page,
+    login_page,
+    me_payload,
+    protected_page,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -40,20 +46,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-def describe(demo: DemoCrossmint) -> str:
-    """Which Crossmint this app uses, for the start-up line; never the API key."""
-    project = demo.crossmint.project_id
-    if demo.emulator is not None:
-        return f"embedded Crossmint emulator at {demo.emulator_url} (project {project})"
-    if demo.emulator_url is not None:
-        return f"Crossmint emulator at {demo.emulator_url} (project {project})"
-    where = f"{demo.crossmint.environment.value} at {demo.crossmint.base_url}"
-    return f"Crossmint {where} (project {project})"
-
-
 demo = demo_crossmint()
 auth = AsyncCrossmintAuth(demo.crossmint)
-print(f"raw_asgi: using {describe(demo)}", file=sys.stderr, flush=True)
+print(f"raw_asgi: using {demo.describe()}", file=sys.stderr, flush=True)
 
 #: The lifespan state dict the server shares between requests (when it supports
 #: lifespan state): the middleware must never write into it.
@@ -70,30 +65,8 @@ def _error(scope: Scope) -> CrossmintAuthError | None:
     return error if isinstance(error, CrossmintAuthError) else None
 
 
-# Emails by user id: the JWT carries only the id, the user record has the rest.
-_emails: dict[str, str | None] = {}
-
-
-async def email_of(session: Session) -> str | None:
-    """The user's email, when Crossmint knows one (fetched once per user)."""
-    if session.user is not None:
-        _emails[session.user_id] = session.user.email
-    if session.user_id not in _emails:
-        try:
-            _emails[session.user_id] = (await auth.get_user(session.user_id)).email
-        except CrossmintAuthError:
-            return None  # Crossmint unreachable: show the page without it.
-    return _emails[session.user_id]
-
-
-async def protected_html(session: Session) -> str:
-    """The protected page: who is signed in, and a logout button."""
-    email = await email_of(session)
-    body = f"<p>Signed in as <code id='user-id'>{html.escape(session.user_id)}</code></p>"
-    if email:
-        body += f"<p>Email: <code id='email'>{html.escape(email)}</code></p>"
-    body += '<button id="logout" onclick="crossmintLogout()">Log out</button>'
-    return page("Protected", body)
+# The JWT carries only the user id; the pages show the email from the user record too.
+emails = UserEmails()
 
 
 async def _respond(
@@ -114,8 +87,8 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
-async def _html(send: Send, title: str, body_html: str, status: int = 200) -> None:
-    await _respond(send, status, page(title, body_html).encode(), "text/html; charset=utf-8", [])
+async def _html(send: Send, document: str) -> None:
+    await _respond(send, 200, document.encode(), "text/html; charset=utf-8", [])
 
 
 async def _json(
@@ -171,23 +144,15 @@ async def _http(scope: Scope, receive: Receive, send: Send) -> None:
         await _drain(receive)
 
     if method == "GET" and path == "/":
-        if session is None:
-            body = '<p>Not signed in.</p><p><a href="/protected">Open the protected page</a></p>'
-        else:
-            body = (
-                f"<p>Signed in as <code>{html.escape(session.user_id)}</code>.</p>"
-                '<p><a href="/protected">Open the protected page</a></p>'
-            )
-        await _html(send, "Raw ASGI", body)
+        await _html(send, home_page("Raw ASGI", session.user_id if session else None))
     elif method == "GET" and path == "/protected":
         # The middleware protects this path: without a session the app never runs.
         assert session is not None
-        protected = (await protected_html(session)).encode()
-        await _respond(send, 200, protected, "text/html; charset=utf-8", [])
+        email = await emails.of_async(session, auth)
+        await _html(send, protected_page(session.user_id, email))
     elif method == "GET" and path == "/login":
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        sign_in = login_page(query.get("next", ["/"])[0]).encode()
-        await _respond(send, 200, sign_in, "text/html; charset=utf-8", [])
+        await _html(send, login_page(query.get("next", ["/"])[0]))
     elif method == "POST" and path == "/demo/one-time-secret":
         try:
             # Talks to the emulator over blocking HTTP: keep it off the event loop.
@@ -204,7 +169,7 @@ async def _http(scope: Scope, receive: Receive, send: Send) -> None:
             message = error.message if error else "the request carries no session"
             await _json(send, {"error": code, "message": message}, status, headers)
         else:
-            await _json(send, {"user_id": session.user_id, "email": await email_of(session)})
+            await _json(send, me_payload(session.user_id, await emails.of_async(session, auth)))
     elif method == "GET" and path == "/state":
         # What the server shares between requests, and what this request saw.
         await _json(

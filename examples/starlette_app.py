@@ -12,7 +12,6 @@ Endpoints read the session with ``get_asgi_session(request)`` (or
 from __future__ import annotations
 
 import contextlib
-import html
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -28,71 +27,38 @@ from starlette.websockets import WebSocket
 from crossmint_wsgi import (
     AsyncCrossmintAuth,
     CrossmintASGIMiddleware,
-    CrossmintAuthError,
     Session,
     get_asgi_session,
     require_asgi_session,
 )
-from crossmint_wsgi.testing.demo import DemoCrossmint, demo_crossmint, login_page, page
-
-
-def describe(demo: DemoCrossmint) -> str:
-    """Which Crossmint this app uses, for the start-up line; never the API key."""
-    project = demo.crossmint.project_id
-    if demo.emulator is not None:
-        return f"embedded Crossmint emulator at {demo.emulator_url} (project {project})"
-    if demo.emulator_url is not None:
-        return f"Crossmint emulator at {demo.emulator_url} (project {project})"
-    where = f"{demo.crossmint.environment.value} at {demo.crossmint.base_url}"
-    return f"Crossmint {where} (project {project})"
-
+from crossmint_wsgi.testing.demo import (
+    UserEmails,
+    demo_crossmint,
+    home_page,
+    login_page,
+    me_payload,
+    protected_page,
+)
 
 demo = demo_crossmint()
 auth = AsyncCrossmintAuth(demo.crossmint)
-print(f"starlette_app: using {describe(demo)}", file=sys.stderr, flush=True)
+print(f"starlette_app: using {demo.describe()}", file=sys.stderr, flush=True)
 
 
-# Emails by user id: the JWT carries only the id, the user record has the rest.
-_emails: dict[str, str | None] = {}
-
-
-async def email_of(session: Session) -> str | None:
-    """The user's email, when Crossmint knows one (fetched once per user)."""
-    if session.user is not None:
-        _emails[session.user_id] = session.user.email
-    if session.user_id not in _emails:
-        try:
-            _emails[session.user_id] = (await auth.get_user(session.user_id)).email
-        except CrossmintAuthError:
-            return None  # Crossmint unreachable: show the page without it.
-    return _emails[session.user_id]
-
-
-async def protected_html(session: Session) -> str:
-    """The protected page: who is signed in, and a logout button."""
-    email = await email_of(session)
-    body = f"<p>Signed in as <code id='user-id'>{html.escape(session.user_id)}</code></p>"
-    if email:
-        body += f"<p>Email: <code id='email'>{html.escape(email)}</code></p>"
-    body += '<button id="logout" onclick="crossmintLogout()">Log out</button>'
-    return page("Protected", body)
+# The JWT carries only the user id; the pages show the email from the user record too.
+emails = UserEmails()
 
 
 async def home(request: Request) -> Response:
     session = get_asgi_session(request)
-    if session is None:
-        body = "<p>Not signed in.</p>"
-    else:
-        body = f"<p>Signed in as <code>{html.escape(session.user_id)}</code>.</p>"
-    return HTMLResponse(
-        page("Starlette", body + '<p><a href="/protected">Open the protected page</a></p>')
-    )
+    return HTMLResponse(home_page("Starlette", session.user_id if session else None))
 
 
 @require_asgi_session
 async def protected(request: Request, session: Session) -> Response:
     # The middleware already protects this path; the decorator states it here too.
-    return HTMLResponse(await protected_html(session))
+    email = await emails.of_async(session, auth)
+    return HTMLResponse(protected_page(session.user_id, email))
 
 
 async def login(request: Request) -> Response:
@@ -110,7 +76,7 @@ async def one_time_secret(request: Request) -> Response:
 
 @require_asgi_session
 async def me(request: Request, session: Session) -> Response:
-    return JSONResponse({"user_id": session.user_id, "email": await email_of(session)})
+    return JSONResponse(me_payload(session.user_id, await emails.of_async(session, auth)))
 
 
 async def websocket_user(websocket: WebSocket) -> None:

@@ -1,4 +1,4 @@
-"""What the examples share: where their Crossmint comes from, and the demo sign-in page.
+"""What the examples share: where their Crossmint comes from, their pages, and the demo sign-in.
 
 An example app asks :func:`demo_crossmint` for its configuration:
 
@@ -11,6 +11,11 @@ An example app asks :func:`demo_crossmint` for its configuration:
 With an emulator, the sign-in page mints a one-time secret for a demo user
 and posts it to the refresh route, exactly as Crossmint's browser SDK does
 after a real login.
+
+The examples' pages (:func:`home_page`, :func:`protected_page`), the JSON of
+their ``/api/me`` (:func:`me_payload`) and the user emails they show
+(:class:`UserEmails`) are here too, so each example is left with its
+framework's wiring.
 """
 
 from __future__ import annotations
@@ -19,13 +24,28 @@ import dataclasses
 import html
 import json
 import os
+from typing import TYPE_CHECKING
 
 import httpx
 
 from ..config import Crossmint, create_crossmint
+from ..errors import CrossmintAuthError
+from ..models import Session
 from .emulator import CrossmintEmulator, connect_emulator
 
-__all__ = ["DemoCrossmint", "demo_crossmint", "login_page", "page"]
+if TYPE_CHECKING:
+    from ..auth import AsyncCrossmintAuth, CrossmintAuth
+
+__all__ = [
+    "DemoCrossmint",
+    "UserEmails",
+    "demo_crossmint",
+    "home_page",
+    "login_page",
+    "me_payload",
+    "page",
+    "protected_page",
+]
 
 DEMO_USER_ID = "demo-user"
 DEMO_EMAIL = "demo@example.com"
@@ -63,6 +83,16 @@ class DemoCrossmint:
         answer.raise_for_status()
         return str(answer.json()["secret"])
 
+    def describe(self) -> str:
+        """Which Crossmint this is, for an example's start-up line; never the API key."""
+        project = self.crossmint.project_id
+        if self.emulator is not None:
+            return f"embedded Crossmint emulator at {self.emulator_url} (project {project})"
+        if self.emulator_url is not None:
+            return f"Crossmint emulator at {self.emulator_url} (project {project})"
+        where = f"{self.crossmint.environment.value} at {self.crossmint.base_url}"
+        return f"Crossmint {where} (project {project})"
+
 
 def demo_crossmint(*, jwt_ttl: int | None = None) -> DemoCrossmint:
     """The Crossmint an example uses, chosen from the environment (see the module doc).
@@ -97,6 +127,65 @@ async function crossmintLogout() {{
 }}
 </script>
 </body></html>"""
+
+
+def home_page(title: str, user_id: str | None) -> str:
+    """The public page: who is signed in (``None``: nobody), and links to the rest."""
+    if user_id is None:
+        status = '<p>Not signed in. <a href="/login?next=/protected">Sign in</a></p>'
+    else:
+        status = f"<p>Signed in as <code>{html.escape(user_id)}</code></p>"
+    links = '<p><a href="/protected">Protected page</a> · <a href="/api/me">/api/me</a></p>'
+    return page(title, status + links)
+
+
+def protected_page(user_id: str, email: str | None) -> str:
+    """The protected page: who is signed in, and a logout button."""
+    body = f"<p>Signed in as <code id='user-id'>{html.escape(user_id)}</code></p>"
+    if email:
+        body += f"<p>Email: <code id='email'>{html.escape(email)}</code></p>"
+    body += '<button id="logout" onclick="crossmintLogout()">Log out</button>'
+    return page("Protected", body)
+
+
+def me_payload(user_id: str, email: str | None) -> dict[str, str | None]:
+    """The JSON body of an example's ``/api/me``."""
+    return {"user_id": user_id, "email": email}
+
+
+class UserEmails:
+    """Users' emails by user id, asked of Crossmint once per user.
+
+    The JWT carries only the user id; the user record has the rest. When
+    Crossmint cannot be reached the email is ``None`` (the page shows
+    without it) and is asked for again next time.
+    """
+
+    def __init__(self) -> None:
+        self._emails: dict[str, str | None] = {}
+
+    def _known(self, session: Session) -> bool:
+        if session.user is not None:
+            self._emails[session.user_id] = session.user.email
+        return session.user_id in self._emails
+
+    def of(self, session: Session, auth: CrossmintAuth) -> str | None:
+        """The email of ``session``'s user, when Crossmint knows one."""
+        if not self._known(session):
+            try:
+                self._emails[session.user_id] = auth.get_user(session.user_id).email
+            except CrossmintAuthError:
+                return None
+        return self._emails[session.user_id]
+
+    async def of_async(self, session: Session, auth: AsyncCrossmintAuth) -> str | None:
+        """:meth:`of` for the async client."""
+        if not self._known(session):
+            try:
+                self._emails[session.user_id] = (await auth.get_user(session.user_id)).email
+            except CrossmintAuthError:
+                return None
+        return self._emails[session.user_id]
 
 
 def _js(text: str) -> str:

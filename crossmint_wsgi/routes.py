@@ -52,6 +52,7 @@ class HttpRequest:
         "origin",
         "path",
         "query",
+        "raw_cookie",
         "scheme",
     )
 
@@ -68,6 +69,7 @@ class HttpRequest:
         fetch_site: str | None = None,
         accept: str | None = None,
         content_length: int | None = None,
+        raw_cookie: bytes | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -79,6 +81,8 @@ class HttpRequest:
         self.fetch_site = fetch_site
         self.accept = accept
         self.content_length = content_length
+        #: The header as the server gave it (ASGI bytes), another key for the cache.
+        self.raw_cookie = raw_cookie
 
     @property
     def secure(self) -> bool:
@@ -216,13 +220,14 @@ class Gate:
         self._post_paths = frozenset(p for p in (refresh_path, logout_path) if p)
         # Cookie header -> (deadline, decision) for sessions verified before:
         # a returning browser costs one dictionary lookup.
-        self._recent: OrderedDict[str, tuple[float, Proceed]] = OrderedDict()
+        self._recent: OrderedDict[str | bytes, tuple[float, Proceed]] = OrderedDict()
         self._recent_size = core.tokens.max_size
         self._recent_lock = threading.Lock()
+        self._clock = core.clock
 
     # -- the entry points ---------------------------------------------------------------
 
-    def shortcut(self, method: str, path: str, cookie: str | None) -> Proceed | None:
+    def shortcut(self, method: str, path: str, cookie: str | bytes | None) -> Proceed | None:
         """The decision for requests that need neither I/O nor parsing, or ``None``.
 
         Most requests of an app end here: no auth cookie on an unprotected
@@ -231,25 +236,36 @@ class Gate:
         """
         if method == "POST" and path in self._post_paths:
             return None
-        if not cookie or "crossmint-" not in cookie:
-            if self._protects is not None and self._protects(path):
+        if cookie:
+            # The exact header first: a browser resending the same cookies costs one hash.
+            entry = self._recent.get(cookie)
+            if entry is not None and self._clock() < entry[0]:
+                return entry[1]
+            # ASGI hands the raw header bytes: they are decoded only here, on a miss.
+            raw = isinstance(cookie, bytes)
+            if (b"crossmint-" if raw else "crossmint-") in cookie:  # type: ignore[operator]
+                text = cookie.decode("latin-1") if isinstance(cookie, bytes) else cookie
+                # Then the auth cookies alone: other cookies may change per request.
+                entry = self._recent.get(_auth_pairs(text))
+                if entry is not None and self._clock() < entry[0]:
+                    return entry[1]
                 return None
-            return _NO_COOKIES_PROCEED
-        # The exact header first (a browser resending the same cookies costs one
-        # hash), then its auth cookies alone (other cookies changed).
-        entry = self._recent.get(cookie) or self._recent.get(_auth_pairs(cookie))
-        if entry is not None and self.core.clock() < entry[0]:
-            return entry[1]
-        return None
+        if self._protects is not None and self._protects(path):
+            return None
+        return _NO_COOKIES_PROCEED
 
-    def _remember(self, cookie: str, proceed: Proceed) -> None:
+    def _remember(self, request: HttpRequest, proceed: Proceed) -> None:
         session = proceed.session
         if session is None or session.refreshed or self._recent_size <= 0:
             return
         deadline = float(session.claims["exp"]) + self.core.leeway
         with self._recent_lock:
-            self._recent[cookie] = self._recent[_auth_pairs(cookie)] = (deadline, proceed)
-            while len(self._recent) > 2 * self._recent_size:
+            entry = (deadline, proceed)
+            cookie = request.cookie or ""
+            self._recent[cookie] = self._recent[_auth_pairs(cookie)] = entry
+            if request.raw_cookie is not None:
+                self._recent[request.raw_cookie] = entry
+            while len(self._recent) > 3 * self._recent_size:
                 self._recent.popitem(last=False)
 
     def handle(self, request: HttpRequest) -> Generator[Effect, Any, Answer | Proceed]:
@@ -270,7 +286,7 @@ class Gate:
             resolution.session, resolution.error, self._cookies_for(request, resolution)
         )
         if request.cookie is not None:
-            self._remember(request.cookie, proceed)
+            self._remember(request, proceed)
         return proceed
 
     def handle_websocket(self, request: HttpRequest) -> Generator[Effect, Any, Proceed | None]:

@@ -126,8 +126,10 @@ class CrossmintASGIMiddleware:
     Websockets get the session of their handshake cookies; a protected
     websocket path without a session is closed with code 1008 before the app
     sees it. A websocket cannot set cookies: when its JWT had expired, the
-    session is refreshed and published, but the new cookies are dropped (the
-    browser's next HTTP request refreshes within the grace window and gets them).
+    session is refreshed and published, but the new cookies are dropped: the
+    browser's next HTTP request gets them from the grace cache within
+    ``refresh_grace`` (in the same process, or any with the Redis coordinator).
+    A handshake from another origin gets no session.
     """
 
     def __init__(

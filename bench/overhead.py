@@ -12,108 +12,30 @@ overhead in microseconds, the ratio, and the issue's target:
 - first-seen valid session: every request a new JWT (from the emulator's
   ``create_session``), so each one costs a signature check.
 
-The measurement helpers (:func:`time_per_call`, :class:`Row`,
-:func:`print_rows`) do not know about WSGI: the ASGI rows use them too.
+The measuring helpers (``time_per_call``, ``Row``, ``print_rows``) live in
+``bench/_common.py`` and do not know about WSGI: the ASGI rows use them too.
 """
 
 from __future__ import annotations
 
-import argparse
-import gc
-import platform
 import sys
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from _common import (
+    PROTECT,
+    Row,
+    Section,
+    compare,
+    first_seen_row,
+    first_seen_sizes,
+    run_sections,
+    session_cookie,
+)
+from overhead_asgi import asgi_rows
 
 from crossmint_wsgi import CrossmintAuth, CrossmintWSGIMiddleware
 from crossmint_wsgi.testing import CrossmintEmulator
-
-PROTECT = ["/protected/:path*"]
-
-# -- measuring, for any kind of app ---------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One line of the table: the bare and wrapped cost of the same requests."""
-
-    name: str
-    bare_us: float
-    wrapped_us: float
-    target_us: float | None = None
-
-    @property
-    def overhead_us(self) -> float:
-        return self.wrapped_us - self.bare_us
-
-    @property
-    def ratio(self) -> float:
-        return self.wrapped_us / self.bare_us
-
-    @property
-    def verdict(self) -> str:
-        if self.target_us is None:
-            return ""
-        return "meets" if self.overhead_us <= self.target_us else "MISSES"
-
-
-def time_per_call(
-    calls: Sequence[Callable[[int], None]], count: int, *, repeats: int = 9
-) -> list[float]:
-    """Microseconds per call of each ``call(i)``: the fastest of ``repeats`` timed loops.
-
-    Time is this thread's CPU time, not the wall clock: while other
-    processes hold the CPU the loop is not charged for it. The calls' loops
-    take turns (bare, wrapped, bare, wrapped...), so what load remains
-    (caches, frequency) affects both alike; and the fastest loop counts, as
-    :mod:`timeit` advises. ``call`` gets the index of the request within
-    the loop (0..count-1), so a row can give every request its own data,
-    prepared beforehand.
-    """
-    for call in calls:
-        call(0)  # warm-up: imports, caches, first connections
-    best = [float("inf")] * len(calls)
-    gc.collect()
-    for _ in range(repeats):
-        for position, call in enumerate(calls):
-            gc.disable()
-            start = time.thread_time_ns()
-            for index in range(count):
-                call(index)
-            elapsed = time.thread_time_ns() - start
-            gc.enable()
-            best[position] = min(best[position], elapsed / count / 1000)
-    return best
-
-
-def compare(
-    name: str,
-    bare: Callable[[int], None],
-    wrapped: Callable[[int], None],
-    count: int,
-    *,
-    target_us: float | None = None,
-    repeats: int = 9,
-) -> Row:
-    """A row: the bare and the wrapped call timed in turns."""
-    bare_us, wrapped_us = time_per_call([bare, wrapped], count, repeats=repeats)
-    return Row(name, bare_us, wrapped_us, target_us)
-
-
-def print_rows(title: str, rows: Sequence[Row]) -> None:
-    print(f"\n{title}")
-    header = f"{'':34} {'bare':>9} {'wrapped':>9} {'overhead':>9} {'ratio':>7} {'target':>9}"
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        target = f"<= {row.target_us:g} us" if row.target_us is not None else ""
-        print(
-            f"{row.name:34} {row.bare_us:7.2f}us {row.wrapped_us:7.2f}us"
-            f" {row.overhead_us:7.2f}us {row.ratio:6.2f}x {target:>9} {row.verdict}"
-        )
-
 
 # -- WSGI -------------------------------------------------------------------------------------
 
@@ -169,76 +91,40 @@ def wsgi_caller(app: Any, environs: Sequence[dict[str, Any]]) -> Callable[[int],
     return call
 
 
-def session_cookie(emulator: CrossmintEmulator, user_id: str) -> str:
-    material = emulator.create_session(user_id, jwt_ttl=3600)
-    return f"crossmint-jwt={material.jwt}; crossmint-refresh-token={material.refresh_token.secret}"
-
-
 def wsgi_rows(emulator: CrossmintEmulator, count: int) -> list[Row]:
-    """The three WSGI rows, each against a fresh middleware on the emulator."""
-    rows = []
+    """The WSGI rows, each against a fresh middleware on the emulator."""
 
     def wrapped() -> tuple[CrossmintWSGIMiddleware, CrossmintAuth]:
         auth = CrossmintAuth(emulator.crossmint())
         return CrossmintWSGIMiddleware(bare_wsgi_app, auth, protect=PROTECT), auth
 
-    # A server builds a new environ, and new header strings, for every request:
-    # so do the rows (a string's hash is computed once per object).
-    def environs_for(cookie: str | None) -> list[dict[str, Any]]:
-        # wsgi_environ formats a new Cookie string each time.
-        return [wsgi_environ(cookie) for _ in range(count)]
-
-    # No cookies at all.
-    environs = environs_for(None)
-    middleware, auth = wrapped()
-    with auth:
-        rows.append(
-            compare(
-                "no cookies",
+    def row(name: str, environs: list[dict[str, Any]], target_us: float) -> Row:
+        middleware, auth = wrapped()
+        with auth:
+            bare, wrapped_app = (
                 wsgi_caller(bare_wsgi_app, environs),
                 wsgi_caller(middleware, environs),
-                count,
-                target_us=2.0,
             )
-        )
+            return compare(name, bare, wrapped_app, count, target_us=target_us)
+
+    # A server builds a new environ, and new header strings, for every request:
+    # so do the rows (a string's hash is computed once per object; wsgi_environ
+    # formats a new Cookie string each time).
+    rows = [row("no cookies", [wsgi_environ() for _ in range(count)], 2.0)]
 
     # The same valid session on every request: verified once, then remembered.
-    environs = environs_for(session_cookie(emulator, "user-seen"))
-    middleware, auth = wrapped()
-    with auth:
-        rows.append(
-            compare(
-                "valid session seen before",
-                wsgi_caller(bare_wsgi_app, environs),
-                wsgi_caller(middleware, environs),
-                count,
-                target_us=5.0,
-            )
-        )
+    cookie = session_cookie(emulator, "user-seen")
+    rows.append(row("valid session seen before", [wsgi_environ(cookie) for _ in range(count)], 5.0))
 
     # The same session, but another cookie of the app changes on every request
     # (an analytics counter, a rolling CSRF or session cookie): what a browser
     # really sends. Not one of the issue's rows; the same target applies.
-    material = emulator.create_session("user-churn", jwt_ttl=3600)
-    auth_cookies = (
-        f"crossmint-jwt={material.jwt}; crossmint-refresh-token={material.refresh_token.secret}"
-    )
-    environs = [wsgi_environ(f"_gat={i}; {auth_cookies}") for i in range(count)]
-    middleware, auth = wrapped()
-    with auth:
-        rows.append(
-            compare(
-                "seen before, other cookies change",
-                wsgi_caller(bare_wsgi_app, environs),
-                wsgi_caller(middleware, environs),
-                count,
-                target_us=5.0,
-            )
-        )
+    cookie = session_cookie(emulator, "user-churn")
+    environs = [wsgi_environ(f"_gat={i}; {cookie}") for i in range(count)]
+    rows.append(row("seen before, other cookies change", environs, 5.0))
 
-    # A new JWT on every request: each is a signature check. Minting is slow
-    # (an RSA signature each), so this row runs fewer requests.
-    fresh, repeats = max(50, count // 100), 5
+    # A new JWT on every request: each is a signature check.
+    fresh, repeats = first_seen_sizes(count)
     # Enough for the warm-up call and every timed request.
     environs = [
         wsgi_environ(session_cookie(emulator, f"user-{i}")) for i in range(fresh * repeats + 1)
@@ -247,45 +133,20 @@ def wsgi_rows(emulator: CrossmintEmulator, count: int) -> list[Row]:
     with auth:
         # The key set is fetched on the first verification; keep that out of the row.
         wsgi_caller(middleware, [wsgi_environ(session_cookie(emulator, "warm-up"))])(0)
-        call = wsgi_caller(middleware, environs)
-        served = [0]
-
-        def first_seen(index: int) -> None:
-            call(served[0])
-            served[0] += 1
-
         bare = wsgi_caller(bare_wsgi_app, environs)
-        rows.append(compare("first-seen valid session", bare, first_seen, fresh, repeats=repeats))
-        assert served[0] <= len(environs), "every timed request must carry a new JWT"
+        rows.append(first_seen_row(bare, wsgi_caller(middleware, environs), len(environs), count))
     return rows
 
 
-#: Each section of the table: a title and ``rows(emulator, count)``. The ASGI
-#: rows go here beside the WSGI ones.
-SECTIONS: list[tuple[str, Callable[[CrossmintEmulator, int], list[Row]]]] = [
+#: Each section of the table: a title and ``rows(emulator, count)``.
+SECTIONS: list[Section] = [
     ("WSGI (CrossmintWSGIMiddleware vs the bare app)", wsgi_rows),
+    ("ASGI (CrossmintASGIMiddleware vs the bare app)", asgi_rows),
 ]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=20_000, help="requests per timed loop")
-    args = parser.parse_args(argv)
-    print(
-        f"crossmint-wsgi middleware overhead: Python {platform.python_version()},"
-        f" {platform.machine()}, {args.requests} requests per loop, CPU time of the fastest loop"
-    )
-    sections = list(SECTIONS)
-    try:
-        # The ASGI rows live beside this file; they reuse its helpers.
-        from overhead_asgi import asgi_rows
-    except ImportError:
-        pass
-    else:
-        sections.append(("ASGI (CrossmintASGIMiddleware vs the bare app)", asgi_rows))
-    with CrossmintEmulator(algorithm="RS256") as emulator:
-        for title, rows in sections:
-            print_rows(title, rows(emulator, args.requests))
+    run_sections(__doc__, "middleware overhead", SECTIONS, argv)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 Calls the ASGI callables directly with a prepared scope and trivial
 ``receive`` and ``send`` (no sockets, no server, no event loop scheduling),
 so what is left is the middleware's own work. Rows, as for WSGI in
-``bench/overhead.py`` (whose measuring helpers this uses):
+``bench/overhead.py`` (both measure with ``bench/_common.py``):
 
 - no cookies: an anonymous request to an unprotected path (target <= 5 us);
 - valid session seen before: the same session cookie on every request
@@ -25,13 +25,19 @@ beside its WSGI rows.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import platform
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from overhead import PROTECT, Row, compare, print_rows, session_cookie
+from _common import (
+    PROTECT,
+    Row,
+    compare,
+    first_seen_row,
+    first_seen_sizes,
+    run_sections,
+    session_cookie,
+)
 
 from crossmint_wsgi import AsyncCrossmintAuth, CrossmintASGIMiddleware
 from crossmint_wsgi.testing import CrossmintEmulator
@@ -140,47 +146,25 @@ def asgi_rows(emulator: CrossmintEmulator, count: int) -> list[Row]:
     rows.append(row("no cookies", [asgi_scope()]))
     rows.append(row("valid session seen before", [asgi_scope(session_cookie(emulator, "seen"))]))
 
-    material = emulator.create_session("user-churn", jwt_ttl=3600)
-    auth_cookies = (
-        f"crossmint-jwt={material.jwt}; crossmint-refresh-token={material.refresh_token.secret}"
-    )
+    cookie = session_cookie(emulator, "user-churn")
     rows.append(
         row(
             "seen before, other cookies change",
-            [asgi_scope(f"_gat={i}; {auth_cookies}") for i in range(count)],
+            [asgi_scope(f"_gat={i}; {cookie}") for i in range(count)],
         )
     )
 
-    # A new JWT on every request: minting is slow (an RSA signature each), so
-    # this row runs fewer requests, each JWT used by one timed request only.
-    fresh, repeats = max(50, count // 100), 5
+    # A new JWT on every request, each JWT used by one timed request only.
+    fresh, repeats = first_seen_sizes(count)
     scopes = [asgi_scope(session_cookie(emulator, f"user-{i}")) for i in range(fresh * repeats + 1)]
-    middleware = wrapped()
-    call = asgi_caller(middleware, scopes)
-    served = [0]
-
-    def first_seen(index: int) -> None:
-        call(served[0])
-        served[0] += 1
-
     bare = asgi_caller(bare_asgi_app, scopes)
-    rows.append(compare("first-seen valid session", bare, first_seen, fresh, repeats=repeats))
-    assert served[0] <= len(scopes), "every timed request must carry a new JWT"
+    rows.append(first_seen_row(bare, asgi_caller(wrapped(), scopes), len(scopes), count))
     return rows
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=20_000, help="requests per timed loop")
-    args = parser.parse_args(argv)
-    print(
-        f"crossmint-wsgi ASGI middleware overhead: Python {platform.python_version()},"
-        f" {platform.machine()}, {args.requests} requests per loop, CPU time of the fastest loop"
-    )
-    with CrossmintEmulator(algorithm="RS256") as emulator:
-        print_rows(
-            "ASGI (CrossmintASGIMiddleware vs the bare app)", asgi_rows(emulator, args.requests)
-        )
+    section = ("ASGI (CrossmintASGIMiddleware vs the bare app)", asgi_rows)
+    run_sections(__doc__, "ASGI middleware overhead", [section], argv)
 
 
 if __name__ == "__main__":

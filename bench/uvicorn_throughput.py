@@ -12,9 +12,9 @@ wrapped / bare >= 0.9. Also printed: the server's CPU time per request,
 which other load on the machine disturbs less.
 
 The load comes from ``wrk`` (``apt-get install wrk``) or, without it, from a
-few processes running a bounded ``http.client`` loop (see
-``bench/gunicorn_throughput.py``, whose load generators this uses). Every run
-is bounded in time and only ever talks to 127.0.0.1.
+few processes running a bounded ``http.client`` loop (both in
+``bench/_common.py``, which ``bench/gunicorn_throughput.py`` uses too). Every
+run is bounded in time and only ever talks to 127.0.0.1.
 
 On a shared or busy machine throughput and CPU time wander; ``--instructions``
 counts instead, under valgrind's cachegrind (``apt-get install valgrind``),
@@ -34,17 +34,26 @@ import os
 import re
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
-from gunicorn_throughput import free_port, get, python_load, wrk_load
+from _common import (
+    TARGET,
+    Server,
+    free_port,
+    get,
+    pick_load,
+    print_summary,
+    process_cpu,
+    round_arguments,
+    run_rounds,
+    serve,
+    session_cookie,
+)
 
 from crossmint_wsgi.testing import CrossmintEmulator
 
@@ -72,32 +81,10 @@ def wrapped():
     return CrossmintASGIMiddleware(app, auth, protect=["/protected/:path*"])
 """
 
-TARGET = 0.9
 
-
-class Server:
-    """A running uvicorn process: its port and pid (for its CPU time)."""
-
-    def __init__(self, port: int, pid: int) -> None:
-        self.port = port
-        self.pid = pid
-
-    def cpu(self) -> float:
-        """CPU seconds the server has used so far (Linux /proc; 0 elsewhere)."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def uvicorn(target: list[str], folder: Path, env: dict[str, str]) -> Iterator[Server]:
-    """One uvicorn process serving ``target`` from ``folder`` on a free loopback port."""
-    port = free_port()
-    program = shutil.which("uvicorn") or str(Path(sys.executable).parent / "uvicorn")
-    command = [
-        program,
+def options(folder: Path, port: int) -> list[str]:
+    """uvicorn's options for a bench: the app from ``folder``, on loopback, quiet, no lifespan."""
+    return [
         "--app-dir",
         str(folder),
         "--host",
@@ -109,63 +96,17 @@ def uvicorn(target: list[str], folder: Path, env: dict[str, str]) -> Iterator[Se
         "warning",
         "--lifespan",
         "off",
-        "--backlog",
-        "2048",
-        *target,
     ]
-    process = subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"uvicorn exited with {process.returncode}: {target}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    pass
-                get(port, "/", {})
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"uvicorn did not serve in 60 s: {target}") from None
-                time.sleep(0.2)
-        yield Server(port, process.pid)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
-@dataclass
-class Round:
-    """One load round against one server."""
-
-    requests: int
-    seconds: float
-    cpu: float
-
-    @property
-    def per_second(self) -> float:
-        return self.requests / self.seconds
-
-    @property
-    def cpu_us(self) -> float:
-        """The server's CPU time per request, in microseconds."""
-        return self.cpu / self.requests * 1e6
-
-
-Load = Callable[[int, str, float, int], int]
-
-
-def run_round(load: Load, server: Server, cookie: str, seconds: float, connections: int) -> Round:
-    cpu = server.cpu()
-    start = time.monotonic()
-    requests = load(server.port, cookie, seconds, connections)
-    return Round(requests, time.monotonic() - start, server.cpu() - cpu)
+@contextlib.contextmanager
+def uvicorn(target: list[str], folder: Path, env: dict[str, str]) -> Iterator[Server]:
+    """One uvicorn process serving ``target`` from ``folder`` on a free loopback port."""
+    port = free_port()
+    program = shutil.which("uvicorn") or str(Path(sys.executable).parent / "uvicorn")
+    command = [program, *options(folder, port), "--backlog", "2048", *target]
+    with serve("uvicorn", target, command, port, env) as pid:
+        yield Server(port, lambda: process_cpu(pid))
 
 
 def instructions(target: list[str], folder: Path, env: dict[str, str], cookie: str, n: int) -> int:
@@ -180,15 +121,7 @@ def instructions(target: list[str], folder: Path, env: dict[str, str], cookie: s
             sys.executable,
             "-m",
             "uvicorn",
-            "--app-dir",
-            str(folder),
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--lifespan",
-            "off",
+            *options(folder, port),
             *target,
         ]
         process = subprocess.Popen(
@@ -250,9 +183,7 @@ def count_instructions(folder: Path, env: dict[str, str], cookie: str, n: int) -
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of one round")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per server")
-    parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
+    round_arguments(parser, connections=16)
     parser.add_argument(
         "--instructions",
         type=int,
@@ -262,15 +193,11 @@ def main(argv: list[str] | None = None) -> None:
         help="count instructions per request under valgrind instead (N: default 500)",
     )
     args = parser.parse_args(argv)
-    load: Load = wrk_load if shutil.which("wrk") else python_load
-    loader = "wrk" if load is wrk_load else f"{args.connections} Python client processes"
+    load, loader = pick_load(args.connections)
 
     with CrossmintEmulator() as emulator, tempfile.TemporaryDirectory() as folder:
         Path(folder, "hello.py").write_text(HELLO)
-        material = emulator.create_session("bench-user", jwt_ttl=3600)
-        cookie = (
-            f"crossmint-jwt={material.jwt}; crossmint-refresh-token={material.refresh_token.secret}"
-        )
+        cookie = session_cookie(emulator, "bench-user")
         env = {"CROSSMINT_EMULATOR_URL": emulator.url}
         if args.instructions:
             count_instructions(Path(folder), env, cookie, args.instructions)
@@ -283,42 +210,12 @@ def main(argv: list[str] | None = None) -> None:
             uvicorn(["hello:app"], Path(folder), env) as bare_server,
             uvicorn(["--factory", "hello:wrapped"], Path(folder), env) as wrapped_server,
         ):
-            # The wrapped server must really see the session: check once, then warm up.
-            status, _ = get(wrapped_server.port, "/protected", {"Cookie": cookie})
-            assert status == 200, f"the wrapped server refused the session ({status})"
+            # It must turn away a request without a session (run_rounds checks it takes one).
             status, _ = get(wrapped_server.port, "/protected", {})
             assert status == 401, f"the wrapped server let an anonymous request in ({status})"
-            for server in (bare_server, wrapped_server):
-                load(server.port, cookie, 1.0, args.connections)
-            bare: list[Round] = []
-            wrapped: list[Round] = []
-            for number in range(1, args.rounds + 1):
-                bare.append(run_round(load, bare_server, cookie, args.seconds, args.connections))
-                wrapped.append(
-                    run_round(load, wrapped_server, cookie, args.seconds, args.connections)
-                )
-                print(
-                    f"  round {number}: bare {bare[-1].per_second:7.0f} req/s"
-                    f" ({bare[-1].cpu_us:5.1f} us CPU/req)   wrapped"
-                    f" {wrapped[-1].per_second:7.0f} req/s ({wrapped[-1].cpu_us:5.1f} us CPU/req)"
-                )
-
-    def median(rounds: list[Round], measure: str) -> float:
-        return statistics.median(getattr(one, measure) for one in rounds)
-
-    ratio = median(wrapped, "per_second") / median(bare, "per_second")
-    print(
-        f"requests/s, median of rounds: bare {median(bare, 'per_second'):.0f},"
-        f" wrapped {median(wrapped, 'per_second'):.0f}, ratio {ratio:.3f}"
-        f" (target >= {TARGET}: {'meets' if ratio >= TARGET else 'MISSES'})"
-    )
-    if median(bare, "cpu_us") > 0:
-        cpu_ratio = median(bare, "cpu_us") / median(wrapped, "cpu_us")
-        print(
-            f"server CPU per request, median: bare {median(bare, 'cpu_us'):.1f} us,"
-            f" wrapped {median(wrapped, 'cpu_us'):.1f} us; throughput ratio when CPU-bound"
-            f" {cpu_ratio:.3f} (target >= {TARGET}: {'meets' if cpu_ratio >= TARGET else 'MISSES'})"
-        )
+            servers = (bare_server, wrapped_server)
+            bare, wrapped = run_rounds(load, servers, cookie, args, digits=1)
+    print_summary(bare, wrapped, cpu_label="server CPU", digits=1)
 
 
 if __name__ == "__main__":

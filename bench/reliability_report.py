@@ -171,7 +171,8 @@ def concurrency_section(emulator: CrossmintEmulator, tally: Tally) -> str:
             "key rotation while 8 threads verify fresh JWTs (default settings)",
             "0 failures; new kid picked up; key set fetched at most 3 times",
             f"{rotation.verifications} verifications, {rotation.failures} failures"
-            f" {rotation.failure_codes or ''}, {rotation.new_kid_verified} with the new kid,"
+            + (f" {rotation.failure_codes}" if rotation.failure_codes else "")
+            + f", {rotation.new_kid_verified} with the new kid,"
             f" {rotation.key_set_fetches} key-set fetches",
             tally.mark(ok, "rotation under traffic"),
         ]
@@ -192,7 +193,7 @@ def concurrency_section(emulator: CrossmintEmulator, tally: Tally) -> str:
         [
             "a request cancelled mid key-set fetch, then 10 tokens with unknown kids",
             "the kid-miss rate limit holds: at most 1 key-set fetch",
-            f"{fetches} key-set fetches",
+            f"{fetches} key-set fetch{'' if fetches == 1 else 'es'}",
             tally.mark(fetches <= 1, "cancelled key-set fetch"),
         ]
     )
@@ -498,7 +499,9 @@ def document(sections: dict[str, str], tally: Tally, soak_text: str | None, args
             " one key rotation midway; 5 refresh calls failing with 503 at 70 %. Every answer's"
             " new JWT cookie is decoded and its `sub` compared with the user whose request it"
             " answers, and every `/api/me` answer's user id likewise. The caches' bounds are"
-            " lowered so that they fill up during the run; RSS is sampled after a quarter of the"
+            " lowered so that they fill up during the run (the middleware's recent-sessions"
+            " shortcut is trimmed by keys, several per session, so it may hold more sessions"
+            " than its nominal size while staying bounded); RSS is sampled after a quarter of the"
             " run (warm-up) and at the end. Throughput is the ratio against anonymous requests to"
             " the same server in the same run; absolute figures depend on the machine, which"
             " also runs the load generator and the emulator.",

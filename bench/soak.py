@@ -103,8 +103,10 @@ def _bound_of(cache: Any) -> tuple[int, int]:
         return len(cache), int(cache.max_size)
     if hasattr(cache, "max_entries"):
         return len(cache._entries), int(cache.max_entries)
-    # The shortcut files each decision under two keys (the raw header, its auth pairs).
-    return len(cache._recent), 2 * int(cache._recent_size)
+    # The middleware's shortcut files each remembered session under several keys (the
+    # header as received, its auth pairs...): count the sessions, against its size.
+    sessions = len({id(entry) for entry in list(cache._recent.values())})
+    return sessions, int(cache._recent_size)
 
 
 def _lower_bounds(bound: int) -> None:
@@ -119,7 +121,11 @@ def _lower_bounds(bound: int) -> None:
 
 def _stats() -> bytes:
     caches = [
-        {"type": type(cache).__name__, "entries": entries, "bound": bound}
+        {
+            "type": "recent sessions" if hasattr(cache, "_recent") else type(cache).__name__,
+            "entries": entries,
+            "bound": bound,
+        }
         for cache in _caches()
         for entries, bound in [_bound_of(cache)]
     ]
@@ -671,7 +677,8 @@ def soak_server(
         # Every worker up (each answers its stats) before the clock starts.
         _worker_stats(url, workers)
         baseline_seconds = min(5.0, max(2.0, seconds / 10))
-        baseline = asyncio.run(_baseline(url, baseline_seconds, 50))
+        # As many connections as there will be users: the same concurrency, no sessions.
+        baseline = asyncio.run(_baseline(url, baseline_seconds, users))
         log(f"  {name}: baseline {baseline:.0f} anonymous req/s")
         load = Load(url, emulator_url, _users(emulator_url, users, f"soak-{name}"))
         pids = _server_pids(server.process.pid, name)

@@ -96,7 +96,7 @@ def user_request(crossmint: Crossmint, user_id: str) -> ApiRequest:
 def jwks_request(crossmint: Crossmint) -> ApiRequest:
     """Fetch Crossmint's JWK Set."""
     return ApiRequest(
-        name="jwks",
+        name="key set",
         method="GET",
         url=f"{crossmint.base_url}/.well-known/jwks.json",
         headers=_headers(crossmint, body=False),

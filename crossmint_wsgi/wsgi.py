@@ -41,7 +41,7 @@ def _read_body(environ: WSGIEnvironment, limit: int) -> bytes | None:
         return b""
     length = _content_length(environ)
     if length is not None:
-        # Read exactly the declared length; a short read is a truncated body.
+        # Read exactly the declared length; a truncated body fails as bad JSON.
         return stream.read(length) if length <= limit else None
     if (
         environ.get("wsgi.input_terminated")

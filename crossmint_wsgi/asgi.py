@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import CrossmintAuthError, ErrorCode
 from .models import Session
-from .routes import Answer, Gate, HttpRequest
+from .routes import Answer, GatedMiddleware, HttpRequest
 
 if TYPE_CHECKING:
-    from .auth import AsyncCrossmintAuth
+    # Named in the base class's quoted type arguments.
+    from .auth import AsyncCrossmintAuth  # noqa: F401
 
 __all__ = ["ASGIApp", "CrossmintASGIMiddleware", "get_asgi_session", "require_asgi_session"]
 
@@ -114,7 +115,7 @@ def _publish(scope: Scope, session: Session | None, error: CrossmintAuthError | 
         scope["state"] = {SESSION_KEY: session, ERROR_KEY: error}
 
 
-class CrossmintASGIMiddleware:
+class CrossmintASGIMiddleware(GatedMiddleware[ASGIApp, "AsyncCrossmintAuth"]):
     """Crossmint sessions for any ASGI app (Starlette, Quart, FastAPI, a raw callable).
 
     Publishes ``scope["state"]["crossmint_session"]`` (so
@@ -131,30 +132,6 @@ class CrossmintASGIMiddleware:
     ``refresh_grace`` (in the same process, or any with the Redis coordinator).
     A handshake from another origin gets no session.
     """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        auth: AsyncCrossmintAuth,
-        *,
-        refresh_path: str | None = "/refresh",
-        logout_path: str | None = "/logout",
-        protect: str | Iterable[str] | Callable[[str], bool] = (),
-        login_url: str | None = None,
-        allowed_origins: Iterable[str] = (),
-        max_body: int = 64 * 1024,
-    ) -> None:
-        self.app = app
-        self.auth = auth
-        self.gate = Gate(
-            auth.core,
-            refresh_path=refresh_path,
-            logout_path=logout_path,
-            protect=protect,
-            login_url=login_url,
-            allowed_origins=allowed_origins,
-            max_body=max_body,
-        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -13,7 +13,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
 from .cookies import AuthCookies, parse_auth_cookie_header
@@ -22,7 +22,10 @@ from .flows import AuthCore, Effect, Logout, ReadBody, Resolution
 from .models import AuthMaterial, Session
 from .paths import PathMatcher
 
-__all__ = ["Answer", "Gate", "HttpRequest", "Proceed", "refresh_answer"]
+if TYPE_CHECKING:
+    from .auth import _AuthBase
+
+__all__ = ["Answer", "Gate", "GatedMiddleware", "HttpRequest", "Proceed", "refresh_answer"]
 
 logger = logging.getLogger("crossmint_wsgi")
 
@@ -212,6 +215,7 @@ class Gate:
         self.refresh_path = refresh_path
         self.logout_path = logout_path
         self.protect = PathMatcher(protect)
+        # None when nothing is protected: one test per request instead of a call.
         self._protects = self.protect if self.protect else None
         self.login_url = login_url
         self.allowed_origins = frozenset(origin.rstrip("/").lower() for origin in allowed_origins)
@@ -250,7 +254,7 @@ class Gate:
                 if entry is not None and self._clock() < entry[0]:
                     return entry[1]
                 return None
-        if self._protects is not None and self._protects(path):
+        if self._is_protected(path):
             return None
         return _NO_COOKIES_PROCEED
 
@@ -275,11 +279,10 @@ class Gate:
                 return (yield from self._refresh_route(request))
             if request.path == self.logout_path:
                 return (yield from self._logout_route(request))
-        cookies = parse_auth_cookie_header(request.cookie, self.core.crossmint.project_id)
-        protected = bool(self.protect) and self.protect(request.path)
-        if not cookies and not protected:
+        protected = self._is_protected(request.path)
+        resolution = yield from self._resolve(request, protected)
+        if resolution is None:
             return _NO_COOKIES_PROCEED
-        resolution = yield from self.core.resolve(cookies)
         if resolution.session is None and protected:
             return self._refuse(request, resolution)
         proceed = Proceed(
@@ -297,23 +300,34 @@ class Gate:
         session: browsers send cookies with cross-site websockets, so the
         cookies alone prove nothing.
         """
+        protected = self._is_protected(request.path)
         if not self._same_origin(request):
-            if self.protect and self.protect(request.path):
+            if protected:
                 return None
             error = CrossmintAuthError(
                 ErrorCode.FORBIDDEN_ORIGIN, "cross-site websockets get no session"
             )
             return Proceed(None, error, [])
-        cookies = parse_auth_cookie_header(request.cookie, self.core.crossmint.project_id)
-        protected = bool(self.protect) and self.protect(request.path)
-        if not cookies and not protected:
+        resolution = yield from self._resolve(request, protected)
+        if resolution is None:
             return _NO_COOKIES_PROCEED
-        resolution = yield from self.core.resolve(cookies)
         if resolution.session is None and protected:
             return None
         return Proceed(resolution.session, resolution.error, [])
 
     # -- pieces -------------------------------------------------------------------------
+
+    def _is_protected(self, path: str) -> bool:
+        return self._protects is not None and self._protects(path)
+
+    def _resolve(
+        self, request: HttpRequest, protected: bool
+    ) -> Generator[Effect, Any, Resolution | None]:
+        """The request's session, or ``None`` when it has no auth cookie and needs none."""
+        cookies = parse_auth_cookie_header(request.cookie, self.core.crossmint.project_id)
+        if not cookies and not protected:
+            return None
+        return (yield from self.core.resolve(cookies))
 
     def _cookies_for(self, request: HttpRequest, resolution: Resolution) -> list[str]:
         session = resolution.session
@@ -408,6 +422,42 @@ class Gate:
             200,
             {"ok": True},
             cookies=self.core.clear_cookies(secure=request.secure, names=cookies.names),
+        )
+
+
+AppT = TypeVar("AppT")
+AuthT = TypeVar("AuthT", bound="_AuthBase")
+
+
+class GatedMiddleware(Generic[AppT, AuthT]):
+    """What both middlewares are made of: the app, the auth, and the :class:`Gate`.
+
+    The WSGI and ASGI middlewares take the same options; this is where they
+    are turned into decisions, once.
+    """
+
+    def __init__(
+        self,
+        app: AppT,
+        auth: AuthT,
+        *,
+        refresh_path: str | None = "/refresh",
+        logout_path: str | None = "/logout",
+        protect: str | Iterable[str] | Callable[[str], bool] = (),
+        login_url: str | None = None,
+        allowed_origins: Iterable[str] = (),
+        max_body: int = MAX_BODY,
+    ) -> None:
+        self.app = app
+        self.auth = auth
+        self.gate = Gate(
+            auth.core,
+            refresh_path=refresh_path,
+            logout_path=logout_path,
+            protect=protect,
+            login_url=login_url,
+            allowed_origins=allowed_origins,
+            max_body=max_body,
         )
 
 

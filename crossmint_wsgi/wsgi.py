@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import CrossmintAuthError, ErrorCode
 from .models import Session
-from .routes import Answer, Gate, HttpRequest
+from .routes import Answer, GatedMiddleware, HttpRequest
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    # WSGIApplication and CrossmintAuth are named in the base class's quoted type arguments.
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment  # noqa: F401
 
-    from .auth import CrossmintAuth
+    from .auth import CrossmintAuth  # noqa: F401
 
 __all__ = ["CrossmintWSGIMiddleware", "get_session", "require_session"]
 
@@ -70,7 +71,7 @@ def _send(answer: Answer, start_response: StartResponse) -> list[bytes]:
     return [answer.body]
 
 
-class CrossmintWSGIMiddleware:
+class CrossmintWSGIMiddleware(GatedMiddleware["WSGIApplication", "CrossmintAuth"]):
     """Crossmint sessions for any WSGI app (Flask, Bottle, Django, ...).
 
     Every request gets ``environ["crossmint.session"]`` (a :class:`Session`
@@ -99,30 +100,6 @@ class CrossmintWSGIMiddleware:
         allowed to POST to the two routes; the app's own origin always is.
     :param max_body: the largest body the two routes read, in bytes.
     """
-
-    def __init__(
-        self,
-        app: WSGIApplication,
-        auth: CrossmintAuth,
-        *,
-        refresh_path: str | None = "/refresh",
-        logout_path: str | None = "/logout",
-        protect: str | Iterable[str] | Callable[[str], bool] = (),
-        login_url: str | None = None,
-        allowed_origins: Iterable[str] = (),
-        max_body: int = 64 * 1024,
-    ) -> None:
-        self.app = app
-        self.auth = auth
-        self.gate = Gate(
-            auth.core,
-            refresh_path=refresh_path,
-            logout_path=logout_path,
-            protect=protect,
-            login_url=login_url,
-            allowed_origins=allowed_origins,
-            max_body=max_body,
-        )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")

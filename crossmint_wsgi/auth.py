@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import ssl
-import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any, TypeVar
 
@@ -64,6 +63,13 @@ def _as_bytes(body: bytes | str | Mapping[str, Any] | None) -> bytes:
     return json.dumps(dict(body)).encode()
 
 
+def _jwt_error(error: TokenExpired | TokenInvalid) -> CrossmintAuthError:
+    """What :meth:`verify_crossmint_jwt` raises for a token that failed."""
+    if isinstance(error, TokenExpired):
+        return CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "the JWT has expired")
+    return CrossmintAuthError(ErrorCode.INVALID_TOKEN, f"the JWT is not valid: {error}")
+
+
 class _AuthBase:
     """Settings, caches and the I/O-free half of the public API."""
 
@@ -71,33 +77,17 @@ class _AuthBase:
         self,
         crossmint: Crossmint,
         *,
-        cookie_options: CookieOptions | None = None,
-        jwks: Mapping[str, Any] | None = None,
-        jwks_ttl: float = 600.0,
-        kid_refetch_interval: float = 30.0,
-        token_cache_size: int = 4096,
-        leeway: int = 5,
-        issuer: str | None = None,
         timeout: float = 5.0,
         refresh_grace: float = 30.0,
-        clock: Callable[[], float] = time.time,
+        **core_settings: Any,
     ) -> None:
         if not isinstance(crossmint, Crossmint):
             raise TypeError("pass the Crossmint config returned by create_crossmint()")
         self.crossmint = crossmint
         self.timeout = timeout
         self.refresh_grace = refresh_grace
-        self.core = AuthCore(
-            crossmint,
-            cookie_options=cookie_options,
-            jwks=jwks,
-            jwks_ttl=jwks_ttl,
-            kid_refetch_interval=kid_refetch_interval,
-            token_cache_size=token_cache_size,
-            leeway=leeway,
-            issuer=issuer,
-            clock=clock,
-        )
+        # The verification and cookie settings belong to the core, which lists them once.
+        self.core = AuthCore(crossmint, **core_settings)
 
     @property
     def cookie_options(self) -> CookieOptions:
@@ -128,35 +118,27 @@ class _AuthBase:
         """``Set-Cookie`` header values that delete both auth cookies."""
         return self.core.clear_cookies(secure=bool(secure))
 
-    @staticmethod
-    def _session_or_raise(resolution_session: Session | None, error: Exception | None) -> Session:
-        if resolution_session is None:
-            assert isinstance(error, CrossmintAuthError)
-            raise error
-        return resolution_session
-
     def _cached_claims(self, token: str) -> dict[str, Any] | None:
         """The claims of a token verified before, without driving a flow: the hot path."""
         core = self.core
         try:
             return core.tokens.get(token, core.clock(), core.leeway)
-        except TokenExpired:
-            raise CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "the JWT has expired") from None
+        except TokenExpired as error:
+            raise _jwt_error(error) from None
 
     @staticmethod
     def _claims_flow(core: AuthCore, token: str) -> Generator[Effect, Any, dict[str, Any]]:
         try:
             return (yield from core.verify(token))
-        except TokenExpired:
-            raise CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "the JWT has expired") from None
-        except TokenInvalid as error:
-            raise CrossmintAuthError(
-                ErrorCode.INVALID_TOKEN, f"the JWT is not valid: {error}"
-            ) from None
+        except (TokenExpired, TokenInvalid) as error:
+            raise _jwt_error(error) from None
 
     def _session_flow(self, cookies: AuthCookies) -> Generator[Effect, Any, Session]:
         resolution = yield from self.core.resolve(cookies)
-        return self._session_or_raise(resolution.session, resolution.error)
+        if resolution.session is None:
+            assert resolution.error is not None
+            raise resolution.error
+        return resolution.session
 
     def _refresh_answer_flow(
         self,

@@ -92,8 +92,12 @@ class GraceCache:
         self._put(digest, material, self.window if ttl is None else min(ttl, self.window))
 
     def refuse(self, digest: str, error: CrossmintAuthError) -> None:
-        """Remember that Crossmint refused this secret."""
-        self._put(digest, error, self.refusal_window)
+        """Remember a failed refresh, if Crossmint refused the secret itself.
+
+        Only ``SESSION_EXPIRED`` is final; an unavailable Crossmint is asked again.
+        """
+        if error.code is ErrorCode.SESSION_EXPIRED:
+            self._put(digest, error, self.refusal_window)
 
     def _put(self, digest: str, value: AuthMaterial | CrossmintAuthError, ttl: float) -> None:
         if ttl <= 0 or self.max_entries <= 0:
@@ -222,8 +226,7 @@ class LocalCoordinator:
             try:
                 material = perform()
             except CrossmintAuthError as error:
-                if error.code is ErrorCode.SESSION_EXPIRED:
-                    self.cache.refuse(digest, error)
+                self.cache.refuse(digest, error)
                 raise
             self.cache.put(digest, material)
             return material
@@ -255,8 +258,7 @@ class AsyncLocalCoordinator:
             try:
                 material = await perform()
             except CrossmintAuthError as error:
-                if error.code is ErrorCode.SESSION_EXPIRED:
-                    self.cache.refuse(digest, error)
+                self.cache.refuse(digest, error)
                 raise
             self.cache.put(digest, material)
             return material

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .answers import Answer
 from .asgi import CrossmintASGIMiddleware, get_asgi_session, require_asgi_session
 from .auth import AsyncCrossmintAuth, CrossmintAuth
 from .config import Crossmint, Environment, UsageOrigin, create_crossmint
@@ -13,7 +14,6 @@ from .coordination import (
 )
 from .errors import CrossmintAuthError, CrossmintConfigError, CrossmintError, ErrorCode
 from .models import AuthMaterial, CookieOptions, RefreshToken, Session, User
-from .routes import Answer
 from .wsgi import CrossmintWSGIMiddleware, get_session, require_session
 
 __version__ = "0.1.0"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import CrossmintAuthError, ErrorCode
+from .answers import Answer, refusal
+from .errors import CrossmintAuthError
 from .models import Session
-from .routes import Answer, GatedMiddleware, HttpRequest
+from .routes import GatedMiddleware, HttpRequest
 
 if TYPE_CHECKING:
     # Named in the base class's quoted type arguments.
@@ -72,6 +72,7 @@ def _request_from_scope(scope: Scope, raw_cookie: bytes | None) -> HttpRequest:
         fetch_site=header(b"sec-fetch-site"),
         accept=header(b"accept"),
         content_length=content_length,
+        root_path=scope.get("root_path", ""),
     )
 
 
@@ -139,7 +140,10 @@ class CrossmintASGIMiddleware(GatedMiddleware[ASGIApp, "AsyncCrossmintAuth"]):
             # The common case inline: one coroutine frame fewer per request.
             cookie = _cookie_header(scope)
             quick = self.gate.shortcut(
-                scope.get("method", "GET"), scope.get("path", "") or "/", cookie
+                scope.get("method", "GET"),
+                scope.get("path", "") or "/",
+                cookie,
+                scope.get("root_path", ""),
             )
             if quick is not None:
                 _publish(scope, quick.session, quick.error)
@@ -213,13 +217,6 @@ def get_asgi_error(source: Any) -> CrossmintAuthError | None:
     return error if isinstance(error, CrossmintAuthError) else None
 
 
-def refusal_body(error: CrossmintAuthError | None) -> tuple[int, bytes]:
-    """The status and JSON body with which a helper refuses a request without a session."""
-    error = error or CrossmintAuthError(ErrorCode.MISSING_SESSION, "the request carries no session")
-    status = 503 if error.code is ErrorCode.UPSTREAM_UNAVAILABLE else 401
-    return status, json.dumps({"error": error.code.value, "message": error.message}).encode()
-
-
 def require_asgi_session(view: F) -> F:
     """Decorate an async Starlette endpoint ``view(request)`` so it runs only with a session.
 
@@ -234,13 +231,10 @@ def require_asgi_session(view: F) -> F:
     async def wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
         session = get_asgi_session(request)
         if session is None:
-            status, body = refusal_body(get_asgi_error(request))
+            answer = refusal(get_asgi_error(request))
             from starlette.responses import Response
 
-            headers = {"Retry-After": "5"} if status == 503 else {}
-            return Response(
-                body, status_code=status, media_type="application/json", headers=headers
-            )
+            return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
         if accepts_session:
             kwargs["session"] = session
         return await view(request, *args, **kwargs)

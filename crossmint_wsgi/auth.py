@@ -19,6 +19,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 
+from .answers import Answer, refresh_answer
 from .api import (
     ApiRequest,
     jwks_request,
@@ -43,7 +44,6 @@ from .coordination import (
 from .errors import CrossmintAuthError, ErrorCode
 from .flows import AuthCore, Effect, FetchKeys, Logout, ReadBody, Refresh
 from .models import AuthMaterial, CookieOptions, Session, User
-from .routes import Answer, refresh_answer
 from .tokens import TokenExpired, TokenInvalid
 
 __all__ = ["AsyncCrossmintAuth", "CrossmintAuth"]

@@ -7,7 +7,6 @@ session to publish and which cookies to append to the app's answer.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -16,6 +15,15 @@ from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
+from .answers import (
+    MAX_BODY,
+    Answer,
+    invalid_request,
+    json_answer,
+    redirect,
+    refresh_answer,
+    refusal,
+)
 from .cookies import AuthCookies, parse_auth_cookie_header
 from .errors import CrossmintAuthError, ErrorCode
 from .flows import AuthCore, Effect, Logout, ReadBody, Resolution
@@ -25,21 +33,9 @@ from .paths import PathMatcher
 if TYPE_CHECKING:
     from .auth import _AuthBase
 
-__all__ = ["Answer", "Gate", "GatedMiddleware", "HttpRequest", "Proceed", "refresh_answer"]
+__all__ = ["Gate", "GatedMiddleware", "HttpRequest", "Proceed"]
 
 logger = logging.getLogger("crossmint_wsgi")
-
-#: Bodies of the refresh and logout routes are tiny; refuse anything larger unread.
-MAX_BODY = 64 * 1024
-
-_STATUS_TEXT = {
-    200: "OK",
-    302: "Found",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    503: "Service Unavailable",
-}
 
 
 class HttpRequest:
@@ -56,6 +52,7 @@ class HttpRequest:
         "path",
         "query",
         "raw_cookie",
+        "root_path",
         "scheme",
     )
 
@@ -73,9 +70,13 @@ class HttpRequest:
         accept: str | None = None,
         content_length: int | None = None,
         raw_cookie: bytes | None = None,
+        root_path: str = "",
     ) -> None:
         self.method = method
+        #: The path as the server gave it; under a mount it may carry ``root_path``.
         self.path = path
+        #: Where the app is mounted (ASGI ``root_path``); ``""`` at the top.
+        self.root_path = root_path
         self.query = query
         self.scheme = scheme
         self.host = host
@@ -91,23 +92,34 @@ class HttpRequest:
     def secure(self) -> bool:
         return self.scheme in ("https", "wss")
 
-
-class Answer:
-    """A complete answer the middleware sends without calling the app."""
-
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
+    @property
+    def route_path(self) -> str:
+        """The path the app routes: :attr:`path` without the mount prefix."""
+        return route_path(self.path, self.root_path)
 
     @property
-    def status_line(self) -> str:
-        return f"{self.status} {_STATUS_TEXT.get(self.status, 'Error')}"
+    def full_path(self) -> str:
+        """The path the browser asked for: with the mount prefix."""
+        if self.root_path and self.route_path is self.path:
+            return self.root_path + self.path
+        return self.path
 
-    def json(self) -> Any:
-        return json.loads(self.body)
+
+def route_path(path: str, root_path: str) -> str:
+    """``path`` without the mount prefix ``root_path``, when it carries it.
+
+    Servers and frameworks differ on whether an ASGI ``path`` includes
+    ``root_path`` (uvicorn and Starlette's ``Mount`` do today, older servers
+    did not); routers strip it when it is there, and so do we. The prefix
+    must end at a segment boundary: ``/app`` is not a prefix of ``/apple``.
+    """
+    if root_path and path.startswith(root_path):
+        rest = path[len(root_path) :]
+        if not rest:
+            return "/"
+        if rest[0] == "/":
+            return rest
+    return path
 
 
 class Proceed:
@@ -140,57 +152,12 @@ def _auth_pairs(cookie: str) -> str:
     return ";".join(_AUTH_PAIR.findall(cookie))
 
 
-def _json_answer(
-    status: int,
-    payload: Any,
-    *,
-    cookies: Iterable[str] = (),
-    headers: Iterable[tuple[str, str]] = (),
-) -> Answer:
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    out = [
-        ("Content-Type", "application/json"),
-        ("Content-Length", str(len(body))),
-        ("Cache-Control", "no-store"),
-        *headers,
-    ]
-    out.extend(("Set-Cookie", cookie) for cookie in cookies)
-    return Answer(status, out, body)
-
-
-def _error_answer(
-    status: int, error: CrossmintAuthError, *, cookies: Iterable[str] = (), retry_after: int = 5
-) -> Answer:
-    upstream = error.code is ErrorCode.UPSTREAM_UNAVAILABLE
-    headers = [("Retry-After", str(retry_after))] if upstream else []
-    return _json_answer(
-        status,
-        {"error": error.code.value, "message": error.message},
-        cookies=cookies,
-        headers=headers,
-    )
-
-
 def _without_default_port(host: str) -> str:
     """``example.com:443`` and ``example.com`` are one origin host for our purpose."""
     for default in (":80", ":443"):
         if host.endswith(default):
             return host[: -len(default)]
     return host
-
-
-def _invalid(message: str) -> CrossmintAuthError:
-    return CrossmintAuthError(ErrorCode.INVALID_REQUEST, message)
-
-
-_STATUS_FOR = {
-    ErrorCode.MISSING_SESSION: 401,
-    ErrorCode.SESSION_EXPIRED: 401,
-    ErrorCode.INVALID_TOKEN: 401,
-    ErrorCode.UPSTREAM_UNAVAILABLE: 503,
-    ErrorCode.INVALID_REQUEST: 400,
-    ErrorCode.FORBIDDEN_ORIGIN: 403,
-}
 
 
 class Gate:
@@ -231,14 +198,17 @@ class Gate:
 
     # -- the entry points ---------------------------------------------------------------
 
-    def shortcut(self, method: str, path: str, cookie: str | bytes | None) -> Proceed | None:
+    def shortcut(
+        self, method: str, path: str, cookie: str | bytes | None, root_path: str = ""
+    ) -> Proceed | None:
         """The decision for requests that need neither I/O nor parsing, or ``None``.
 
         Most requests of an app end here: no auth cookie on an unprotected
         path, or a cookie header whose session was verified moments ago.
         Both layers try this before building an :class:`HttpRequest`.
         """
-        if method == "POST" and path in self._post_paths:
+        route = route_path(path, root_path) if root_path else path
+        if method == "POST" and (route in self._post_paths or path in self._post_paths):
             return None
         if cookie:
             # The exact header first: a browser resending the same cookies costs one hash.
@@ -254,7 +224,7 @@ class Gate:
                 if entry is not None and self._clock() < entry[0]:
                     return entry[1]
                 return None
-        if self._is_protected(path):
+        if self._is_protected(route, path):
             return None
         return _NO_COOKIES_PROCEED
 
@@ -274,12 +244,13 @@ class Gate:
 
     def handle(self, request: HttpRequest) -> Generator[Effect, Any, Answer | Proceed]:
         """Decide an HTTP request: answer it, or let the app run with a session."""
+        route = request.route_path
         if request.method == "POST":
-            if request.path == self.refresh_path:
+            if self.refresh_path in (route, request.path):
                 return (yield from self._refresh_route(request))
-            if request.path == self.logout_path:
+            if self.logout_path in (route, request.path):
                 return (yield from self._logout_route(request))
-        protected = self._is_protected(request.path)
+        protected = self._is_protected(route, request.path)
         resolution = yield from self._resolve(request, protected)
         if resolution is None:
             return _NO_COOKIES_PROCEED
@@ -300,7 +271,7 @@ class Gate:
         session: browsers send cookies with cross-site websockets, so the
         cookies alone prove nothing.
         """
-        protected = self._is_protected(request.path)
+        protected = self._is_protected(request.route_path, request.path)
         if not self._same_origin(request):
             if protected:
                 return None
@@ -317,8 +288,16 @@ class Gate:
 
     # -- pieces -------------------------------------------------------------------------
 
-    def _is_protected(self, path: str) -> bool:
-        return self._protects is not None and self._protects(path)
+    def _is_protected(self, route: str, path: str) -> bool:
+        """Whether the app path ``route`` is protected, failing closed.
+
+        ``path`` as the server gave it is checked too when it differs: an app
+        that routes on the raw ``scope["path"]`` under a mount sees that one.
+        """
+        protects = self._protects
+        if protects is None:
+            return False
+        return protects(route) or (route is not path and protects(path))
 
     def _resolve(
         self, request: HttpRequest, protected: bool
@@ -351,19 +330,11 @@ class Gate:
             and request.method in ("GET", "HEAD")
             and "text/html" in (request.accept or "")
         ):
-            target = request.path + (f"?{request.query}" if request.query else "")
+            target = request.full_path + (f"?{request.query}" if request.query else "")
             joiner = "&" if "?" in self.login_url else "?"
             location = f"{self.login_url}{joiner}next={quote(target, safe='/')}"
-            headers = [
-                ("Location", location),
-                ("Content-Length", "0"),
-                ("Cache-Control", "no-store"),
-            ]
-            headers.extend(("Set-Cookie", cookie) for cookie in cookies)
-            return Answer(302, headers, b"")
-        return _error_answer(
-            _STATUS_FOR[error.code], error, cookies=cookies, retry_after=self.retry_after
-        )
+            return redirect(location, cookies=cookies)
+        return refusal(error, cookies=cookies, retry_after=self.retry_after)
 
     def _same_origin(self, request: HttpRequest) -> bool:
         """Whether a POST to an auth route comes from this site or an allowed origin.
@@ -392,9 +363,9 @@ class Gate:
                 ErrorCode.FORBIDDEN_ORIGIN,
                 "cross-site requests may not use the session routes",
             )
-            return _error_answer(403, error)
+            return refusal(error)
         if request.content_length is not None and request.content_length > self.max_body:
-            return _error_answer(400, _invalid(f"body is larger than {self.max_body} bytes"))
+            return invalid_request(f"body is larger than {self.max_body} bytes")
         return None
 
     def _refresh_route(self, request: HttpRequest) -> Generator[Effect, Any, Answer]:
@@ -405,7 +376,12 @@ class Gate:
         cookies = parse_auth_cookie_header(request.cookie, self.core.crossmint.project_id)
         return (
             yield from refresh_answer(
-                self.core, body, cookies, secure=request.secure, limit=self.max_body
+                self.core,
+                body,
+                cookies,
+                secure=request.secure,
+                limit=self.max_body,
+                retry_after=self.retry_after,
             )
         )
 
@@ -418,7 +394,7 @@ class Gate:
         )
         if cookies.refresh:
             yield Logout(cookies.refresh)
-        return _json_answer(
+        return json_answer(
             200,
             {"ok": True},
             cookies=self.core.clear_cookies(secure=request.secure, names=cookies.names),
@@ -447,6 +423,7 @@ class GatedMiddleware(Generic[AppT, AuthT]):
         login_url: str | None = None,
         allowed_origins: Iterable[str] = (),
         max_body: int = MAX_BODY,
+        retry_after: int = 5,
     ) -> None:
         self.app = app
         self.auth = auth
@@ -458,48 +435,5 @@ class GatedMiddleware(Generic[AppT, AuthT]):
             login_url=login_url,
             allowed_origins=allowed_origins,
             max_body=max_body,
+            retry_after=retry_after,
         )
-
-
-def refresh_answer(
-    core: AuthCore,
-    body: bytes | None,
-    cookies: AuthCookies,
-    *,
-    secure: bool,
-    limit: int = MAX_BODY,
-) -> Generator[Effect, Any, Answer]:
-    """The refresh route's answer to a body (``None``: too large) and the request's cookies.
-
-    The browser SDK posts ``{"refresh": secret}``, or ``{}`` when the refresh
-    cookie is HttpOnly and it cannot read it: then the cookie is used.
-    """
-    if body is None:
-        return _error_answer(400, _invalid(f"body is larger than {limit} bytes"))
-    secret = None
-    if body.strip():
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeError, RecursionError):
-            return _error_answer(400, _invalid("body is not valid JSON"))
-        if not isinstance(data, dict):
-            return _error_answer(400, _invalid("body must be a JSON object"))
-        secret = data.get("refresh")
-        if secret is not None and not isinstance(secret, str):
-            return _error_answer(400, _invalid("'refresh' must be a string"))
-    secret = secret or cookies.refresh
-    if not secret:
-        error = CrossmintAuthError(
-            ErrorCode.MISSING_SESSION, "no refresh token in the body or the cookies"
-        )
-        return _error_answer(401, error)
-    try:
-        material = yield from core.refresh(secret)
-    except CrossmintAuthError as error:
-        cleared = (
-            core.clear_cookies(secure=secure, names=cookies.names) if error.clears_cookies else []
-        )
-        return _error_answer(_STATUS_FOR[error.code], error, cookies=cleared)
-    return _json_answer(
-        200, material.to_json(), cookies=core.session_cookies(material, secure=secure)
-    )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import CrossmintAuthError, ErrorCode
+from .answers import Answer, refusal
+from .errors import CrossmintAuthError
 from .models import Session
-from .routes import Answer, GatedMiddleware, HttpRequest
+from .routes import GatedMiddleware, HttpRequest
 
 if TYPE_CHECKING:
     # WSGIApplication and CrossmintAuth are named in the base class's quoted type arguments.
@@ -99,6 +99,7 @@ class CrossmintWSGIMiddleware(GatedMiddleware["WSGIApplication", "CrossmintAuth"
     :param allowed_origins: other origins (``"https://app.example.com"``)
         allowed to POST to the two routes; the app's own origin always is.
     :param max_body: the largest body the two routes read, in bytes.
+    :param retry_after: the ``Retry-After`` seconds sent with a ``503``.
     """
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -199,11 +200,7 @@ def require_session(view: F) -> F:
         environ = _current_environ(args)
         session = get_session(environ)
         if session is None:
-            error = environ.get(ERROR_KEY) or CrossmintAuthError(
-                ErrorCode.MISSING_SESSION, "the request carries no session"
-            )
-            status = 503 if error.code is ErrorCode.UPSTREAM_UNAVAILABLE else 401
-            return _refusal(status, error)
+            return _refusal(environ.get(ERROR_KEY))
         if accepts_session:
             kwargs["session"] = session
         return view(*args, **kwargs)
@@ -211,24 +208,15 @@ def require_session(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _refusal(status: int, error: CrossmintAuthError) -> Any:
-    body = json.dumps(
-        {"error": error.code.value, "message": error.message}, separators=(",", ":")
-    ).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "Content-Length": str(len(body)),
-        "Cache-Control": "no-store",
-    }
-    if status == 503:
-        headers["Retry-After"] = "5"
+def _refusal(error: CrossmintAuthError | None) -> Any:
+    answer = refusal(error)
     try:
         import flask
 
         if flask.has_request_context():
-            return flask.Response(body, status=status, headers=headers)
+            return flask.Response(answer.body, status=answer.status, headers=answer.headers)
     except ImportError:
         pass
     import bottle
 
-    return bottle.HTTPResponse(body, status=status, headers=headers)
+    return bottle.HTTPResponse(answer.body, status=answer.status, headers=answer.headers)

@@ -37,7 +37,7 @@ ALSO_PUBLIC = {
         "LocalCoordinator",
         "RefreshCoordinator",
     },
-    "crossmint_wsgi.routes": {"Answer"},
+    "crossmint_wsgi.answers": {"Answer"},
 }
 
 #: In a public module's __all__ but deliberately importable from that module only.

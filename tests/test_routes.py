@@ -13,9 +13,10 @@ from joserfc.jwk import RSAKey
 from joserfc.jws import JWSRegistry
 
 from crossmint_wsgi import AuthMaterial, CrossmintAuthError, ErrorCode, RefreshToken, User
+from crossmint_wsgi.answers import MAX_BODY, Answer
 from crossmint_wsgi.config import Crossmint, build_crossmint
 from crossmint_wsgi.flows import AuthCore, Logout, ReadBody, Refresh
-from crossmint_wsgi.routes import MAX_BODY, Answer, Gate, HttpRequest, Proceed
+from crossmint_wsgi.routes import Gate, HttpRequest, Proceed, route_path
 from crossmint_wsgi.testing._keys import mint_api_key
 
 NOW = 1_800_000_000
@@ -558,3 +559,76 @@ def test_shortcut(core: AuthCore, signer: Signer) -> None:
     assert gate.shortcut("GET", "/public", header) is None  # not seen yet
     decided, _ = drive(gate.handle(request("GET", "/public", cookie=header)))
     assert gate.shortcut("GET", "/dashboard", header) is decided
+
+
+# -- mounts: the app routes path minus root_path --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "expected"),
+    [
+        pytest.param("/app/account", "/app", "/account", id="carries-root"),
+        pytest.param("/account", "/app", "/account", id="without-root"),
+        pytest.param("/app", "/app", "/", id="root-itself"),
+        pytest.param("/apple/account", "/app", "/apple/account", id="not-a-segment-prefix"),
+        pytest.param("/account", "", "/account", id="no-mount"),
+    ],
+)
+def test_route_path(path: str, root_path: str, expected: str) -> None:
+    assert route_path(path, root_path) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path"),
+    [
+        pytest.param("/sub/dashboard", "/sub", id="starlette-mount"),
+        pytest.param("/sub/dashboard/x", "/sub", id="below-mount"),
+        pytest.param("/dashboard", "/sub", id="server-without-root-in-path"),
+        pytest.param("/sub/dashboard", "", id="raw-app-routing-the-full-path"),
+    ],
+)
+def test_protect_under_a_mount(core: AuthCore, path: str, root_path: str) -> None:
+    gate = make_gate(core, login_url=None)
+    assert gate.shortcut("GET", path, None, root_path) is None or root_path == ""
+    answer, effects = drive(gate.handle(request("GET", path, root_path=root_path)))
+    if root_path == "":
+        # No mount declared: /sub/dashboard is just another public path.
+        assert isinstance(answer, Proceed)
+    else:
+        assert isinstance(answer, Answer)
+        assert answer.status == 401
+    assert effects == []
+
+
+@pytest.mark.parametrize(
+    ("route", "path", "root_path"),
+    [
+        pytest.param("/refresh", "/sub/refresh", "/sub", id="refresh-carries-root"),
+        pytest.param("/refresh", "/refresh", "/sub", id="refresh-without-root"),
+        pytest.param("/logout", "/sub/logout", "/sub", id="logout-carries-root"),
+    ],
+)
+def test_routes_are_served_under_a_mount(
+    core: AuthCore, signer: Signer, route: str, path: str, root_path: str
+) -> None:
+    gate = make_gate(core)
+    assert gate.shortcut("POST", path, SECRET, root_path) is None
+    cookie = f"crossmint-refresh-token={SECRET}"
+    flow = gate.handle(post(path, cookie=cookie, root_path=root_path))
+    if route == "/refresh":
+        answer, effects = drive(flow, b"{}", material(signer))
+        assert effects == [ReadBody(MAX_BODY), Refresh(SECRET)]
+    else:
+        answer, effects = drive(flow, None)
+        assert effects == [Logout(SECRET)]
+    assert isinstance(answer, Answer)
+    assert answer.status == 200
+
+
+def test_login_redirect_keeps_the_mount_prefix(core: AuthCore) -> None:
+    gate = make_gate(core, login_url="/sub/login")
+    answer, _ = drive(
+        gate.handle(request("GET", "/dashboard", root_path="/sub", accept="text/html"))
+    )
+    assert isinstance(answer, Answer)
+    assert headers(answer, "Location") == ["/sub/login?next=/sub/dashboard"]

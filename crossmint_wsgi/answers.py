@@ -1,0 +1,180 @@
+"""Answers the library sends itself: one value, one JSON rendering, one status table.
+
+Every refusal (the middlewares', the routes', the framework helpers') is made
+by :func:`refusal`, so a ``401`` reads the same wherever it comes from. The
+refresh route's answer is a flow (it may need a Crossmint call): see
+:func:`refresh_answer`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Iterable
+from typing import Any
+
+from .cookies import AuthCookies
+from .errors import CrossmintAuthError, ErrorCode
+from .flows import AuthCore, Effect
+
+__all__ = [
+    "MAX_BODY",
+    "STATUS_FOR",
+    "Answer",
+    "invalid_request",
+    "json_answer",
+    "redirect",
+    "refresh_answer",
+    "refusal",
+]
+
+#: Bodies of the refresh and logout routes are tiny; refuse anything larger unread.
+MAX_BODY = 64 * 1024
+
+#: The HTTP status each outcome is answered with.
+STATUS_FOR = {
+    ErrorCode.MISSING_SESSION: 401,
+    ErrorCode.SESSION_EXPIRED: 401,
+    ErrorCode.INVALID_TOKEN: 401,
+    ErrorCode.UPSTREAM_UNAVAILABLE: 503,
+    ErrorCode.INVALID_REQUEST: 400,
+    ErrorCode.FORBIDDEN_ORIGIN: 403,
+}
+
+_STATUS_TEXT = {
+    200: "OK",
+    302: "Found",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    503: "Service Unavailable",
+}
+
+_NO_SESSION = CrossmintAuthError(ErrorCode.MISSING_SESSION, "the request carries no session")
+
+
+class Answer:
+    """A complete HTTP answer: status, headers (``Set-Cookie`` included) and body.
+
+    The middlewares send these without calling the app; ``handle_custom_refresh``
+    returns one for an app to copy into its own response.
+    """
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def __repr__(self) -> str:
+        # Headers may carry Set-Cookie values (secrets): the status alone.
+        return f"<Answer {self.status}>"
+
+    @property
+    def status_line(self) -> str:
+        """``"401 Unauthorized"``: the status as WSGI's ``start_response`` takes it."""
+        return f"{self.status} {_STATUS_TEXT.get(self.status, 'Error')}"
+
+    def json(self) -> Any:
+        """The body, parsed."""
+        return json.loads(self.body)
+
+
+def json_answer(
+    status: int,
+    payload: Any,
+    *,
+    cookies: Iterable[str] = (),
+    headers: Iterable[tuple[str, str]] = (),
+) -> Answer:
+    """Compact JSON, never cached, with ``Set-Cookie`` for each of ``cookies``."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    out = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        *headers,
+    ]
+    out.extend(("Set-Cookie", cookie) for cookie in cookies)
+    return Answer(status, out, body)
+
+
+def refusal(
+    error: CrossmintAuthError | None = None,
+    *,
+    cookies: Iterable[str] = (),
+    retry_after: int = 5,
+) -> Answer:
+    """The answer for an error: its status, ``{"error", "message"}``, and
+    ``Retry-After`` when Crossmint is unavailable.
+
+    :param error: why; ``None`` means the request carries no session.
+    :param cookies: ``Set-Cookie`` values to send with it (clearing a dead session).
+    :param retry_after: seconds a client should wait before trying again.
+    """
+    error = error or _NO_SESSION
+    upstream = error.code is ErrorCode.UPSTREAM_UNAVAILABLE
+    return json_answer(
+        STATUS_FOR[error.code],
+        {"error": error.code.value, "message": error.message},
+        cookies=cookies,
+        headers=[("Retry-After", str(retry_after))] if upstream else [],
+    )
+
+
+def redirect(location: str, *, cookies: Iterable[str] = ()) -> Answer:
+    """A ``302`` to ``location``, never cached."""
+    headers = [("Location", location), ("Content-Length", "0"), ("Cache-Control", "no-store")]
+    headers.extend(("Set-Cookie", cookie) for cookie in cookies)
+    return Answer(302, headers, b"")
+
+
+def invalid_request(message: str) -> Answer:
+    """``400 INVALID_REQUEST``: a malformed request to one of the routes."""
+    return refusal(CrossmintAuthError(ErrorCode.INVALID_REQUEST, message))
+
+
+def refresh_answer(
+    core: AuthCore,
+    body: bytes | None,
+    cookies: AuthCookies,
+    *,
+    secure: bool,
+    limit: int = MAX_BODY,
+    retry_after: int = 5,
+) -> Generator[Effect, Any, Answer]:
+    """The refresh route's answer to a body (``None``: too large) and the request's cookies.
+
+    The browser SDK posts ``{"refresh": secret}``, or ``{}`` when the refresh
+    cookie is HttpOnly and it cannot read it: then the cookie is used.
+    """
+    if body is None:
+        return invalid_request(f"body is larger than {limit} bytes")
+    secret = None
+    if body.strip():
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeError, RecursionError):
+            return invalid_request("body is not valid JSON")
+        if not isinstance(data, dict):
+            return invalid_request("body must be a JSON object")
+        secret = data.get("refresh")
+        if secret is not None and not isinstance(secret, str):
+            return invalid_request("'refresh' must be a string")
+    secret = secret or cookies.refresh
+    if not secret:
+        return refusal(
+            CrossmintAuthError(
+                ErrorCode.MISSING_SESSION, "no refresh token in the body or the cookies"
+            )
+        )
+    try:
+        material = yield from core.refresh(secret)
+    except CrossmintAuthError as error:
+        cleared = (
+            core.clear_cookies(secure=secure, names=cookies.names) if error.clears_cookies else []
+        )
+        return refusal(error, cookies=cleared, retry_after=retry_after)
+    return json_answer(
+        200, material.to_json(), cookies=core.session_cookies(material, secure=secure)
+    )

@@ -42,7 +42,7 @@ from .coordination import (
     SingleFlight,
 )
 from .errors import CrossmintAuthError, ErrorCode
-from .flows import AuthCore, Effect, FetchKeys, Logout, ReadBody, Refresh
+from .flows import AuthCore, Effect, FetchKeys, Logout, ReadBody, Refresh, Revoke, ano_body, no_body
 from .models import AuthMaterial, CookieOptions, Session, User
 from .tokens import TokenExpired, TokenInvalid
 
@@ -250,7 +250,8 @@ class CrossmintAuth(_AuthBase):
         except (httpx.HTTPError, OSError) as error:
             raise upstream_unavailable(request.name, type(error).__name__) from None
 
-    def _perform(self, effect: Effect, read_body: Callable[[int], bytes | None] | None) -> Any:
+    def _perform(self, effect: Effect, read_body: Callable[[int], bytes | None]) -> Any:
+        """Perform one effect; a failure is returned as a value, the flow decides."""
         try:
             if isinstance(effect, FetchKeys):
                 return self._keys_flight.do(
@@ -264,22 +265,22 @@ class CrossmintAuth(_AuthBase):
                         *self._send(refresh_request(self.crossmint, secret))
                     ),
                 )
+            if isinstance(effect, Revoke):
+                return self.coordinator.revoke(effect.secret)
             if isinstance(effect, Logout):
+                # Crossmint's answer to a logout carries nothing we use.
                 self._send(logout_request(self.crossmint, effect.secret))
                 return None
             if isinstance(effect, ReadBody):
-                return read_body(effect.limit) if read_body else b""
+                return read_body(effect.limit)
         except CrossmintAuthError as error:
-            if isinstance(effect, Logout):
-                logger.warning("%s (best effort: the cookies are cleared anyway)", error.message)
-                return None
             return error
         raise TypeError(f"unknown effect {effect!r}")
 
     def run(
         self,
         flow: Generator[Effect, Any, R],
-        read_body: Callable[[int], bytes | None] | None = None,
+        read_body: Callable[[int], bytes | None] = no_body,
     ) -> R:
         """Drive a flow to its end, performing each effect it yields."""
         try:
@@ -340,7 +341,7 @@ class CrossmintAuth(_AuthBase):
         """
         secret = self.read_cookies(source, refresh_token=refresh_token).refresh
         if secret:
-            self.run(_logout_flow(secret))
+            self.run(self.core.logout(secret))
         return self.clear_cookies(secure=self.cookie_options.secure)
 
     def get_user(self, user_id: str) -> User:
@@ -367,10 +368,6 @@ class CrossmintAuth(_AuthBase):
             and a JSON ``body``, errors included.
         """
         return self.run(self._refresh_answer_flow(source, body, secure))
-
-
-def _logout_flow(secret: str) -> Generator[Effect, Any, None]:
-    yield Logout(secret)
 
 
 class AsyncCrossmintAuth(_AuthBase):
@@ -436,10 +433,9 @@ class AsyncCrossmintAuth(_AuthBase):
             raise upstream_unavailable(request.name, type(error).__name__) from None
 
     async def _perform(
-        self,
-        effect: Effect,
-        read_body: Callable[[int], Awaitable[bytes | None]] | None,
+        self, effect: Effect, read_body: Callable[[int], Awaitable[bytes | None]]
     ) -> Any:
+        """As :meth:`CrossmintAuth._perform`, awaited."""
         try:
             if isinstance(effect, FetchKeys):
 
@@ -456,22 +452,21 @@ class AsyncCrossmintAuth(_AuthBase):
                     )
 
                 return await self.coordinator.refresh(secret, perform)
+            if isinstance(effect, Revoke):
+                return await self.coordinator.revoke(effect.secret)
             if isinstance(effect, Logout):
                 await self._send(logout_request(self.crossmint, effect.secret))
                 return None
             if isinstance(effect, ReadBody):
-                return await read_body(effect.limit) if read_body else b""
+                return await read_body(effect.limit)
         except CrossmintAuthError as error:
-            if isinstance(effect, Logout):
-                logger.warning("%s (best effort: the cookies are cleared anyway)", error.message)
-                return None
             return error
         raise TypeError(f"unknown effect {effect!r}")
 
     async def run(
         self,
         flow: Generator[Effect, Any, R],
-        read_body: Callable[[int], Awaitable[bytes | None]] | None = None,
+        read_body: Callable[[int], Awaitable[bytes | None]] = ano_body,
     ) -> R:
         """Drive a flow to its end, performing each effect it yields."""
         try:
@@ -510,7 +505,7 @@ class AsyncCrossmintAuth(_AuthBase):
         """As :meth:`CrossmintAuth.logout`."""
         secret = self.read_cookies(source, refresh_token=refresh_token).refresh
         if secret:
-            await self.run(_logout_flow(secret))
+            await self.run(self.core.logout(secret))
         return self.clear_cookies(secure=self.cookie_options.secure)
 
     async def get_user(self, user_id: str) -> User:

@@ -21,6 +21,7 @@ from .errors import CrossmintAuthError, ErrorCode
 from .models import AuthMaterial
 
 __all__ = [
+    "LOGGED_OUT",
     "AsyncLocalCoordinator",
     "AsyncRefreshCoordinator",
     "AsyncSingleFlight",
@@ -39,17 +40,26 @@ def secret_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+#: What a secret of a logged-out session gets for as long as this process remembers it.
+LOGGED_OUT = CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "the session was logged out")
+
+
 class GraceCache:
     """What a refresh of a secret recently came to, keyed by the secret's digest.
 
     Holds new material for ``window`` seconds, or Crossmint's refusal of the
     secret for ``refusal_window`` seconds (a refused secret never comes back,
-    so requests still carrying it need not ask again).
+    so requests still carrying it need not ask again). It also knows each
+    session's *chain*: the secret a refresh traded and the one it received,
+    so a logout can end every secret of the session it has seen
+    (:meth:`revoke`).
 
     :param window: seconds new material is served after the refresh.
     :param max_entries: bound on memory; the oldest entries go first.
     :param clock: returns the current time in seconds.
     :param refusal_window: seconds a refusal is remembered.
+    :param revoked_window: seconds a logged-out secret is refused without
+        asking Crossmint (at least ``window``).
     """
 
     def __init__(
@@ -58,14 +68,19 @@ class GraceCache:
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
         refusal_window: float = 5.0,
+        revoked_window: float = 600.0,
     ) -> None:
         self.window = window
         self.max_entries = max_entries
         self.refusal_window = refusal_window
+        self.revoked_window = max(revoked_window, window)
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, AuthMaterial | CrossmintAuthError]] = (
             OrderedDict()
         )
+        # successor digest -> the digest whose refresh produced it: a logout
+        # presenting the newest secret finds the older ones.
+        self._previous: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -74,14 +89,15 @@ class GraceCache:
     def get(self, digest: str) -> AuthMaterial | None:
         """The material for a digest, if fresh.
 
-        :raises CrossmintAuthError: Crossmint refused this secret moments ago.
+        :raises CrossmintAuthError: Crossmint refused this secret moments ago,
+            or its session was logged out.
         """
         with self._lock:
             entry = self._entries.get(digest)
             if entry is None:
                 return None
             if entry[0] <= self._clock():
-                del self._entries[digest]
+                self._drop(digest)
                 return None
         if isinstance(entry[1], CrossmintAuthError):
             raise entry[1]
@@ -99,18 +115,64 @@ class GraceCache:
         if error.code is ErrorCode.SESSION_EXPIRED:
             self._put(digest, error, self.refusal_window)
 
+    def revoke(self, digest: str) -> list[str]:
+        """End the session a secret belongs to, as far as this cache knows it.
+
+        Every secret of the chain (the one given, those it was refreshed from,
+        those it was refreshed into) is refused from now on for
+        ``revoked_window`` seconds, and none yields material again.
+
+        :returns: the successor secrets the cache knew, newest last: they
+            are still valid at Crossmint and must be revoked there too.
+        """
+        successors: list[str] = []
+        with self._lock:
+            chain = [digest]
+            previous = self._previous.get(digest)
+            while previous is not None and previous not in chain:
+                chain.append(previous)
+                previous = self._previous.get(previous)
+            current = digest
+            while True:
+                entry = self._entries.get(current)
+                if entry is None or not isinstance(entry[1], AuthMaterial):
+                    break
+                secret = entry[1].refresh_token.secret
+                current = secret_digest(secret)
+                if current in chain:
+                    break
+                successors.append(secret)
+                chain.append(current)
+        for name in chain:
+            self._put(name, LOGGED_OUT, self.revoked_window)
+        return successors
+
+    def _drop(self, digest: str) -> None:
+        # Called with the lock held.
+        entry = self._entries.pop(digest, None)
+        if entry is not None and isinstance(entry[1], AuthMaterial):
+            successor = secret_digest(entry[1].refresh_token.secret)
+            if self._previous.get(successor) == digest:
+                del self._previous[successor]
+
     def _put(self, digest: str, value: AuthMaterial | CrossmintAuthError, ttl: float) -> None:
         if ttl <= 0 or self.max_entries <= 0:
             return
         with self._lock:
             now = self._clock()
+            current = self._entries.get(digest)
+            if current is not None and current[1] is LOGGED_OUT and value is not LOGGED_OUT:
+                # A logged-out secret stays logged out, whatever a late refresh brought.
+                return
+            self._drop(digest)
             self._entries[digest] = (now + ttl, value)
-            self._entries.move_to_end(digest)
+            if isinstance(value, AuthMaterial):
+                self._previous[secret_digest(value.refresh_token.secret)] = digest
             # Drop expired entries from the old end, then enforce the bound.
             while self._entries and next(iter(self._entries.values()))[0] <= now:
-                self._entries.popitem(last=False)
+                self._drop(next(iter(self._entries)))
             while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+                self._drop(next(iter(self._entries)))
 
 
 class _Call(Generic[T]):
@@ -188,6 +250,13 @@ class RefreshCoordinator(Protocol):
         """Material for ``secret``: from ``perform()``, or shared with others."""
         ...
 
+    def revoke(self, secret: str) -> list[str]:
+        """End the session of ``secret`` everywhere this coordinator reaches.
+
+        :returns: successor secrets it knew of, to be revoked at Crossmint too.
+        """
+        ...
+
 
 @runtime_checkable
 class AsyncRefreshCoordinator(Protocol):
@@ -197,6 +266,10 @@ class AsyncRefreshCoordinator(Protocol):
         self, secret: str, perform: Callable[[], Awaitable[AuthMaterial]]
     ) -> AuthMaterial:
         """Material for ``secret``: from ``perform()``, or shared with others."""
+        ...
+
+    async def revoke(self, secret: str) -> list[str]:
+        """As :meth:`RefreshCoordinator.revoke`."""
         ...
 
 
@@ -233,6 +306,9 @@ class LocalCoordinator:
 
         return self._flight.do(digest, once)
 
+    def revoke(self, secret: str) -> list[str]:
+        return self.cache.revoke(secret_digest(secret))
+
 
 class AsyncLocalCoordinator:
     """In-process coordination for tasks: single-flight plus the grace cache.
@@ -264,3 +340,6 @@ class AsyncLocalCoordinator:
             return material
 
         return await self._flight.do(digest, once)
+
+    async def revoke(self, secret: str) -> list[str]:
+        return self.cache.revoke(secret_digest(secret))

@@ -40,6 +40,9 @@ __all__ = [
     "ReadBody",
     "Refresh",
     "Resolution",
+    "Revoke",
+    "ano_body",
+    "no_body",
 ]
 
 logger = logging.getLogger("crossmint_wsgi")
@@ -65,13 +68,31 @@ class Logout:
 
 
 @dataclasses.dataclass(frozen=True)
+class Revoke:
+    """End a session's refresh chain in the coordinator. Result: the successor
+    secrets it knew of (``list[str]``), or an error."""
+
+    secret: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
 class ReadBody:
     """Read the request body. Result: the bytes, or ``None`` when over ``limit``."""
 
     limit: int
 
 
-Effect = Union[FetchKeys, Refresh, Logout, ReadBody]  # noqa: UP007 - a runtime alias on 3.10
+def no_body(limit: int) -> bytes:
+    """The body reader of a flow run outside a request: there is no body."""
+    return b""
+
+
+async def ano_body(limit: int) -> bytes:
+    """As :func:`no_body`, for the async driver."""
+    return b""
+
+
+Effect = Union[FetchKeys, Refresh, Logout, Revoke, ReadBody]  # noqa: UP007 - a runtime alias on 3.10
 Flow = Generator[Effect, Any, Any]
 
 FETCH_KEYS = FetchKeys()
@@ -173,6 +194,23 @@ class AuthCore:
         return claims
 
     # -- sessions -------------------------------------------------------------------------
+
+    def logout(self, secret: str) -> Generator[Effect, Any, None]:
+        """End the session of a refresh secret, best effort.
+
+        Every secret of its chain that this deployment has seen stops
+        yielding material (the coordinator's part), and each still-valid one
+        is revoked at Crossmint. Neither can fail the logout: the cookies
+        are cleared whatever Crossmint says.
+        """
+        successors = yield Revoke(secret)
+        if isinstance(successors, CrossmintAuthError):
+            logger.warning("logout could not reach the coordinator: %s", successors.message)
+            successors = []
+        for each in (secret, *successors):
+            result = yield Logout(each)
+            if isinstance(result, CrossmintAuthError):
+                logger.warning("%s (best effort: the cookies are cleared anyway)", result.message)
 
     def refresh(self, secret: str) -> Generator[Effect, Any, AuthMaterial]:
         """Trade a refresh secret for new material.

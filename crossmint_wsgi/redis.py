@@ -556,6 +556,10 @@ class RedisCoordinator(_RedisCoordinatorBase):
         """
         return self._process().refresh(secret, lambda: self._shared(secret, perform))
 
+    def revoke(self, secret: str) -> list[str]:
+        """End the session of ``secret`` in this process (see :meth:`GraceCache.revoke`)."""
+        return self._process().revoke(secret)
+
     def _shared(self, secret: str, perform: Callable[[], AuthMaterial]) -> AuthMaterial:
         if not self._health.usable():
             return perform()
@@ -683,6 +687,10 @@ class AsyncRedisCoordinator(_RedisCoordinatorBase):
             return await self._shared(secret, perform)
 
         return await self._process().refresh(secret, shared)
+
+    async def revoke(self, secret: str) -> list[str]:
+        """End the session of ``secret`` in this process (see :meth:`GraceCache.revoke`)."""
+        return await self._process().revoke(secret)
 
     async def _shared(
         self, secret: str, perform: Callable[[], Awaitable[AuthMaterial]]

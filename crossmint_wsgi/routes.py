@@ -26,7 +26,7 @@ from .answers import (
 )
 from .cookies import AuthCookies, parse_auth_cookie_header
 from .errors import CrossmintAuthError, ErrorCode
-from .flows import AuthCore, Effect, Logout, ReadBody, Resolution
+from .flows import AuthCore, Effect, ReadBody, Resolution
 from .models import AuthMaterial, Session
 from .paths import PathMatcher
 
@@ -393,7 +393,7 @@ class Gate:
             request.cookie, self.core.crossmint.project_id
         )
         if cookies.refresh:
-            yield Logout(cookies.refresh)
+            yield from self.core.logout(cookies.refresh)
         return json_answer(
             200,
             {"ok": True},

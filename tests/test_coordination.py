@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from werkzeug.test import Client
 
@@ -21,11 +23,13 @@ from crossmint_wsgi import (
     ErrorCode,
 )
 from crossmint_wsgi.coordination import (
+    LOGGED_OUT,
     AsyncLocalCoordinator,
     AsyncSingleFlight,
     GraceCache,
     LocalCoordinator,
     SingleFlight,
+    secret_digest,
 )
 from crossmint_wsgi.models import AuthMaterial, RefreshToken
 from crossmint_wsgi.testing import CrossmintEmulator
@@ -430,3 +434,134 @@ async def test_async_local_coordinator_shares_one_call() -> None:
         release.set()
     assert calls == 1
     assert results == [material("shared")] * 50
+
+
+# -- logout ends the whole chain --------------------------------------------------------------
+
+
+def digest_of(tag: str) -> str:
+    return secret_digest(f"secret-{tag}")
+
+
+@pytest.mark.parametrize(
+    ("presented", "successors"),
+    [
+        pytest.param("1", ["secret-2", "secret-3"], id="oldest-secret"),
+        pytest.param("2", ["secret-3"], id="middle-secret"),
+        pytest.param("3", [], id="newest-secret"),
+    ],
+)
+def test_revoke_ends_every_secret_of_the_chain(presented: str, successors: list[str]) -> None:
+    cache = GraceCache(window=30, clock=Clock())
+    # Keys are digests of the secrets, as the coordinators write them.
+    cache.put(digest_of("1"), material("2"))
+    cache.put(digest_of("2"), material("3"))
+    assert cache.revoke(digest_of(presented)) == successors
+    for tag in "123":
+        with pytest.raises(CrossmintAuthError) as caught:
+            cache.get(digest_of(tag))
+        assert caught.value is LOGGED_OUT
+
+
+def test_revoked_secrets_stay_revoked_past_the_grace_window() -> None:
+    clock = Clock()
+    cache = GraceCache(window=30, clock=clock, revoked_window=600)
+    cache.put(digest_of("1"), material("2"))
+    cache.revoke(digest_of("2"))
+    clock.now += 599
+    with pytest.raises(CrossmintAuthError):
+        cache.get(digest_of("1"))
+    # A refresh that was in flight during the logout lands late: still logged out.
+    cache.put(digest_of("2"), material("3"))
+    with pytest.raises(CrossmintAuthError):
+        cache.get(digest_of("2"))
+    clock.now += 2
+    assert cache.get(digest_of("1")) is None
+
+
+def test_revoke_of_an_unknown_secret_refuses_it_alone() -> None:
+    cache = GraceCache(window=30, clock=Clock())
+    cache.put(digest_of("a"), material("b"))
+    assert cache.revoke(digest_of("x")) == []
+    assert cache.get(digest_of("a")) == material("b")
+
+
+def test_the_chain_index_forgets_evicted_entries() -> None:
+    cache = GraceCache(window=30, max_entries=2, clock=Clock())
+    for tag in "12345":
+        cache.put(digest_of(tag), material(tag + "'"))
+    assert len(cache._previous) == len(cache) == 2
+
+
+@pytest.mark.parametrize("middleware", ["wsgi", "asgi"])
+def test_logout_through_the_middleware_ends_stolen_and_stale_secrets(
+    crossmint_emulator: CrossmintEmulator, middleware: str
+) -> None:
+    """S1 -> (J2, S2) by a refresh; a logout with either secret ends both, here and upstream."""
+    crossmint_emulator.configure(reuse_window=0)
+    for presented_at_logout in ("old", "new"):
+        login = crossmint_emulator.create_session("user-chain", jwt_ttl=-30)
+        s1 = login.refresh_token.secret
+        post = _poster(crossmint_emulator, middleware)
+        status, body, _ = post("/refresh", {"refresh": s1}, "")
+        assert status == 200
+        s2 = json.loads(body)["refreshToken"]["secret"]
+        logout_secret = s1 if presented_at_logout == "old" else s2
+        status, _, _ = post("/logout", None, f"{REFRESH_COOKIE}={logout_secret}")
+        assert status == 200
+        for stolen in (s1, s2):
+            status, body, _ = post("/refresh", {"refresh": stolen}, "")
+            assert status == 401, (presented_at_logout, body)
+            assert json.loads(body)["error"] == "SESSION_EXPIRED"
+        # Crossmint itself no longer accepts the newest secret either.
+        with (
+            CrossmintAuth(crossmint_emulator.crossmint()) as fresh,
+            pytest.raises(CrossmintAuthError),
+        ):
+            fresh.refresh(s2)
+
+
+def _poster(
+    emulator: CrossmintEmulator, middleware: str
+) -> Callable[[str, Any, str], tuple[int, bytes, tuple[str, ...]]]:
+    """POST through one middleware instance (one process's caches) with raw cookies."""
+    if middleware == "wsgi":
+        client = Client(CrossmintWSGIMiddleware(_not_found, CrossmintAuth(emulator.crossmint())))
+
+        def post_wsgi(path: str, body: Any, cookie: str) -> tuple[int, bytes, tuple[str, ...]]:
+            headers = {"Cookie": cookie} if cookie else {}
+            response = client.post(path, json=body, headers=headers)
+            return (
+                response.status_code,
+                response.data,
+                tuple(response.headers.getlist("Set-Cookie")),
+            )
+
+        return post_wsgi
+    app = CrossmintASGIMiddleware(_asgi_not_found, AsyncCrossmintAuth(emulator.crossmint()))
+
+    def post_asgi(path: str, body: Any, cookie: str) -> tuple[int, bytes, tuple[str, ...]]:
+        async def go() -> tuple[int, bytes, tuple[str, ...]]:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                headers = {"Cookie": cookie} if cookie else {}
+                response = await client.post(path, json=body, headers=headers)
+                return (
+                    response.status_code,
+                    response.content,
+                    tuple(response.headers.get_list("set-cookie")),
+                )
+
+        return anyio.run(go)
+
+    return post_asgi
+
+
+def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    start_response("404 Not Found", [("Content-Length", "0")])
+    return [b""]
+
+
+async def _asgi_not_found(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 404, "headers": []})
+    await send({"type": "http.response.body", "body": b""})

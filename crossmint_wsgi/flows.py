@@ -190,7 +190,7 @@ class AuthCore:
             leeway=self.leeway,
             now=now,
         )
-        self.tokens.put(token, claims)
+        self.tokens.put(token, claims, now)
         return claims
 
     # -- sessions -------------------------------------------------------------------------

@@ -7,8 +7,6 @@ import json
 import math
 import re
 import sys
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -17,6 +15,8 @@ from joserfc.errors import JoseError
 from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import Key
 from joserfc.jws import JWSRegistry
+
+from .caches import DEFAULT_BUDGET, EXPIRED, BoundedCache, CacheStats
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
@@ -312,50 +312,45 @@ def trusted_claims(token: str) -> dict[str, Any]:
 
 
 class VerifiedTokenCache:
-    """A bounded LRU of tokens already verified, each kept until it expires.
+    """Tokens already verified, each kept until it expires, within a byte budget.
 
     A token seen before costs a dictionary lookup instead of a signature check.
 
-    :param max_size: how many tokens to keep; 0 turns the cache off.
+    :param max_size: how many tokens to keep at most; 0 turns the cache off.
+    :param budget: the most bytes the cache holds (see :mod:`~crossmint_wsgi.caches`).
     """
 
-    def __init__(self, max_size: int = 4096) -> None:
+    def __init__(self, max_size: int = 4096, budget: int = DEFAULT_BUDGET // 4) -> None:
         self.max_size = max_size
-        self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache: BoundedCache[str, dict[str, Any]] = BoundedCache(
+            "tokens", budget if max_size > 0 else 0, max_entries=max_size
+        )
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._cache)
 
     def get(self, token: str, now: float, leeway: int) -> dict[str, Any] | None:
         """The claims of a cached token.
 
         :raises TokenExpired: the token was genuine but has expired since.
         """
-        claims = self._entries.get(token)
-        if claims is None:
-            return None
-        if claims["exp"] <= now - leeway:
-            with self._lock:
-                self._entries.pop(token, None)
+        claims = self._cache.get(token, now - leeway)
+        if claims is EXPIRED:
             raise TokenExpired("token has expired")
-        # Evicted by another thread meanwhile: the claims we hold are still right.
-        # The hot path of every request: try/except costs less than contextlib.suppress.
-        try:  # noqa: SIM105
-            self._entries.move_to_end(token)
-        except KeyError:
-            pass
         return claims
 
-    def put(self, token: str, claims: dict[str, Any]) -> None:
-        """Remember a verified token."""
-        if self.max_size <= 0:
-            return
-        with self._lock:
-            self._entries[token] = claims
-            while len(self._entries) > self.max_size:
-                self._entries.popitem(last=False)
+    def put(self, token: str, claims: dict[str, Any], now: float) -> None:
+        """Remember a verified token until its ``exp``."""
+        # The claims dict holds about what the token's payload encodes.
+        self._cache.put(token, claims, float(claims["exp"]), 2 * len(token), now)
+
+    def discard(self, token: str) -> None:
+        """Forget a token."""
+        self._cache.discard(token)
+
+    def stats(self) -> CacheStats:
+        """Entries, bytes, hits, misses and evictions."""
+        return self._cache.stats()
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._cache.clear()

@@ -223,7 +223,7 @@ class CrossmintAuth(_AuthBase):
                 verify=_tls_context(),
             )
             self._keys_flight = SingleFlight()
-            self._local = LocalCoordinator(self.refresh_grace)
+            self._local = LocalCoordinator(self.refresh_grace, budget=self.core.cache_budget // 4)
         return self._client
 
     def close(self) -> None:
@@ -389,7 +389,7 @@ class AsyncCrossmintAuth(_AuthBase):
         super().__init__(crossmint, **settings)
         self._transport = transport
         self.coordinator: AsyncRefreshCoordinator = coordinator or AsyncLocalCoordinator(
-            self.refresh_grace
+            self.refresh_grace, budget=self.core.cache_budget // 4
         )
         self._keys_flight: AsyncSingleFlight[dict[str, Any]] = AsyncSingleFlight()
         self._loop: object = None

@@ -126,9 +126,13 @@ class BoundedCache(Generic[K, V]):
         entry = self._entries.get(key)
         return None if entry is None else (entry[0], entry[1])  # type: ignore[return-value]
 
-    def put(self, key: K, value: V, deadline: float, size: int, now: float) -> bool:
+    def put(
+        self, key: K, value: V, deadline: float, size: int, now: float, *, force: bool = False
+    ) -> bool:
         """Hold ``value`` until ``deadline``, charged ``size`` bytes plus overhead.
 
+        :param force: store it even when full (evicting at random), for
+            entries that must not be lost, such as a logout's.
         :returns: whether it was stored. An entry larger than a tenth of the
             budget never is, so no single request can empty the cache; when
             the cache is full, most new entries are not (see the module).
@@ -138,7 +142,7 @@ class BoundedCache(Generic[K, V]):
             return False
         with self._lock:
             self._remove(key)
-            admitted = False
+            admitted = force
             limit = self.max_entries if self.max_entries is not None else len(self._keys) + 1
             while self._keys and (self._bytes + cost > self.budget or len(self._keys) + 1 > limit):
                 victim = self._keys[self._random.randrange(len(self._keys))]
@@ -153,6 +157,10 @@ class BoundedCache(Generic[K, V]):
             self._keys.append(key)
             self._bytes += cost
         return True
+
+    def keys(self) -> list[K]:
+        """The keys held now, live or not."""
+        return list(self._keys)
 
     def discard(self, key: K) -> None:
         """Drop ``key`` if present."""

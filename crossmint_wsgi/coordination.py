@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import anyio
 
+from .caches import DEFAULT_BUDGET, EXPIRED, BoundedCache, CacheStats
 from .errors import CrossmintAuthError, ErrorCode
 from .models import AuthMaterial
 
@@ -44,6 +44,11 @@ def secret_digest(secret: str) -> str:
 LOGGED_OUT = CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "the session was logged out")
 
 
+# How far a chain of refreshes is followed: a session refreshes at most every
+# few minutes, so a grace window sees two or three of its secrets at most.
+_MAX_CHAIN = 8
+
+
 class GraceCache:
     """What a refresh of a secret recently came to, keyed by the secret's digest.
 
@@ -55,11 +60,12 @@ class GraceCache:
     (:meth:`revoke`).
 
     :param window: seconds new material is served after the refresh.
-    :param max_entries: bound on memory; the oldest entries go first.
+    :param max_entries: bound on the entries.
     :param clock: returns the current time in seconds.
     :param refusal_window: seconds a refusal is remembered.
     :param revoked_window: seconds a logged-out secret is refused without
         asking Crossmint (at least ``window``).
+    :param budget: bound on the bytes held (see :mod:`~crossmint_wsgi.caches`).
     """
 
     def __init__(
@@ -69,22 +75,22 @@ class GraceCache:
         clock: Callable[[], float] = time.monotonic,
         refusal_window: float = 5.0,
         revoked_window: float = 600.0,
+        budget: int = DEFAULT_BUDGET // 4,
     ) -> None:
         self.window = window
         self.max_entries = max_entries
         self.refusal_window = refusal_window
         self.revoked_window = max(revoked_window, window)
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, AuthMaterial | CrossmintAuthError]] = (
-            OrderedDict()
+        # digest -> material or refusal; "<" + digest -> the digest whose
+        # refresh produced it, so a logout with the newest secret finds the older ones.
+        self._cache: BoundedCache[str, AuthMaterial | CrossmintAuthError | str] = BoundedCache(
+            "refreshes", budget if max_entries > 0 else 0, max_entries=2 * max_entries
         )
-        # successor digest -> the digest whose refresh produced it: a logout
-        # presenting the newest secret finds the older ones.
-        self._previous: dict[str, str] = {}
-        self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        """Secrets with an entry, live or not yet dropped (links between them not counted)."""
+        return sum(1 for key in self._cache.keys() if not key.startswith("<"))
 
     def get(self, digest: str) -> AuthMaterial | None:
         """The material for a digest, if fresh.
@@ -92,28 +98,48 @@ class GraceCache:
         :raises CrossmintAuthError: Crossmint refused this secret moments ago,
             or its session was logged out.
         """
-        with self._lock:
-            entry = self._entries.get(digest)
-            if entry is None:
-                return None
-            if entry[0] <= self._clock():
-                self._drop(digest)
-                return None
-        if isinstance(entry[1], CrossmintAuthError):
-            raise entry[1]
-        return entry[1]
+        now = self._clock()
+        found = self._cache.get(digest, now)
+        if found is None or found is EXPIRED or isinstance(found, str):
+            return None
+        if isinstance(found, CrossmintAuthError):
+            raise found
+        # A secret it was refreshed into, directly or further on, was logged out: so is this.
+        later = found
+        for _ in range(_MAX_CHAIN):
+            successor = secret_digest(later.refresh_token.secret)
+            entry = self._cache.peek(successor)
+            if entry is None or entry[0] <= now:
+                break
+            if entry[1] is LOGGED_OUT:
+                raise LOGGED_OUT
+            if not isinstance(entry[1], AuthMaterial):
+                break
+            later = entry[1]
+        return found
 
     def put(self, digest: str, material: AuthMaterial, ttl: float | None = None) -> None:
         """Remember material for ``ttl`` seconds (default: the window)."""
-        self._put(digest, material, self.window if ttl is None else min(ttl, self.window))
+        ttl = self.window if ttl is None else min(ttl, self.window)
+        if ttl <= 0:
+            return
+        now = self._clock()
+        if self._logged_out(digest, now):
+            # A refresh in flight during the logout lands late: still logged out.
+            return
+        size = 2 * len(digest) + len(material.jwt) + len(material.refresh_token.secret) + 300
+        if self._cache.put(digest, material, now + ttl, size, now):
+            successor = secret_digest(material.refresh_token.secret)
+            self._cache.put("<" + successor, digest, now + ttl, 2 * len(digest), now, force=True)
 
     def refuse(self, digest: str, error: CrossmintAuthError) -> None:
         """Remember a failed refresh, if Crossmint refused the secret itself.
 
         Only ``SESSION_EXPIRED`` is final; an unavailable Crossmint is asked again.
         """
-        if error.code is ErrorCode.SESSION_EXPIRED:
-            self._put(digest, error, self.refusal_window)
+        now = self._clock()
+        if error.code is ErrorCode.SESSION_EXPIRED and not self._logged_out(digest, now):
+            self._cache.put(digest, error, now + self.refusal_window, len(digest) + 100, now)
 
     def revoke(self, digest: str) -> list[str]:
         """End the session a secret belongs to, as far as this cache knows it.
@@ -125,54 +151,35 @@ class GraceCache:
         :returns: the successor secrets the cache knew, newest last: they
             are still valid at Crossmint and must be revoked there too.
         """
+        chain = [digest]
+        previous = self._cache.peek("<" + digest)
+        while previous is not None and isinstance(previous[1], str) and previous[1] not in chain:
+            chain.append(previous[1])
+            previous = self._cache.peek("<" + previous[1])
         successors: list[str] = []
-        with self._lock:
-            chain = [digest]
-            previous = self._previous.get(digest)
-            while previous is not None and previous not in chain:
-                chain.append(previous)
-                previous = self._previous.get(previous)
-            current = digest
-            while True:
-                entry = self._entries.get(current)
-                if entry is None or not isinstance(entry[1], AuthMaterial):
-                    break
-                secret = entry[1].refresh_token.secret
-                current = secret_digest(secret)
-                if current in chain:
-                    break
-                successors.append(secret)
-                chain.append(current)
+        entry = self._cache.peek(digest)
+        while entry is not None and isinstance(entry[1], AuthMaterial):
+            secret = entry[1].refresh_token.secret
+            current = secret_digest(secret)
+            if current in chain:
+                break
+            successors.append(secret)
+            chain.append(current)
+            entry = self._cache.peek(current)
+        now = self._clock()
         for name in chain:
-            self._put(name, LOGGED_OUT, self.revoked_window)
+            self._cache.put(
+                name, LOGGED_OUT, now + self.revoked_window, len(name) + 100, now, force=True
+            )
         return successors
 
-    def _drop(self, digest: str) -> None:
-        # Called with the lock held.
-        entry = self._entries.pop(digest, None)
-        if entry is not None and isinstance(entry[1], AuthMaterial):
-            successor = secret_digest(entry[1].refresh_token.secret)
-            if self._previous.get(successor) == digest:
-                del self._previous[successor]
+    def stats(self) -> CacheStats:
+        """Entries (outcomes and the links between them), bytes, hits, misses, evictions."""
+        return self._cache.stats()
 
-    def _put(self, digest: str, value: AuthMaterial | CrossmintAuthError, ttl: float) -> None:
-        if ttl <= 0 or self.max_entries <= 0:
-            return
-        with self._lock:
-            now = self._clock()
-            current = self._entries.get(digest)
-            if current is not None and current[1] is LOGGED_OUT and value is not LOGGED_OUT:
-                # A logged-out secret stays logged out, whatever a late refresh brought.
-                return
-            self._drop(digest)
-            self._entries[digest] = (now + ttl, value)
-            if isinstance(value, AuthMaterial):
-                self._previous[secret_digest(value.refresh_token.secret)] = digest
-            # Drop expired entries from the old end, then enforce the bound.
-            while self._entries and next(iter(self._entries.values()))[0] <= now:
-                self._drop(next(iter(self._entries)))
-            while len(self._entries) > self.max_entries:
-                self._drop(next(iter(self._entries)))
+    def _logged_out(self, digest: str, now: float) -> bool:
+        entry = self._cache.peek(digest)
+        return entry is not None and entry[1] is LOGGED_OUT and entry[0] > now
 
 
 class _Call(Generic[T]):
@@ -278,11 +285,14 @@ class LocalCoordinator:
 
     :param grace: seconds the result of a refresh is served to requests that
         still carry the old secret.
-    :param max_entries: bound on the grace cache.
+    :param max_entries: bound on the grace cache's entries.
+    :param budget: bound on the grace cache's bytes.
     """
 
-    def __init__(self, grace: float = 30.0, max_entries: int = 10_000) -> None:
-        self.cache = GraceCache(grace, max_entries)
+    def __init__(
+        self, grace: float = 30.0, max_entries: int = 10_000, budget: int = DEFAULT_BUDGET // 4
+    ) -> None:
+        self.cache = GraceCache(grace, max_entries, budget=budget)
         self._flight: SingleFlight[AuthMaterial] = SingleFlight()
 
     def refresh(self, secret: str, perform: Callable[[], AuthMaterial]) -> AuthMaterial:
@@ -315,11 +325,14 @@ class AsyncLocalCoordinator:
 
     :param grace: seconds the result of a refresh is served to requests that
         still carry the old secret.
-    :param max_entries: bound on the grace cache.
+    :param max_entries: bound on the grace cache's entries.
+    :param budget: bound on the grace cache's bytes.
     """
 
-    def __init__(self, grace: float = 30.0, max_entries: int = 10_000) -> None:
-        self.cache = GraceCache(grace, max_entries)
+    def __init__(
+        self, grace: float = 30.0, max_entries: int = 10_000, budget: int = DEFAULT_BUDGET // 4
+    ) -> None:
+        self.cache = GraceCache(grace, max_entries, budget=budget)
         self._flight: AsyncSingleFlight[AuthMaterial] = AsyncSingleFlight()
 
     async def refresh(

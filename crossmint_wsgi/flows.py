@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from typing import Any, Union
 
+from .caches import DEFAULT_BUDGET
 from .config import Crossmint
 from .cookies import AuthCookies, clear_cookie_headers, session_cookie_headers
 from .coordination import secret_digest
@@ -131,11 +132,15 @@ class AuthCore:
         leeway: int = 5,
         issuer: str | None = None,
         clock: Callable[[], float] = time.time,
+        cache_budget: int = DEFAULT_BUDGET,
     ) -> None:
         self.crossmint = crossmint
         self.cookie_options = cookie_options or CookieOptions()
         self.keys = KeySetCache(ttl=jwks_ttl, refetch_interval=kid_refetch_interval, static=jwks)
-        self.tokens = VerifiedTokenCache(token_cache_size)
+        #: Bytes all caches for this auth may hold: a quarter for verified
+        #: tokens, a quarter for refresh results, half for the middlewares' sessions.
+        self.cache_budget = cache_budget
+        self.tokens = VerifiedTokenCache(token_cache_size, cache_budget // 4)
         self.leeway = leeway
         self.issuer = issuer
         self.clock = clock

@@ -8,9 +8,6 @@ session to publish and which cookies to append to the app's answer.
 from __future__ import annotations
 
 import logging
-import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
@@ -29,6 +26,7 @@ from .errors import CrossmintAuthError, ErrorCode
 from .flows import AuthCore, Effect, ReadBody, Resolution
 from .models import AuthMaterial, Session
 from .paths import PathMatcher
+from .recent import RecentSessions
 
 if TYPE_CHECKING:
     from .auth import _AuthBase
@@ -140,17 +138,6 @@ class Proceed:
 
 _NO_COOKIES_PROCEED = Proceed(None, None, [])
 
-_AUTH_PAIR = re.compile(r"crossmint-[\w-]*=[^;]*")
-
-
-def _auth_pairs(cookie: str) -> str:
-    """The auth cookies of a header, as a cache key that ignores every other cookie.
-
-    Other cookies (analytics, CSRF) change between requests; the decision for
-    a request depends only on these pairs, which are its own credentials.
-    """
-    return ";".join(_AUTH_PAIR.findall(cookie))
-
 
 def _without_default_port(host: str) -> str:
     """``example.com:443`` and ``example.com`` are one origin host for our purpose."""
@@ -189,11 +176,8 @@ class Gate:
         self.max_body = max_body
         self.retry_after = retry_after
         self._post_paths = frozenset(p for p in (refresh_path, logout_path) if p)
-        # Cookie header -> (deadline, decision) for sessions verified before:
-        # a returning browser costs one dictionary lookup.
-        self._recent: OrderedDict[str | bytes, tuple[float, Proceed]] = OrderedDict()
-        self._recent_size = core.tokens.max_size
-        self._recent_lock = threading.Lock()
+        #: Sessions verified moments ago: a returning browser costs a lookup.
+        self.recent = RecentSessions(core.cache_budget // 2, core.tokens.max_size)
         self._clock = core.clock
 
     # -- the entry points ---------------------------------------------------------------
@@ -211,36 +195,21 @@ class Gate:
         if method == "POST" and (route in self._post_paths or path in self._post_paths):
             return None
         if cookie:
-            # The exact header first: a browser resending the same cookies costs one hash.
-            entry = self._recent.get(cookie)
-            if entry is not None and self._clock() < entry[0]:
-                return entry[1]
-            # ASGI hands the raw header bytes: they are decoded only here, on a miss.
-            raw = isinstance(cookie, bytes)
-            if (b"crossmint-" if raw else "crossmint-") in cookie:  # type: ignore[operator]
-                text = cookie.decode("latin-1") if isinstance(cookie, bytes) else cookie
-                # Then the auth cookies alone: other cookies may change per request.
-                entry = self._recent.get(_auth_pairs(text))
-                if entry is not None and self._clock() < entry[0]:
-                    return entry[1]
-                return None
+            marker = b"crossmint-" if isinstance(cookie, bytes) else "crossmint-"
+            if marker in cookie:  # type: ignore[operator]
+                return self.recent.find(cookie, self._clock())
         if self._is_protected(route, path):
             return None
         return _NO_COOKIES_PROCEED
 
     def _remember(self, request: HttpRequest, proceed: Proceed) -> None:
         session = proceed.session
-        if session is None or session.refreshed or self._recent_size <= 0:
+        if session is None or session.refreshed:
             return
         deadline = float(session.claims["exp"]) + self.core.leeway
-        with self._recent_lock:
-            entry = (deadline, proceed)
-            cookie = request.cookie or ""
-            self._recent[cookie] = self._recent[_auth_pairs(cookie)] = entry
-            if request.raw_cookie is not None:
-                self._recent[request.raw_cookie] = entry
-            while len(self._recent) > 3 * self._recent_size:
-                self._recent.popitem(last=False)
+        self.recent.remember(
+            request.cookie or "", request.raw_cookie, proceed, deadline, self._clock()
+        )
 
     def handle(self, request: HttpRequest) -> Generator[Effect, Any, Answer | Proceed]:
         """Decide an HTTP request: answer it, or let the app run with a session."""

@@ -1,0 +1,80 @@
+"""The middlewares' memory of sessions verified moments ago, keyed by their cookies.
+
+A browser sends the same cookies with every request: the first request is
+verified in full, and the next ones, until the JWT expires, cost a lookup.
+Only the auth cookies decide a request, so besides the exact header (the
+cheapest key: no parsing) each session is also found by its auth cookies
+alone, in order, when other cookies change between requests.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from .caches import EXPIRED, BoundedCache, CacheStats
+
+if TYPE_CHECKING:
+    from .routes import Proceed
+
+__all__ = ["MAX_KEY", "RecentSessions", "auth_pairs"]
+
+#: Longer headers are never keys: a client cannot make one request fill the cache.
+MAX_KEY = 4096
+
+#: What a remembered session costs beyond its key and tokens: Session, claims, Proceed.
+SESSION_OVERHEAD = 600
+
+_AUTH_PAIR = re.compile(r"crossmint-[\w-]*=[^;]*")
+
+
+def auth_pairs(cookie: str) -> str:
+    """The auth cookies of a header, in order, as one key that ignores every other cookie."""
+    return ";".join(_AUTH_PAIR.findall(cookie))
+
+
+class RecentSessions:
+    """Decisions for sessions verified before, until each JWT's ``exp``.
+
+    :param budget: the most bytes it holds (see :mod:`~crossmint_wsgi.caches`).
+    :param max_sessions: the most sessions it holds.
+    """
+
+    def __init__(self, budget: int, max_sessions: int) -> None:
+        # Up to three keys a session: the header as text, as ASGI's bytes, and its auth pairs.
+        self._cache: BoundedCache[str | bytes, Proceed] = BoundedCache(
+            "sessions", budget if max_sessions > 0 else 0, max_entries=3 * max_sessions
+        )
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def find(self, cookie: str | bytes, now: float) -> Proceed | None:
+        """The decision for a ``Cookie`` header (ASGI's raw bytes or text), if remembered.
+
+        ``None`` also when the header has no auth cookie at all: the caller
+        tells that apart with ``"crossmint-" in cookie``.
+        """
+        # The exact header first: a browser resending the same cookies costs one hash.
+        found = self._cache.get(cookie, now)
+        if found is not None and found is not EXPIRED:
+            return found
+        text = cookie.decode("latin-1") if isinstance(cookie, bytes) else cookie
+        found = self._cache.get(auth_pairs(text), now)
+        return None if found is EXPIRED else found
+
+    def remember(
+        self, cookie: str, raw_cookie: bytes | None, proceed: Proceed, deadline: float, now: float
+    ) -> None:
+        """Remember the decision for a header until ``deadline``."""
+        session = proceed.session
+        assert session is not None
+        refresh = session.refresh_token.secret if session.refresh_token else ""
+        size = len(session.jwt) + len(refresh) + SESSION_OVERHEAD
+        for key in (cookie, auth_pairs(cookie), raw_cookie):
+            if key is not None and len(key) <= MAX_KEY:
+                self._cache.put(key, proceed, deadline, size + len(key), now)
+
+    def stats(self) -> CacheStats:
+        """Entries (up to three a session), bytes, hits, misses and evictions."""
+        return self._cache.stats()

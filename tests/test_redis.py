@@ -2,46 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 
 import anyio
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis_server import RedisServer, redis_server
 from support import free_port
+from test_redis_record import cipher_of, lock_key, material, new_secret, result_key
 
 from crossmint_wsgi import AsyncCrossmintAuth, CrossmintAuth, CrossmintAuthError, ErrorCode
 from crossmint_wsgi.coordination import secret_digest
-from crossmint_wsgi.models import AuthMaterial, RefreshToken, User
-from crossmint_wsgi.redis import (
-    _HKDF_INFO,
-    _HKDF_SALT,
-    AsyncRedisCoordinator,
-    RedisCoordinator,
-    _Names,
-    _seal,
-    _unseal,
-)
+from crossmint_wsgi.models import AuthMaterial
+from crossmint_wsgi.redis import AsyncRedisCoordinator, RedisCoordinator
 from crossmint_wsgi.testing import CrossmintEmulator
-
-PREFIX = "crossmint-wsgi:refresh:"
-
-
-def result_key(secret: str) -> str:
-    return PREFIX + "{" + secret_digest(secret) + "}"
-
-
-def lock_key(secret: str) -> str:
-    return result_key(secret) + ":lock"
 
 
 @pytest.fixture(scope="module")
@@ -63,21 +40,6 @@ def own_redis() -> Iterator[RedisServer]:
     """A redis-server of this test's own, which it may kill."""
     with redis_server() as server:
         yield server
-
-
-def material(tag: str, *, user: bool = True, expiry: bool = True) -> AuthMaterial:
-    return AuthMaterial(
-        f"jwt-{tag}",
-        RefreshToken(
-            f"new-secret-{tag}",
-            datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc) if expiry else None,
-        ),
-        User.from_json({"id": "user-1", "email": "u@example.com", "extra": [1]}) if user else None,
-    )
-
-
-def new_secret() -> str:
-    return secrets.token_urlsafe(32)
 
 
 class Upstream:
@@ -142,82 +104,6 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) 
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         time.sleep(0.01)
-
-
-# -- the sealed record --------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "outcome",
-    [
-        pytest.param(material("a"), id="material"),
-        pytest.param(material("b", user=False, expiry=False), id="material-no-user-no-expiry"),
-        pytest.param(
-            CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "refused (HTTP 401)"), id="rejected"
-        ),
-        pytest.param(
-            CrossmintAuthError(ErrorCode.UPSTREAM_UNAVAILABLE, "HTTP 503"), id="unavailable"
-        ),
-    ],
-)
-def test_record_round_trip(outcome: AuthMaterial | CrossmintAuthError) -> None:
-    names = _Names.of(new_secret(), PREFIX)
-    opened = _unseal(names, _seal(names, outcome))
-    if isinstance(outcome, AuthMaterial):
-        assert opened == outcome
-        assert isinstance(opened, AuthMaterial)
-        assert opened.jwt == outcome.jwt
-        assert opened.refresh_token.secret == outcome.refresh_token.secret
-        assert opened.refresh_token.expires_at == outcome.refresh_token.expires_at
-        assert (opened.user.raw if opened.user else None) == (
-            outcome.user.raw if outcome.user else None
-        )
-    else:
-        assert isinstance(opened, CrossmintAuthError)
-        assert (opened.code, opened.message) == (outcome.code, outcome.message)
-
-
-def test_each_record_has_its_own_nonce() -> None:
-    names = _Names.of(new_secret(), PREFIX)
-    first, second = _seal(names, material("a")), _seal(names, material("a"))
-    assert first[1:13] != second[1:13]
-    assert first != second
-
-
-def test_record_does_not_open_without_its_secret(caplog: pytest.LogCaptureFixture) -> None:
-    secret = new_secret()
-    names = _Names.of(secret, PREFIX)
-    sealed = _seal(names, material("a"))
-    # Someone holding another secret, reading the same key.
-    other = dataclasses.replace(_Names.of(new_secret(), PREFIX), result=names.result)
-    flipped = bytearray(sealed)
-    flipped[-1] ^= 1
-    moved = dataclasses.replace(names, result=names.result + "x")
-    with caplog.at_level(logging.WARNING, "crossmint_wsgi"):
-        assert _unseal(other, sealed) is None
-        assert _unseal(names, bytes(flipped)) is None  # tampered
-        assert _unseal(moved, sealed) is None  # copied under another key name
-        assert _unseal(names, sealed[:20]) is None  # truncated
-        assert _unseal(names, b"\x02" + sealed[1:]) is None  # unknown format
-    assert len(caplog.records) == 5
-    shorts = (names.digest[:8], other.digest[:8])
-    assert all(any(short in r.getMessage() for short in shorts) for r in caplog.records)
-    assert secret not in caplog.text
-
-
-def test_key_names_and_cipher_key_are_different_functions_of_the_secret() -> None:
-    secret = new_secret()
-    names = _Names.of(secret, PREFIX)
-    cipher_key = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=_HKDF_INFO
-    ).derive(secret.encode())
-    assert names.result == result_key(secret)
-    assert names.lock == lock_key(secret)
-    assert cipher_key.hex() not in names.result
-    assert cipher_key.hex() != secret_digest(secret)
-    # The cipher in the names is that key: a record sealed with it opens with a fresh one.
-    sealed = _seal(names, material("a"))
-    assert AESGCM(cipher_key).decrypt(sealed[1:13], sealed[13:], names.result.encode())
 
 
 # -- through Redis -----------------------------------------------------------------------
@@ -393,7 +279,7 @@ def test_a_record_that_does_not_open_is_replaced(
     redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = new_secret()
-    forged = _seal(_Names.of(new_secret(), PREFIX), material("forged"))
+    forged = cipher_of(new_secret()).seal(material("forged"))
     with redis.client() as client:
         client.set(result_key(secret), forged, px=60_000)
     upstream = Upstream(material("real"), delay=0.1)
@@ -403,9 +289,9 @@ def test_a_record_that_does_not_open_is_replaced(
     assert results == [upstream.outcome] * 9
     assert upstream.calls == 1
     assert "does not open" in caplog.text
-    names = _Names.of(secret, PREFIX)
+    cipher = cipher_of(secret)
     with redis.client() as client:
-        assert _unseal(names, client.get(names.result)) == upstream.outcome
+        assert cipher.unseal(client.get(cipher.key)) == upstream.outcome
 
 
 def test_a_broken_winner_releases_the_lock(redis: RedisServer) -> None:

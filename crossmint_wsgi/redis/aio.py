@@ -1,0 +1,169 @@
+"""The Redis coordinator for tasks (ASGI): the protocol's steps sent with redis-py's asyncio
+client, or with the blocking client in worker threads on trio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from ..coordination import AsyncLocalCoordinator
+from ..models import AuthMaterial
+from .base import RedisCoordinatorBase, client_options
+from .protocol import Command, Perform, Release, Sleep, queue, reply_of
+from .sync import send as send_blocking
+
+__all__ = ["AsyncRedisCoordinator"]
+
+_RELEASE_TIMEOUT = 2.0
+
+
+async def _send(client: redis.asyncio.Redis, step: Command) -> Any:
+    """As :func:`crossmint_wsgi.redis.sync.send`, awaited."""
+    pipe = client.pipeline(transaction=False)
+    queue(pipe, step)
+    return reply_of(step, await pipe.execute())
+
+
+class AsyncRedisCoordinator(RedisCoordinatorBase):
+    """Refreshes shared between processes and hosts through Redis, for tasks (ASGI).
+
+    On asyncio it uses redis-py's asyncio client, one per event loop. redis-py
+    has no trio client, so on trio the blocking client runs in worker threads.
+
+    .. code-block:: python
+
+        from crossmint_wsgi.redis import AsyncRedisCoordinator
+
+        auth = AsyncCrossmintAuth(crossmint, coordinator=AsyncRedisCoordinator.from_url(url))
+
+    :param client: a ``redis.asyncio.Redis``, or a function returning one
+        (called once per event loop), used on asyncio.
+    :param sync_client: a ``redis.Redis``, or a function returning one, used
+        on trio; without it, trio runs coordinate in-process only.
+
+    The other settings are :class:`~crossmint_wsgi.redis.RedisCoordinator`'s.
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis | Callable[[], redis.asyncio.Redis],
+        *,
+        sync_client: redis.Redis | Callable[[], redis.Redis] | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(**settings)
+        self._connect: Callable[[], redis.asyncio.Redis] = (
+            (lambda: client) if isinstance(client, redis.asyncio.Redis) else client
+        )
+        self._connect_sync: Callable[[], redis.Redis] | None = (
+            (lambda: sync_client) if isinstance(sync_client, redis.Redis) else sync_client
+        )
+        self._loop: object = None
+        self._client: redis.asyncio.Redis | None = None
+        self._sync: redis.Redis | None = None
+        self._sync_lock = threading.Lock()
+        self._local: AsyncLocalCoordinator | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **settings: Any) -> AsyncRedisCoordinator:
+        """A coordinator on the Redis at ``url``, for asyncio and trio alike.
+
+        As :meth:`RedisCoordinator.from_url <crossmint_wsgi.redis.RedisCoordinator.from_url>`.
+
+        :raises CrossmintConfigError: the URL is malformed (``setting == "url"``),
+            or a setting is out of range.
+        """
+        options = client_options(url)
+        async_options = {**options, "retry": AsyncRetry(NoBackoff(), 1)}
+        return cls(
+            lambda: redis.asyncio.Redis.from_url(url, **async_options),
+            sync_client=lambda: redis.Redis.from_url(url, **options),
+            **settings,
+        )
+
+    def _process(self) -> AsyncLocalCoordinator:
+        if self._forked() or self._local is None:
+            self._client = self._sync = None
+            self._loop = None
+            self._local = AsyncLocalCoordinator(self.settings.grace, self.max_entries)
+            self._pid = os.getpid()
+        return self._local
+
+    def _sync_redis(self) -> redis.Redis:
+        with self._sync_lock:
+            if self._sync is None:
+                if self._connect_sync is None:
+                    raise RedisError("no sync_client to reach Redis from trio")
+                self._sync = self._connect_sync()
+            return self._sync
+
+    async def _send(self, step: Command) -> Any:
+        loop = anyio.lowlevel.current_token().native_token
+        if not isinstance(loop, asyncio.AbstractEventLoop):
+            return await anyio.to_thread.run_sync(send_blocking, self._sync_redis(), step)
+        # The asyncio client's connections belong to the loop that opened them.
+        if self._client is None or self._loop is not loop:
+            self._client, self._loop = self._connect(), loop
+        return await _send(self._client, step)
+
+    async def refresh(
+        self, secret: str, perform: Callable[[], Awaitable[AuthMaterial]]
+    ) -> AuthMaterial:
+        """As :meth:`RedisCoordinator.refresh`, with ``perform`` awaited."""
+
+        async def shared() -> AuthMaterial:
+            return await self._shared(secret, perform)
+
+        return await self._process().refresh(secret, shared)
+
+    async def revoke(self, secret: str) -> list[str]:
+        """End the session of ``secret`` in this process (see :meth:`GraceCache.revoke`)."""
+        return await self._process().revoke(secret)
+
+    async def _shared(
+        self, secret: str, perform: Callable[[], Awaitable[AuthMaterial]]
+    ) -> AuthMaterial:
+        exchange = self._exchange(secret)
+        if exchange is None:
+            return await perform()
+        with contextlib.closing(exchange):
+            while (step := exchange.next()) is not None:
+                if isinstance(step, Perform):
+                    try:
+                        exchange.answer(await perform())
+                    except BaseException as failure:
+                        exchange.fail(failure)
+                elif isinstance(step, Sleep):
+                    await anyio.sleep(step.seconds)
+                else:
+                    # A release runs while this task is being cancelled: shield it, briefly.
+                    timeout = _RELEASE_TIMEOUT if isinstance(step, Release) else None
+                    try:
+                        with anyio.move_on_after(timeout, shield=timeout is not None):
+                            exchange.redis_answered(await self._send(step))
+                    except RedisError as failure:
+                        exchange.redis_failed(failure)
+        assert exchange.result is not None
+        return exchange.result
+
+    async def aclose(self) -> None:
+        """Close the connections of the current event loop and of the worker threads."""
+        client, self._client, self._loop = self._client, None, None
+        if client is not None:
+            await client.aclose()
+        sync, self._sync = self._sync, None
+        if sync is not None:
+            sync.close()

@@ -1,0 +1,103 @@
+"""What both Redis coordinators share: their settings, checked once, and their Redis health."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..errors import CrossmintConfigError
+from .health import Health
+from .protocol import Exchange, Settings
+
+__all__ = ["RedisCoordinatorBase", "client_options"]
+
+
+def client_options(url: str) -> dict[str, Any]:
+    """Connection settings for a coordinator's client; the URL's query string wins.
+
+    Short timeouts and a single immediate retry: a Redis that does not answer
+    must cost a request little, since the request goes on without it.
+
+    :raises CrossmintConfigError: the URL is malformed (``setting == "url"``);
+        the message never contains the URL, which may hold a password.
+    """
+    options: dict[str, Any] = {
+        "socket_timeout": 1.0,
+        "socket_connect_timeout": 1.0,
+        "retry": Retry(NoBackoff(), 1),
+    }
+    # Parses the URL now (no connection is made), so a bad one fails at startup.
+    try:
+        redis.ConnectionPool.from_url(url, **options)
+    except ValueError as error:
+        raise CrossmintConfigError(f"the Redis URL is not usable: {error}", setting="url") from None
+    return options
+
+
+def _number(setting: str, value: object, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CrossmintConfigError(
+            f"{setting} must be a number of seconds, not {type(value).__name__}", setting=setting
+        )
+    if value < 0 or (positive and value == 0):
+        bound = "greater than 0" if positive else "0 or more"
+        raise CrossmintConfigError(f"{setting} must be {bound}, not {value!r}", setting=setting)
+    return float(value)
+
+
+class RedisCoordinatorBase:
+    """Settings and health shared by the two coordinators.
+
+    :raises CrossmintConfigError: a setting is out of range; ``setting`` names it.
+    """
+
+    def __init__(
+        self,
+        *,
+        grace: float = 30.0,
+        wait: float = 10.0,
+        lock_ttl: float | None = None,
+        poll_interval: float = 0.01,
+        rejected_ttl: float = 5.0,
+        unavailable_ttl: float = 1.0,
+        retry_interval: float = 2.0,
+        log_interval: float = 60.0,
+        prefix: str = "crossmint-wsgi:refresh:",
+        max_entries: int = 10_000,
+    ) -> None:
+        wait = _number("wait", wait, positive=False)
+        self.settings = Settings(
+            grace=_number("grace", grace, positive=False),
+            wait=wait,
+            lock_ttl=wait if lock_ttl is None else _number("lock_ttl", lock_ttl, positive=True),
+            poll_interval=_number("poll_interval", poll_interval, positive=True),
+            rejected_ttl=_number("rejected_ttl", rejected_ttl, positive=False),
+            unavailable_ttl=_number("unavailable_ttl", unavailable_ttl, positive=False),
+            prefix=prefix,
+        )
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise CrossmintConfigError(
+                f"max_entries must be a whole number above 0, not {max_entries!r}",
+                setting="max_entries",
+            )
+        self.max_entries = max_entries
+        self._health = Health(
+            _number("retry_interval", retry_interval, positive=False),
+            _number("log_interval", log_interval, positive=False),
+        )
+        self._pid = -1
+
+    def _exchange(self, secret: str) -> Exchange | None:
+        """A refresh through Redis, or ``None`` while Redis is left alone after a failure."""
+        if not self._health.usable():
+            return None
+        return Exchange(secret, self.settings, self._health, time.monotonic)
+
+    def _forked(self) -> bool:
+        # After a fork, the parent's connections and locks are left to the parent.
+        return self._pid != os.getpid()

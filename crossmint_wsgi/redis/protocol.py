@@ -1,0 +1,317 @@
+"""The coordination protocol: the one place that names Redis keys and holds the Lua scripts.
+
+A refresh of secret ``S`` runs as a sans-IO flow (:func:`coordinate`): it
+yields *steps* (a Redis command, a sleep, the call to Crossmint) and receives
+their results. The sync and async coordinators drive it through an
+:class:`Exchange`, and differ only in how they send a step's bytes.
+
+1. In one atomic step (:data:`TURN`, a Lua script), read the record for ``S``
+   or, when there is none, try to win a short lock (``SET lock NX PX``). A
+   record stored by another process within the grace window is used as it is.
+2. The winner calls Crossmint, stores the outcome and releases the lock in
+   one round trip. The others poll for the record (taking the lock over if it
+   expires without one) for at most ``wait`` seconds, then refresh on their own.
+
+Key names carry ``sha256(S)``, never ``S``: ``{prefix}{<digest>}`` for the
+record and ``{prefix}{<digest>}:lock`` for the lock. A failure is written only
+where no record exists, while a result overwrites whatever is there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import secrets
+from collections.abc import Callable, Generator
+from typing import Any, Union
+
+from redis.exceptions import RedisError
+
+from ..coordination import secret_digest
+from ..errors import CrossmintAuthError
+from ..models import AuthMaterial
+from .health import Health
+from .record import Outcome, RecordCipher, unwrap
+
+__all__ = [
+    "RELEASE",
+    "TURN",
+    "Exchange",
+    "Keys",
+    "Perform",
+    "Release",
+    "Settings",
+    "Sleep",
+    "Step",
+    "Store",
+    "Turn",
+    "coordinate",
+    "queue",
+    "reply_of",
+]
+
+logger = logging.getLogger("crossmint_wsgi")
+
+# The record if there is one, else the lock if it is free: one atomic step, so a
+# winner that stores and releases between a look and a claim cannot be missed.
+# ARGV[3] is a record the caller could not open, to be treated as absent.
+TURN = """
+local record = redis.call('get', KEYS[1])
+if record and record ~= ARGV[3] then return {1, record} end
+if redis.call('set', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
+return {0}
+"""
+# Deletes the lock only if it is still ours: after its TTL it may be another's.
+RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Keys:
+    """The Redis keys of one secret's refresh."""
+
+    digest: str
+    result: str
+    lock: str
+
+    @classmethod
+    def of(cls, secret: str, prefix: str) -> Keys:
+        digest = secret_digest(secret)
+        # The braces are a hash tag: both keys of a secret land in one Redis Cluster slot,
+        # as the scripts that touch both need.
+        result = f"{prefix}{{{digest}}}"
+        return cls(digest, result, f"{result}:lock")
+
+    @property
+    def short(self) -> str:
+        return self.digest[:8]
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The timings of the protocol (see :class:`~crossmint_wsgi.redis.RedisCoordinator`)."""
+
+    grace: float
+    wait: float
+    lock_ttl: float
+    poll_interval: float
+    rejected_ttl: float
+    unavailable_ttl: float
+    prefix: str
+
+
+# -- steps ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Turn:
+    """Read the record, or else take the lock: the reply is ``(record, won)``."""
+
+    result: str
+    lock: str
+    token: str
+    ttl_ms: int
+    unreadable: bytes = b""
+
+
+@dataclasses.dataclass(frozen=True)
+class Store:
+    """Write a record, then release the lock if ``token`` still holds it (one round trip)."""
+
+    key: str
+    value: bytes
+    ttl_ms: int
+    only_new: bool
+    lock: str
+    token: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """Release the lock if ``token`` still holds it."""
+
+    key: str
+    token: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Perform:
+    """Call Crossmint: the driver sends back the material or the CrossmintAuthError."""
+
+
+Command = Union[Turn, Store, Release]  # noqa: UP007 - a runtime alias on 3.10
+Step = Union[Command, Sleep, Perform]  # noqa: UP007 - a runtime alias on 3.10
+Flow = Generator[Step, Any, AuthMaterial]
+
+
+def queue(pipe: Any, step: Command) -> None:
+    """Queue the commands of ``step`` on a redis-py pipeline, sync or asyncio alike."""
+    if isinstance(step, Turn):
+        pipe.eval(TURN, 2, step.result, step.lock, step.token, step.ttl_ms, step.unreadable)
+    elif isinstance(step, Store):
+        pipe.set(step.key, step.value, px=step.ttl_ms, nx=step.only_new)
+        if step.token is not None:
+            pipe.eval(RELEASE, 1, step.lock, step.token)
+    else:
+        pipe.eval(RELEASE, 1, step.key, step.token)
+
+
+def reply_of(step: Command, replies: list[Any]) -> Any:
+    """What the flow receives for ``step``, from the pipeline's replies."""
+    if isinstance(step, Turn):
+        reply = replies[0]
+        return (reply[1] if reply[0] == 1 else None), reply[0] == 2
+    return replies
+
+
+# -- the flow -------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def coordinate(
+    keys: Keys, cipher: RecordCipher, settings: Settings, clock: Callable[[], float]
+) -> Flow:
+    """One refresh of a secret, shared through Redis.
+
+    The driver performs each step yielded and sends its result back; a Redis
+    failure is thrown in as the ``RedisError``.
+    """
+    try:
+        turn = yield from _take_turn(keys, cipher, settings, clock)
+    except RedisError:
+        # Redis failed before this process called Crossmint: go on as without Redis.
+        return unwrap((yield Perform()))
+    if isinstance(turn, (AuthMaterial, CrossmintAuthError)):
+        return unwrap(turn)
+    return (yield from _lead(keys, cipher, settings, turn))
+
+
+def _take_turn(
+    keys: Keys, cipher: RecordCipher, settings: Settings, clock: Callable[[], float]
+) -> Generator[Step, Any, Outcome | str | None]:
+    """Another process's outcome; our lock token when we won; ``None`` when we waited enough."""
+    token = secrets.token_hex(16)
+    deadline = clock() + settings.wait
+    unreadable = b""
+    while True:
+        # Winning after a wait is the takeover: a winner that died leaves its lock to expire.
+        record, won = yield Turn(keys.result, keys.lock, token, _ms(settings.lock_ttl), unreadable)
+        if won:
+            return token
+        found = cipher.unseal(record)
+        if found is not None:
+            return found
+        if record is not None:
+            # Forged, corrupt or from another version: claim the lock over it, now.
+            unreadable = record
+            continue
+        remaining = deadline - clock()
+        if remaining <= 0:
+            logger.info(
+                "no refresh result in Redis after %.1fs (secret %s): refreshing here",
+                settings.wait,
+                keys.short,
+            )
+            return None
+        yield Sleep(min(settings.poll_interval, remaining))
+
+
+def _lead(keys: Keys, cipher: RecordCipher, settings: Settings, token: str | None) -> Flow:
+    """Call Crossmint and publish the outcome; Redis failures no longer matter."""
+    try:
+        outcome = yield Perform()
+    except GeneratorExit:
+        raise
+    except BaseException:
+        # Cancelled or broken before an outcome: let a waiter take over now
+        # rather than when the lock expires.
+        if token is not None:
+            with contextlib.suppress(RedisError):
+                yield Release(keys.lock, token)
+        raise
+    failed = isinstance(outcome, CrossmintAuthError)
+    if isinstance(outcome, CrossmintAuthError):
+        ttl = settings.rejected_ttl if outcome.clears_cookies else settings.unavailable_ttl
+    else:
+        ttl = settings.grace
+    # The lock goes with the store: once the record expires, the next holder
+    # of the secret must not wait for a lock that guards nothing.
+    with contextlib.suppress(RedisError):
+        if ttl > 0:
+            yield Store(keys.result, cipher.seal(outcome), _ms(ttl), failed, keys.lock, token)
+        elif token is not None:
+            yield Release(keys.lock, token)
+    return unwrap(outcome)
+
+
+# -- stepping the flow: what both drivers share -----------------------------------------------
+
+
+class Exchange:
+    """One coordinated refresh, stepped by a driver that only moves bytes.
+
+    .. code-block:: python
+
+        with contextlib.closing(Exchange(...)) as exchange:
+            while (step := exchange.next()) is not None:
+                ...  # perform the step, then answer(), fail() or redis_failed()
+            return exchange.result
+
+    Every failure reaches the flow one way: thrown in, except Crossmint's
+    refusal, which is a value the flow stores.
+    """
+
+    def __init__(
+        self, secret: str, settings: Settings, health: Health, clock: Callable[[], float]
+    ) -> None:
+        self.keys = Keys.of(secret, settings.prefix)
+        cipher = RecordCipher.of(secret, self.keys.result, self.keys.short)
+        self._flow = coordinate(self.keys, cipher, settings, clock)
+        self._health = health
+        self._reply: Any = None
+        self._error: BaseException | None = None
+        self.result: AuthMaterial | None = None
+
+    def next(self) -> Step | None:
+        """The next step to perform, or ``None`` when :attr:`result` is ready."""
+        reply, error, self._reply, self._error = self._reply, self._error, None, None
+        try:
+            step = self._flow.throw(error) if error is not None else self._flow.send(reply)
+        except StopIteration as done:
+            self.result = done.value
+            return None
+        return step
+
+    def answer(self, reply: Any) -> None:
+        """The result of the last step (for a Redis command, Redis answered)."""
+        self._reply = reply
+
+    def redis_answered(self, reply: Any) -> None:
+        self._health.succeeded()
+        self._reply = reply
+
+    def redis_failed(self, error: RedisError) -> None:
+        self._health.failed(error, self.keys.digest)
+        self._error = error
+
+    def fail(self, error: BaseException) -> None:
+        """The last step raised ``error``; Crossmint's own refusal is a value for the flow."""
+        if isinstance(error, CrossmintAuthError):
+            self._reply = error
+        else:
+            self._error = error
+
+    def close(self) -> None:
+        """Let a flow left suspended (a cancelled task, an interrupted thread) undo its part."""
+        self._flow.close()

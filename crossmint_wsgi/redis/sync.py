@@ -1,0 +1,144 @@
+"""The Redis coordinator for threads (WSGI): the protocol's steps sent with blocking redis-py."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.exceptions import RedisError
+
+from ..coordination import LocalCoordinator
+from ..models import AuthMaterial
+from .base import RedisCoordinatorBase, client_options
+from .protocol import Command, Perform, Sleep, queue, reply_of
+
+__all__ = ["RedisCoordinator", "send"]
+
+
+def send(client: redis.Redis, step: Command) -> Any:
+    """Send one protocol step to Redis in one round trip; its reply for the flow."""
+    pipe = client.pipeline(transaction=False)
+    queue(pipe, step)
+    return reply_of(step, pipe.execute())
+
+
+class RedisCoordinator(RedisCoordinatorBase):
+    """Refreshes shared between processes and hosts through Redis, for threads (WSGI).
+
+    .. code-block:: python
+
+        from crossmint_wsgi.redis import RedisCoordinator
+
+        auth = CrossmintAuth(crossmint, coordinator=RedisCoordinator.from_url(redis_url))
+
+    Connections are opened lazily, by each process for itself: create it
+    before gunicorn forks. See :mod:`crossmint_wsgi.redis` for what is stored
+    and how failures are handled.
+
+    :param client: a ``redis.Redis``, or a function returning one (called
+        once in each process).
+    :param grace: seconds a refresh result is served to requests that still
+        carry the old secret: its lifetime in Redis and in each process's
+        cache (a process that reads it late may keep it up to ``grace`` more).
+    :param wait: the longest a request waits for another process's result
+        before refreshing on its own. Keep it above the auth's ``timeout``.
+    :param lock_ttl: how long a winner holds the lock (default ``wait``): a
+        winner that dies blocks the others at most this long.
+    :param poll_interval: seconds between a waiter's looks at Redis.
+    :param rejected_ttl: seconds Crossmint's refusal of a secret is shared.
+    :param unavailable_ttl: seconds a failure to reach Crossmint is shared.
+    :param retry_interval: seconds Redis is left alone after it failed.
+    :param log_interval: at most one warning about Redis per this many seconds.
+    :param prefix: the start of every Redis key this coordinator writes.
+    :param max_entries: bound on each process's grace cache.
+    :raises CrossmintConfigError: a setting is out of range; ``setting`` names it.
+    """
+
+    def __init__(self, client: redis.Redis | Callable[[], redis.Redis], **settings: Any) -> None:
+        super().__init__(**settings)
+        self._connect: Callable[[], redis.Redis] = (
+            (lambda: client) if isinstance(client, redis.Redis) else client
+        )
+        self._client: redis.Redis | None = None
+        self._local: LocalCoordinator | None = None
+        self._process_lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **settings: Any) -> RedisCoordinator:
+        """A coordinator on the Redis at ``url`` (``redis://``, ``rediss://``, ``unix://``).
+
+        Connection options go in the URL's query string
+        (``?socket_timeout=2``); the defaults are one-second timeouts and one
+        immediate retry. Nothing connects until the first refresh.
+
+        :param settings: the coordinator's settings, as for the constructor.
+        :raises CrossmintConfigError: the URL is malformed (``setting == "url"``),
+            or a setting is out of range.
+        """
+        options = client_options(url)
+        return cls(lambda: redis.Redis.from_url(url, **options), **settings)
+
+    def _process(self) -> LocalCoordinator:
+        if self._forked() or self._local is None:
+            with self._process_lock:
+                if self._forked() or self._local is None:
+                    self._client = None
+                    self._local = LocalCoordinator(self.settings.grace, self.max_entries)
+                    self._pid = os.getpid()
+        return self._local
+
+    def _redis(self) -> redis.Redis:
+        client = self._client
+        if client is None:
+            with self._process_lock:
+                if self._client is None:
+                    self._client = self._connect()
+                client = self._client
+        return client
+
+    def refresh(self, secret: str, perform: Callable[[], AuthMaterial]) -> AuthMaterial:
+        """Material for ``secret``: from this process, from Redis, or from ``perform()``.
+
+        :param secret: the refresh secret being traded.
+        :param perform: calls Crossmint; returns the material or raises
+            :class:`~crossmint_wsgi.CrossmintAuthError`.
+        :raises CrossmintAuthError: what ``perform()`` raised here or in the
+            process that won the lock.
+        """
+        return self._process().refresh(secret, lambda: self._shared(secret, perform))
+
+    def revoke(self, secret: str) -> list[str]:
+        """End the session of ``secret`` in this process (see :meth:`GraceCache.revoke`)."""
+        return self._process().revoke(secret)
+
+    def _shared(self, secret: str, perform: Callable[[], AuthMaterial]) -> AuthMaterial:
+        exchange = self._exchange(secret)
+        if exchange is None:
+            return perform()
+        with contextlib.closing(exchange):
+            while (step := exchange.next()) is not None:
+                if isinstance(step, Perform):
+                    try:
+                        exchange.answer(perform())
+                    except BaseException as failure:
+                        exchange.fail(failure)
+                elif isinstance(step, Sleep):
+                    time.sleep(step.seconds)
+                else:
+                    try:
+                        exchange.redis_answered(send(self._redis(), step))
+                    except RedisError as failure:
+                        exchange.redis_failed(failure)
+        assert exchange.result is not None
+        return exchange.result
+
+    def close(self) -> None:
+        """Close this process's Redis connections."""
+        if self._client is not None and not self._forked():
+            self._client.close()
+        self._client = None

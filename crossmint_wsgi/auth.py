@@ -12,8 +12,9 @@ import json
 import logging
 import os
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -31,6 +32,7 @@ from .api import (
     upstream_unavailable,
     user_request,
 )
+from .caches import DEFAULT_BUDGET
 from .config import Crossmint
 from .cookies import AuthCookies, cookie_header_from, read_auth_cookies
 from .coordination import (
@@ -44,6 +46,7 @@ from .coordination import (
 from .errors import CrossmintAuthError, ErrorCode
 from .flows import AuthCore, Effect, FetchKeys, Logout, ReadBody, Refresh, Revoke, ano_body, no_body
 from .models import AuthMaterial, CookieOptions, Session, User
+from .settings import coordinator_for, count, instance, key_set, seconds, text
 from .tokens import TokenExpired, TokenInvalid
 
 __all__ = ["AsyncCrossmintAuth", "CrossmintAuth"]
@@ -51,6 +54,8 @@ __all__ = ["AsyncCrossmintAuth", "CrossmintAuth"]
 logger = logging.getLogger("crossmint_wsgi")
 
 R = TypeVar("R")
+CoordinatorT = TypeVar("CoordinatorT")
+TransportT = TypeVar("TransportT")
 
 
 def _as_bytes(body: bytes | str | Mapping[str, Any] | None) -> bytes:
@@ -70,24 +75,69 @@ def _jwt_error(error: TokenExpired | TokenInvalid) -> CrossmintAuthError:
     return CrossmintAuthError(ErrorCode.INVALID_TOKEN, f"the JWT is not valid: {error}")
 
 
-class _AuthBase:
-    """Settings, caches and the I/O-free half of the public API."""
+class _AuthBase(Generic[CoordinatorT, TransportT]):
+    """Settings, caches and the I/O-free half of the public API.
+
+    Its constructor lists every setting once, for both drivers. Each driver
+    binds the coordinator and transport types it can use, so mypy refuses a
+    misspelt setting or a wrong pairing, and so does the constructor at run
+    time (:class:`~crossmint_wsgi.CrossmintConfigError` naming the setting).
+    """
+
+    #: Whether the driver awaits: its coordinator's methods must be async too.
+    _ASYNC: ClassVar[bool]
+    #: The httpx transport class the driver sends through, and how to make one.
+    _TRANSPORT: ClassVar[tuple[type[Any], str]]
 
     def __init__(
         self,
         crossmint: Crossmint,
         *,
+        cookie_options: CookieOptions | None = None,
+        jwks: Mapping[str, Any] | None = None,
+        jwks_ttl: float = 600.0,
+        kid_refetch_interval: float = 30.0,
+        token_cache_size: int = 4096,
+        leeway: int = 5,
+        issuer: str | None = None,
         timeout: float = 5.0,
         refresh_grace: float = 30.0,
-        **core_settings: Any,
+        cache_budget: int = DEFAULT_BUDGET,
+        coordinator: CoordinatorT | None = None,
+        transport: TransportT | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        if not isinstance(crossmint, Crossmint):
-            raise TypeError("pass the Crossmint config returned by create_crossmint()")
-        self.crossmint = crossmint
-        self.timeout = timeout
-        self.refresh_grace = refresh_grace
-        # The verification and cookie settings belong to the core, which lists them once.
-        self.core = AuthCore(crossmint, **core_settings)
+        name = type(self).__name__
+        self.crossmint = instance("crossmint", crossmint, Crossmint, "create_crossmint(api_key)")
+        self.timeout = seconds("timeout", timeout, positive=True)
+        self.refresh_grace = seconds("refresh_grace", refresh_grace)
+        if coordinator is not None:
+            coordinator_for(coordinator, asynchronous=self._ASYNC, auth=name)
+        if transport is not None:
+            transport_type, use = self._TRANSPORT
+            instance("transport", transport, transport_type, f"{use} with {name}")
+        self.core = AuthCore(
+            crossmint,
+            cookie_options=instance(
+                "cookie_options",
+                CookieOptions() if cookie_options is None else cookie_options,
+                CookieOptions,
+                "crossmint_wsgi.CookieOptions(secure=..., same_site=..., ...)",
+            ),
+            jwks=key_set("jwks", jwks),
+            jwks_ttl=seconds("jwks_ttl", jwks_ttl),
+            kid_refetch_interval=seconds("kid_refetch_interval", kid_refetch_interval),
+            token_cache_size=count("token_cache_size", token_cache_size),
+            leeway=count("leeway", leeway),
+            issuer=text("issuer", issuer),
+            clock=clock,
+            cache_budget=count("cache_budget", cache_budget),
+        )
+        self._init_driver(coordinator, transport)
+
+    def _init_driver(self, coordinator: CoordinatorT | None, transport: TransportT | None) -> None:
+        """Set up what only this driver has (clients, flights, the coordinator)."""
+        raise NotImplementedError
 
     @property
     def cookie_options(self) -> CookieOptions:
@@ -164,7 +214,7 @@ def _httpx_timeout(total: float) -> httpx.Timeout:
     return httpx.Timeout(total, connect=min(total, 2.0))
 
 
-class CrossmintAuth(_AuthBase):
+class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
     """Crossmint sessions for blocking code: WSGI apps, scripts, threads.
 
     One instance serves a whole process and may be created before a server
@@ -185,19 +235,20 @@ class CrossmintAuth(_AuthBase):
     :param coordinator: decides who refreshes a secret; by default
         in-process single-flight plus a grace cache
         (:class:`~crossmint_wsgi.coordination.LocalCoordinator`).
+    :param cache_budget: the bytes this auth's caches may hold together.
     :param transport: an ``httpx`` transport, for tests.
     :param clock: the current time in seconds, for tests.
+    :raises CrossmintConfigError: a setting is wrong (its ``setting``
+        attribute names it), or the coordinator or transport is the async
+        kind (the message names the class to use).
     """
 
-    def __init__(
-        self,
-        crossmint: Crossmint,
-        *,
-        coordinator: RefreshCoordinator | None = None,
-        transport: httpx.BaseTransport | None = None,
-        **settings: Any,
+    _ASYNC = False
+    _TRANSPORT = (httpx.BaseTransport, "httpx.HTTPTransport(...) or httpx.MockTransport(...)")
+
+    def _init_driver(
+        self, coordinator: RefreshCoordinator | None, transport: httpx.BaseTransport | None
     ) -> None:
-        super().__init__(crossmint, **settings)
         self._coordinator = coordinator
         self._transport = transport
         self._pid = -1
@@ -370,7 +421,7 @@ class CrossmintAuth(_AuthBase):
         return self.run(self._refresh_answer_flow(source, body, secure))
 
 
-class AsyncCrossmintAuth(_AuthBase):
+class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTransport]):
     """Crossmint sessions for async code (ASGI apps), on asyncio or trio.
 
     Takes the same parameters as :class:`CrossmintAuth`; ``coordinator`` is an
@@ -378,15 +429,17 @@ class AsyncCrossmintAuth(_AuthBase):
     ``transport`` an async ``httpx`` transport.
     """
 
-    def __init__(
+    _ASYNC = True
+    _TRANSPORT = (
+        httpx.AsyncBaseTransport,
+        "httpx.AsyncHTTPTransport(...) or httpx.MockTransport(...)",
+    )
+
+    def _init_driver(
         self,
-        crossmint: Crossmint,
-        *,
-        coordinator: AsyncRefreshCoordinator | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        **settings: Any,
+        coordinator: AsyncRefreshCoordinator | None,
+        transport: httpx.AsyncBaseTransport | None,
     ) -> None:
-        super().__init__(crossmint, **settings)
         self._transport = transport
         self.coordinator: AsyncRefreshCoordinator = coordinator or AsyncLocalCoordinator(
             self.refresh_grace, budget=self.core.cache_budget // 4

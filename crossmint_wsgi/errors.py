@@ -36,10 +36,23 @@ class CrossmintError(Exception):
 
 
 class CrossmintConfigError(CrossmintError, ValueError):
-    """The configuration is unusable: raised at construction, never per request.
+    """The configuration is unusable: raised at construction or start-up, never per request.
 
     The message names the step that failed; it never contains the API key.
+
+    :param message: what is wrong and how to fix it.
+    :param setting: the name of the setting at fault, as the constructor or
+        function that was given it spells it (``"leeway"``, ``"base_url"``),
+        or ``None`` when no single setting is.
     """
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.setting = setting
+
+    def __repr__(self) -> str:
+        return f"CrossmintConfigError({self.message!r}, setting={self.setting!r})"
 
 
 class CrossmintAuthError(CrossmintError):

@@ -8,23 +8,33 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from flask import Flask
 from werkzeug.test import EnvironBuilder
 
 from crossmint_wsgi import (
     AsyncCrossmintAuth,
+    AsyncLocalCoordinator,
     AuthMaterial,
+    CookieOptions,
+    Crossmint,
     CrossmintAuth,
     CrossmintAuthError,
+    CrossmintConfigError,
     ErrorCode,
+    LocalCoordinator,
     Session,
 )
+from crossmint_wsgi.config import Environment, UsageOrigin
 from crossmint_wsgi.testing import CrossmintEmulator
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def cookie_header(material: AuthMaterial | None = None, *, jwt: str | None = None) -> str:
@@ -538,3 +548,223 @@ async def test_async_stale_keys_keep_verifying(crossmint_emulator: CrossmintEmul
             claims = await auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt(f"user-{index}"))
             assert claims["sub"] == f"user-{index}"
         assert crossmint_emulator.requests["jwks"] == 2
+
+
+# -- construction: every setting checked at once, naming itself --------------------------------
+
+OFFLINE = Crossmint(
+    api_key="sk_development_offline",
+    project_id="project",
+    environment=Environment.DEVELOPMENT,
+    usage_origin=UsageOrigin.SERVER,
+    base_url="http://127.0.0.1:1",
+)
+AUTH_CLASSES = [
+    pytest.param(CrossmintAuth, id="sync"),
+    pytest.param(AsyncCrossmintAuth, id="async"),
+]
+
+
+@pytest.mark.parametrize("auth_class", AUTH_CLASSES)
+@pytest.mark.parametrize(
+    ("setting", "value", "words"),
+    [
+        pytest.param("leeway", -1, "at least 0", id="leeway-negative"),
+        pytest.param("leeway", 1.5, "whole number", id="leeway-float"),
+        pytest.param("leeway", "5", "whole number", id="leeway-text"),
+        pytest.param("timeout", 0, "greater than 0", id="timeout-zero"),
+        pytest.param("timeout", "5", "number of seconds", id="timeout-text"),
+        pytest.param("timeout", float("nan"), "greater than 0", id="timeout-nan"),
+        pytest.param("refresh_grace", -1, "0 or more", id="grace-negative"),
+        pytest.param("jwks_ttl", -1, "0 or more", id="jwks-ttl-negative"),
+        pytest.param("kid_refetch_interval", True, "number of seconds", id="refetch-bool"),
+        pytest.param("token_cache_size", -1, "at least 0", id="token-cache-negative"),
+        pytest.param("cache_budget", 2.5, "whole number", id="budget-float"),
+        pytest.param("issuer", "", "non-empty string", id="issuer-empty"),
+        pytest.param("jwks", {"keys": []}, "no usable", id="jwks-without-keys"),
+        pytest.param("jwks", {"kty": "RSA"}, "no 'keys' list", id="jwks-a-single-key"),
+        pytest.param(
+            "cookie_options",
+            {"secure": True},
+            "use crossmint_wsgi.CookieOptions(",
+            id="cookie-dict",
+        ),
+    ],
+)
+def test_a_wrong_setting_is_refused_at_construction_naming_it(
+    auth_class: type[CrossmintAuth | AsyncCrossmintAuth], setting: str, value: Any, words: str
+) -> None:
+    with pytest.raises(CrossmintConfigError) as caught:
+        auth_class(OFFLINE, **{setting: value})
+    assert caught.value.setting == setting
+    assert str(caught.value).startswith(setting)
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize("auth_class", AUTH_CLASSES)
+def test_crossmint_must_come_from_create_crossmint(
+    auth_class: type[CrossmintAuth | AsyncCrossmintAuth],
+) -> None:
+    with pytest.raises(CrossmintConfigError, match=r"create_crossmint\(api_key\)") as caught:
+        auth_class("sk_development_abc")  # type: ignore[arg-type]
+    assert caught.value.setting == "crossmint"
+
+
+@pytest.mark.parametrize("auth_class", AUTH_CLASSES)
+def test_every_setting_reaches_the_core(
+    auth_class: type[CrossmintAuth | AsyncCrossmintAuth],
+    crossmint_emulator: CrossmintEmulator,
+) -> None:
+    options = CookieOptions(secure=True, same_site="Strict")
+    auth = auth_class(
+        OFFLINE,
+        cookie_options=options,
+        jwks=crossmint_emulator.key_set,
+        jwks_ttl=60,
+        kid_refetch_interval=0,
+        token_cache_size=0,
+        leeway=7,
+        issuer="https://issuer.example",
+        timeout=1.5,
+        refresh_grace=0,
+        cache_budget=1 << 20,
+        clock=lambda: 12.0,
+    )
+    core = auth.core
+    assert (auth.timeout, auth.refresh_grace) == (1.5, 0)
+    assert core.cookie_options is options
+    assert core.keys.static
+    assert (core.keys.ttl, core.keys.refetch_interval) == (60, 0)
+    assert core.tokens.max_size == 0
+    assert (core.leeway, core.issuer, core.cache_budget, core.clock()) == (
+        7,
+        "https://issuer.example",
+        1 << 20,
+        12.0,
+    )
+
+
+def _redis_coordinator(kind: str) -> object:
+    from crossmint_wsgi.redis import AsyncRedisCoordinator, RedisCoordinator
+
+    url = "redis://127.0.0.1:1/0"  # never contacted: construction makes no connection
+    return RedisCoordinator.from_url(url) if kind == "sync" else AsyncRedisCoordinator.from_url(url)
+
+
+@pytest.mark.parametrize(
+    ("auth_class", "make", "setting", "use"),
+    [
+        pytest.param(
+            AsyncCrossmintAuth,
+            lambda: _redis_coordinator("sync"),
+            "coordinator",
+            "use AsyncRedisCoordinator",
+            id="sync-redis-in-async-auth",
+        ),
+        pytest.param(
+            CrossmintAuth,
+            lambda: _redis_coordinator("async"),
+            "coordinator",
+            "use RedisCoordinator",
+            id="async-redis-in-sync-auth",
+        ),
+        pytest.param(
+            AsyncCrossmintAuth,
+            LocalCoordinator,
+            "coordinator",
+            "use AsyncLocalCoordinator",
+            id="sync-local-in-async-auth",
+        ),
+        pytest.param(
+            CrossmintAuth,
+            AsyncLocalCoordinator,
+            "coordinator",
+            "use LocalCoordinator",
+            id="async-local-in-sync-auth",
+        ),
+        pytest.param(
+            CrossmintAuth, object, "coordinator", "needs a RefreshCoordinator", id="not-one"
+        ),
+        pytest.param(
+            CrossmintAuth,
+            httpx.AsyncHTTPTransport,
+            "transport",
+            "use httpx.HTTPTransport",
+            id="async-transport-in-sync-auth",
+        ),
+        pytest.param(
+            AsyncCrossmintAuth,
+            httpx.HTTPTransport,
+            "transport",
+            "use httpx.AsyncHTTPTransport",
+            id="sync-transport-in-async-auth",
+        ),
+    ],
+)
+def test_a_wrong_pairing_is_refused_naming_the_class_to_use(
+    auth_class: type[CrossmintAuth | AsyncCrossmintAuth],
+    make: Callable[[], object],
+    setting: str,
+    use: str,
+) -> None:
+    with pytest.raises(CrossmintConfigError) as caught:
+        auth_class(OFFLINE, **{setting: make()})
+    assert caught.value.setting == setting
+    assert use in str(caught.value)
+    assert auth_class.__name__ in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("auth_class", "coordinator"),
+    [
+        pytest.param(CrossmintAuth, LocalCoordinator, id="sync"),
+        pytest.param(AsyncCrossmintAuth, AsyncLocalCoordinator, id="async"),
+        pytest.param(CrossmintAuth, lambda: _redis_coordinator("sync"), id="sync-redis"),
+        pytest.param(AsyncCrossmintAuth, lambda: _redis_coordinator("async"), id="async-redis"),
+    ],
+)
+def test_the_right_pairing_is_accepted(
+    auth_class: type[CrossmintAuth | AsyncCrossmintAuth], coordinator: Callable[[], Any]
+) -> None:
+    given = coordinator()
+    auth = auth_class(OFFLINE, coordinator=given, transport=httpx.MockTransport(lambda r: None))
+    assert auth.coordinator is given
+
+
+MISTAKES = """\
+from crossmint_wsgi import AsyncCrossmintAuth, CookieOptions, CrossmintAuth, create_crossmint
+from crossmint_wsgi.redis import AsyncRedisCoordinator, RedisCoordinator
+
+crossmint = create_crossmint("sk_development_...")
+CrossmintAuth(crossmint, leway=5)
+CrossmintAuth(crossmint, coordinator=AsyncRedisCoordinator.from_url("redis://"))
+AsyncCrossmintAuth(crossmint, coordinator=RedisCoordinator.from_url("redis://"))
+CrossmintAuth(crossmint, cookie_options={"secure": True})
+CrossmintAuth(crossmint, leeway=5, coordinator=RedisCoordinator.from_url("redis://"))
+AsyncCrossmintAuth(crossmint, cookie_options=CookieOptions(), issuer="https://i.example")
+"""
+
+
+def test_mypy_catches_a_misspelt_setting_and_a_wrong_pairing(tmp_path: Path) -> None:
+    from mypy import api
+
+    (tmp_path / "mistakes.py").write_text(MISTAKES)
+    report, _, _ = api.run(
+        [
+            "--strict",
+            "--no-error-summary",
+            "--cache-dir",
+            str(ROOT / ".mypy_cache"),
+            str(tmp_path / "mistakes.py"),
+        ]
+    )
+    errors = {
+        int(line.split(":")[1]): line
+        for line in report.splitlines()
+        if "mistakes.py" in line and ": error:" in line
+    }
+    assert sorted(errors) == [5, 6, 7, 8], report
+    assert '"leway"' in errors[5]
+    assert '"coordinator"' in errors[6]
+    assert '"coordinator"' in errors[7]
+    assert '"cookie_options"' in errors[8]

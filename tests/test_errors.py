@@ -63,3 +63,24 @@ def test_auth_error_is_raisable_and_catchable_by_root() -> None:
         raise CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "gone")
     assert isinstance(caught.value, CrossmintAuthError)
     assert caught.value.code is ErrorCode.SESSION_EXPIRED
+
+
+@pytest.mark.parametrize(
+    ("error", "setting", "text"),
+    [
+        pytest.param(CrossmintConfigError("bad key"), None, "bad key", id="no-setting"),
+        pytest.param(
+            CrossmintConfigError("leeway must be 0 or more", setting="leeway"),
+            "leeway",
+            "leeway must be 0 or more",
+            id="named-setting",
+        ),
+    ],
+)
+def test_config_error_names_its_setting(
+    error: CrossmintConfigError, setting: str | None, text: str
+) -> None:
+    assert error.setting == setting
+    assert error.message == text
+    assert str(error) == text
+    assert repr(error) == f"CrossmintConfigError({text!r}, setting={setting!r})"

@@ -14,7 +14,13 @@ from redis_server import RedisServer, redis_server
 from support import free_port
 from test_redis_record import cipher_of, lock_key, material, new_secret, result_key
 
-from crossmint_wsgi import AsyncCrossmintAuth, CrossmintAuth, CrossmintAuthError, ErrorCode
+from crossmint_wsgi import (
+    AsyncCrossmintAuth,
+    CrossmintAuth,
+    CrossmintAuthError,
+    CrossmintConfigError,
+    ErrorCode,
+)
 from crossmint_wsgi.coordination import secret_digest
 from crossmint_wsgi.models import AuthMaterial
 from crossmint_wsgi.redis import AsyncRedisCoordinator, RedisCoordinator
@@ -408,11 +414,33 @@ def test_redis_killed_mid_test_requests_still_succeed(
     assert "Redis answers again" in caplog.text
 
 
+@pytest.mark.parametrize("coordinator", [RedisCoordinator, AsyncRedisCoordinator])
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        pytest.param("wait", -1, id="wait-negative"),
+        pytest.param("poll_interval", 0, id="poll-zero"),
+        pytest.param("lock_ttl", 0, id="lock-ttl-zero"),
+        pytest.param("grace", "30", id="grace-text"),
+        pytest.param("max_entries", 0, id="no-entries"),
+    ],
+)
+def test_a_wrong_setting_names_itself(
+    coordinator: type[RedisCoordinator | AsyncRedisCoordinator], setting: str, value: object
+) -> None:
+    with pytest.raises(CrossmintConfigError) as caught:
+        coordinator.from_url("redis://127.0.0.1:1/0", **{setting: value})
+    assert caught.value.setting == setting
+    assert str(caught.value).startswith(setting)
+
+
 def test_from_url_checks_the_url_but_does_not_connect() -> None:
     with pytest.raises(ValueError, match="scheme"):
         RedisCoordinator.from_url("http://127.0.0.1:1/")
-    with pytest.raises(ValueError, match="scheme"):
-        AsyncRedisCoordinator.from_url("mysql://127.0.0.1:1/")
+    with pytest.raises(CrossmintConfigError, match="scheme") as caught:
+        AsyncRedisCoordinator.from_url("mysql://user:hunter2@127.0.0.1:1/")
+    assert caught.value.setting == "url"
+    assert "hunter2" not in str(caught.value)
     # Nothing listens there; construction is fine and a refresh goes on in-process.
     coordinator = RedisCoordinator.from_url(f"redis://127.0.0.1:{free_port()}/0")
     upstream = Upstream(material("offline"))

@@ -11,6 +11,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..errors import CrossmintConfigError
+from ..settings import count, seconds
 from .health import Health
 from .protocol import Exchange, Settings
 
@@ -39,17 +40,6 @@ def client_options(url: str) -> dict[str, Any]:
     return options
 
 
-def _number(setting: str, value: object, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise CrossmintConfigError(
-            f"{setting} must be a number of seconds, not {type(value).__name__}", setting=setting
-        )
-    if value < 0 or (positive and value == 0):
-        bound = "greater than 0" if positive else "0 or more"
-        raise CrossmintConfigError(f"{setting} must be {bound}, not {value!r}", setting=setting)
-    return float(value)
-
-
 class RedisCoordinatorBase:
     """Settings and health shared by the two coordinators.
 
@@ -70,25 +60,20 @@ class RedisCoordinatorBase:
         prefix: str = "crossmint-wsgi:refresh:",
         max_entries: int = 10_000,
     ) -> None:
-        wait = _number("wait", wait, positive=False)
+        wait = seconds("wait", wait)
         self.settings = Settings(
-            grace=_number("grace", grace, positive=False),
+            grace=seconds("grace", grace),
             wait=wait,
-            lock_ttl=wait if lock_ttl is None else _number("lock_ttl", lock_ttl, positive=True),
-            poll_interval=_number("poll_interval", poll_interval, positive=True),
-            rejected_ttl=_number("rejected_ttl", rejected_ttl, positive=False),
-            unavailable_ttl=_number("unavailable_ttl", unavailable_ttl, positive=False),
+            lock_ttl=wait if lock_ttl is None else seconds("lock_ttl", lock_ttl, positive=True),
+            poll_interval=seconds("poll_interval", poll_interval, positive=True),
+            rejected_ttl=seconds("rejected_ttl", rejected_ttl),
+            unavailable_ttl=seconds("unavailable_ttl", unavailable_ttl),
             prefix=prefix,
         )
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            raise CrossmintConfigError(
-                f"max_entries must be a whole number above 0, not {max_entries!r}",
-                setting="max_entries",
-            )
-        self.max_entries = max_entries
+        self.max_entries = count("max_entries", max_entries, minimum=1)
         self._health = Health(
-            _number("retry_interval", retry_interval, positive=False),
-            _number("log_interval", log_interval, positive=False),
+            seconds("retry_interval", retry_interval),
+            seconds("log_interval", log_interval),
         )
         self._pid = -1
 

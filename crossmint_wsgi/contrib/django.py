@@ -57,6 +57,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.module_loading import import_string
 
 from ..answers import Answer, refusal
+from ..asgi import _cookie_header
 from ..auth import AsyncCrossmintAuth, CrossmintAuth
 from ..config import create_crossmint
 from ..errors import CrossmintAuthError, CrossmintConfigError
@@ -153,7 +154,20 @@ def _options() -> dict[str, Any]:
 # -- between Django and the gate ------------------------------------------------------------------
 
 
-def _gate_request(request: HttpRequest) -> GateRequest:
+def _cookie(request: HttpRequest) -> str | bytes | None:
+    """The Cookie header; under ASGI, the raw bytes of every Cookie header joined by ``"; "``.
+
+    Django's ASGI request joins repeated headers (HTTP/2 splits cookies)
+    with ``","``, which would glue a comma to a cookie's value.
+    """
+    scope = getattr(request, "scope", None)
+    if isinstance(scope, dict):
+        return _cookie_header(scope)
+    cookie = request.META.get("HTTP_COOKIE")
+    return str(cookie) if cookie is not None else None
+
+
+def _gate_request(request: HttpRequest, cookie: str | bytes | None) -> GateRequest:
     meta = request.META
     path = request.path or "/"
     info = request.path_info
@@ -176,7 +190,8 @@ def _gate_request(request: HttpRequest) -> GateRequest:
         query=meta.get("QUERY_STRING", ""),
         scheme=request.scheme or "http",
         host=host,
-        cookie=meta.get("HTTP_COOKIE"),
+        cookie=cookie.decode("latin-1") if isinstance(cookie, bytes) else cookie,
+        raw_cookie=cookie if isinstance(cookie, bytes) else None,
         origin=meta.get("HTTP_ORIGIN"),
         fetch_site=meta.get("HTTP_SEC_FETCH_SITE"),
         accept=meta.get("HTTP_ACCEPT"),
@@ -261,26 +276,27 @@ class CrossmintMiddleware(GatedMiddleware[GetResponse, "CrossmintAuth | AsyncCro
             markcoroutinefunction(self)
         super().__init__(get_response, _auth(self.is_async), **_options())
 
-    def _shortcut(self, request: HttpRequest) -> Proceed | None:
+    def _shortcut(self, request: HttpRequest, cookie: str | bytes | None) -> Proceed | None:
         path = request.path or "/"
         info = request.path_info
         return self.gate.shortcut(
             request.method or "GET",
             path,
-            request.META.get("HTTP_COOKIE"),
+            cookie,
             path[: -len(info)] if info and path.endswith(info) else "",
         )
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self.__acall__(request)
-        quick = self._shortcut(request)
+        cookie = _cookie(request)
+        quick = self._shortcut(request, cookie)
         if quick is not None:
             _publish(request, quick.session, quick.error)
             return self.app(request)
         auth = self.auth
         assert isinstance(auth, CrossmintAuth)
-        flow = self.gate.handle(_gate_request(request))
+        flow = self.gate.handle(_gate_request(request, cookie))
         outcome = auth.run(flow, lambda limit: _read_body(request, limit))
         if isinstance(outcome, Answer):
             return _response(outcome)
@@ -288,12 +304,13 @@ class CrossmintMiddleware(GatedMiddleware[GetResponse, "CrossmintAuth | AsyncCro
         return _finish(self.app(request), outcome.set_cookies)
 
     async def __acall__(self, request: HttpRequest) -> Any:
-        quick = self._shortcut(request)
+        cookie = _cookie(request)
+        quick = self._shortcut(request, cookie)
         if quick is not None:
             _publish(request, quick.session, quick.error)
             return await self.app(request)
         auth = self.auth
-        flow = self.gate.handle(_gate_request(request))
+        flow = self.gate.handle(_gate_request(request, cookie))
         outcome: Answer | Proceed
         if isinstance(auth, AsyncCrossmintAuth):
 

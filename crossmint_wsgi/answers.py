@@ -142,6 +142,7 @@ def refresh_answer(
     secure: bool,
     limit: int = MAX_BODY,
     retry_after: int = 5,
+    client: str | None = None,
 ) -> Generator[Effect, Any, Answer]:
     """The refresh route's answer to a body (``None``: too large) and the request's cookies.
 
@@ -169,7 +170,7 @@ def refresh_answer(
             )
         )
     try:
-        material = yield from core.refresh(secret)
+        material = yield from core.refresh(secret, client)
     except CrossmintAuthError as error:
         cleared = (
             core.clear_cookies(secure=secure, names=cookies.names) if error.clears_cookies else []

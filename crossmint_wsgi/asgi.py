@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .answers import Answer, refusal
 from .errors import CrossmintAuthError
 from .models import Session
-from .routes import GatedMiddleware, HttpRequest
+from .routes import GatedMiddleware, HttpRequest, client_address
 
 if TYPE_CHECKING:
     # Named in the base class's quoted type arguments.
@@ -40,7 +40,9 @@ def _cookie_header(scope: Scope) -> bytes | None:
     return found
 
 
-def _request_from_scope(scope: Scope, raw_cookie: bytes | None) -> HttpRequest:
+def _request_from_scope(
+    scope: Scope, raw_cookie: bytes | None, client_ip_header: str | None = None
+) -> HttpRequest:
     headers: dict[bytes, bytes] = {}
     for name, value in scope.get("headers", ()):
         name = name.lower()
@@ -73,6 +75,10 @@ def _request_from_scope(scope: Scope, raw_cookie: bytes | None) -> HttpRequest:
         accept=header(b"accept"),
         content_length=content_length,
         root_path=scope.get("root_path", ""),
+        client=client_address(
+            peer[0] if (peer := scope.get("client")) else None,
+            header(client_ip_header.encode("latin-1")) if client_ip_header else None,
+        ),
     )
 
 
@@ -156,7 +162,7 @@ class CrossmintASGIMiddleware(GatedMiddleware[ASGIApp, "AsyncCrossmintAuth"]):
             await self.app(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, cookie: bytes | None) -> None:
-        request = _request_from_scope(scope, cookie)
+        request = _request_from_scope(scope, cookie, self.gate.client_ip_header)
 
         async def read_body(limit: int) -> bytes | None:
             return await _read_body(receive, limit)
@@ -181,7 +187,7 @@ class CrossmintASGIMiddleware(GatedMiddleware[ASGIApp, "AsyncCrossmintAuth"]):
         await self.app(scope, receive, send_with_cookies)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = _request_from_scope(scope, _cookie_header(scope))
+        request = _request_from_scope(scope, _cookie_header(scope), self.gate.client_ip_header)
         outcome = await self.auth.run(self.gate.handle_websocket(request))
         if outcome is None:
             # Policy violation, before the app or an accept.

@@ -103,6 +103,9 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         timeout: float = 5.0,
         refresh_grace: float = 30.0,
         cache_budget: int = DEFAULT_BUDGET,
+        refresh_failure_limit: int = 20,
+        refresh_failure_window: float = 60.0,
+        max_concurrent_refreshes: int = 16,
         coordinator: CoordinatorT | None = None,
         transport: TransportT | None = None,
         clock: Callable[[], float] = time.time,
@@ -132,6 +135,9 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
             issuer=text("issuer", issuer),
             clock=clock,
             cache_budget=count("cache_budget", cache_budget),
+            refresh_failure_limit=count("refresh_failure_limit", refresh_failure_limit),
+            refresh_failure_window=seconds("refresh_failure_window", refresh_failure_window),
+            max_concurrent_refreshes=count("max_concurrent_refreshes", max_concurrent_refreshes),
         )
         self._init_driver(coordinator, transport)
 
@@ -235,7 +241,18 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
     :param coordinator: decides who refreshes a secret; by default
         in-process single-flight plus a grace cache
         (:class:`~crossmint_wsgi.coordination.LocalCoordinator`).
-    :param cache_budget: the bytes this auth's caches may hold together.
+    :param cache_budget: the bytes this auth's caches may hold together
+        (default 16 MiB: a quarter verified tokens, a quarter refresh
+        results, half the middlewares' recent sessions).
+    :param refresh_failure_limit: distinct refresh secrets from one client
+        address that Crossmint may refuse within ``refresh_failure_window``
+        seconds; past that the address's unknown secrets are answered
+        ``UPSTREAM_UNAVAILABLE`` without calling Crossmint until the window
+        has passed. ``0`` turns the bound off.
+    :param refresh_failure_window: seconds, see ``refresh_failure_limit``.
+    :param max_concurrent_refreshes: refresh calls to Crossmint in flight at
+        once in this process; beyond it a request is answered
+        ``UPSTREAM_UNAVAILABLE`` at once. ``0`` means no bound.
     :param transport: an ``httpx`` transport, for tests.
     :param clock: the current time in seconds, for tests.
     :raises CrossmintConfigError: a setting is wrong (its ``setting``
@@ -309,13 +326,15 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
                     "jwks", lambda: parse_jwks_answer(*self._send(jwks_request(self.crossmint)))
                 )
             if isinstance(effect, Refresh):
-                secret = effect.secret
-                return self.coordinator.refresh(
-                    secret,
-                    lambda: parse_refresh_answer(
-                        *self._send(refresh_request(self.crossmint, secret))
-                    ),
-                )
+                refresh = effect
+
+                def perform() -> AuthMaterial:
+                    with self.core.upstream_call(refresh):
+                        return parse_refresh_answer(
+                            *self._send(refresh_request(self.crossmint, refresh.secret))
+                        )
+
+                return self.coordinator.refresh(refresh.secret, perform)
             if isinstance(effect, Revoke):
                 return self.coordinator.revoke(effect.secret)
             if isinstance(effect, Logout):
@@ -497,14 +516,15 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
 
                 return await self._keys_flight.do("jwks", fetch)
             if isinstance(effect, Refresh):
-                secret = effect.secret
+                refresh = effect
 
                 async def perform() -> AuthMaterial:
-                    return parse_refresh_answer(
-                        *await self._send(refresh_request(self.crossmint, secret))
-                    )
+                    with self.core.upstream_call(refresh):
+                        return parse_refresh_answer(
+                            *await self._send(refresh_request(self.crossmint, refresh.secret))
+                        )
 
-                return await self.coordinator.refresh(secret, perform)
+                return await self.coordinator.refresh(refresh.secret, perform)
             if isinstance(effect, Revoke):
                 return await self.coordinator.revoke(effect.secret)
             if isinstance(effect, Logout):

@@ -158,7 +158,7 @@ class BoundedCache(Generic[K, V]):
             self._bytes += cost
         return True
 
-    def keys(self) -> list[K]:
+    def held_keys(self) -> list[K]:
         """The keys held now, live or not."""
         return list(self._keys)
 

@@ -90,7 +90,7 @@ class GraceCache:
 
     def __len__(self) -> int:
         """Secrets with an entry, live or not yet dropped (links between them not counted)."""
-        return sum(1 for key in self._cache.keys() if not key.startswith("<"))
+        return sum(1 for key in self._cache.held_keys() if not key.startswith("<"))
 
     def get(self, digest: str) -> AuthMaterial | None:
         """The material for a digest, if fresh.

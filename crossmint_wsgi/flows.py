@@ -10,10 +10,11 @@ tests step the generators by hand.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any, Union
 
 from .caches import DEFAULT_BUDGET
@@ -22,6 +23,7 @@ from .cookies import AuthCookies, clear_cookie_headers, session_cookie_headers
 from .coordination import secret_digest
 from .errors import CrossmintAuthError, ErrorCode
 from .keys import KeySetCache
+from .limits import FailedRefreshes, UpstreamSlots
 from .models import AuthMaterial, CookieOptions, RefreshToken, Session
 from .tokens import (
     TokenExpired,
@@ -56,9 +58,14 @@ class FetchKeys:
 
 @dataclasses.dataclass(frozen=True)
 class Refresh:
-    """Trade a refresh secret through the coordinator. Result: AuthMaterial, or an error."""
+    """Trade a refresh secret through the coordinator. Result: AuthMaterial, or an error.
+
+    When ``refused`` is set, the secret may still be answered from what the
+    coordinator knows, but Crossmint is not called: the call fails with it.
+    """
 
     secret: str = dataclasses.field(repr=False)
+    refused: CrossmintAuthError | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +140,9 @@ class AuthCore:
         issuer: str | None = None,
         clock: Callable[[], float] = time.time,
         cache_budget: int = DEFAULT_BUDGET,
+        refresh_failure_limit: int = 20,
+        refresh_failure_window: float = 60.0,
+        max_concurrent_refreshes: int = 16,
     ) -> None:
         self.crossmint = crossmint
         self.cookie_options = cookie_options or CookieOptions()
@@ -144,6 +154,8 @@ class AuthCore:
         self.leeway = leeway
         self.issuer = issuer
         self.clock = clock
+        self.failed_refreshes = FailedRefreshes(refresh_failure_limit, refresh_failure_window)
+        self.upstream_slots = UpstreamSlots(max_concurrent_refreshes)
 
     # -- verification -------------------------------------------------------------------
 
@@ -217,21 +229,45 @@ class AuthCore:
             if isinstance(result, CrossmintAuthError):
                 logger.warning("%s (best effort: the cookies are cleared anyway)", result.message)
 
-    def refresh(self, secret: str) -> Generator[Effect, Any, AuthMaterial]:
+    def refresh(
+        self, secret: str, client: str | None = None
+    ) -> Generator[Effect, Any, AuthMaterial]:
         """Trade a refresh secret for new material.
 
+        :param client: the address the secret came from, when a request
+            brought it: an address whose secrets Crossmint keeps refusing
+            gets no more calls for a while (see :mod:`~crossmint_wsgi.limits`).
         :raises CrossmintAuthError: ``SESSION_EXPIRED`` when Crossmint does
             not accept the secret, ``UPSTREAM_UNAVAILABLE`` when it did not
-            answer usably.
+            answer usably or was not asked.
         """
-        result = yield Refresh(secret)
+        result = yield Refresh(secret, self.failed_refreshes.refusal(client, self.clock()))
         if isinstance(result, CrossmintAuthError):
+            if result.code is ErrorCode.SESSION_EXPIRED:
+                self.failed_refreshes.failed(client, secret_digest(secret), self.clock())
             raise result
         assert isinstance(result, AuthMaterial)
         return result
 
-    def resolve(self, cookies: AuthCookies) -> Generator[Effect, Any, Resolution]:
-        """Turn a request's auth cookies into a session, refreshing when needed."""
+    @contextlib.contextmanager
+    def upstream_call(self, effect: Refresh) -> Iterator[None]:
+        """Around a driver's refresh call to Crossmint: whether it may be made.
+
+        :raises CrossmintAuthError: ``UPSTREAM_UNAVAILABLE``, the effect's
+            refusal, or when too many calls are in flight already.
+        """
+        if effect.refused is not None:
+            raise effect.refused
+        with self.upstream_slots.hold():
+            yield
+
+    def resolve(
+        self, cookies: AuthCookies, client: str | None = None
+    ) -> Generator[Effect, Any, Resolution]:
+        """Turn a request's auth cookies into a session, refreshing when needed.
+
+        :param client: the request's address, see :meth:`refresh`.
+        """
         if not cookies:
             return Resolution(
                 None,
@@ -262,7 +298,7 @@ class AuthCore:
                 message = _expired_message(bool(cookies.jwt), "there is no refresh token")
             return Resolution(None, CrossmintAuthError(problem, message), cookies)
         try:
-            material = yield from self.refresh(cookies.refresh)
+            material = yield from self.refresh(cookies.refresh, client)
         except CrossmintAuthError as error:
             if error.code is ErrorCode.SESSION_EXPIRED and problem is ErrorCode.INVALID_TOKEN:
                 error = CrossmintAuthError(

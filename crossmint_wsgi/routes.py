@@ -41,6 +41,7 @@ class HttpRequest:
 
     __slots__ = (
         "accept",
+        "client",
         "content_length",
         "cookie",
         "fetch_site",
@@ -69,12 +70,15 @@ class HttpRequest:
         content_length: int | None = None,
         raw_cookie: bytes | None = None,
         root_path: str = "",
+        client: str | None = None,
     ) -> None:
         self.method = method
         #: The path as the server gave it; under a mount it may carry ``root_path``.
         self.path = path
         #: Where the app is mounted (ASGI ``root_path``); ``""`` at the top.
         self.root_path = root_path
+        #: The client's address (see :func:`client_address`), for the flood bounds.
+        self.client = client
         self.query = query
         self.scheme = scheme
         self.host = host
@@ -101,6 +105,20 @@ class HttpRequest:
         if self.root_path and self.route_path is self.path:
             return self.root_path + self.path
         return self.path
+
+
+def client_address(peer: str | None, forwarded: str | None) -> str | None:
+    """The address a request came from: the last hop of the trusted proxy
+    header when the deployer named one and it is there, else the peer's.
+
+    The last hop is the one the trusted proxy added; earlier ones are what
+    the client claimed.
+    """
+    if forwarded:
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        if last:
+            return last
+    return peer
 
 
 def route_path(path: str, root_path: str) -> str:
@@ -164,6 +182,7 @@ class Gate:
         allowed_origins: Iterable[str] = (),
         max_body: int = MAX_BODY,
         retry_after: int = 5,
+        client_ip_header: str | None = None,
     ) -> None:
         self.core = core
         self.refresh_path = refresh_path
@@ -175,6 +194,8 @@ class Gate:
         self.allowed_origins = frozenset(origin.rstrip("/").lower() for origin in allowed_origins)
         self.max_body = max_body
         self.retry_after = retry_after
+        #: The header a trusted proxy puts the client's address in, lower case.
+        self.client_ip_header = client_ip_header.lower() if client_ip_header else None
         self._post_paths = frozenset(p for p in (refresh_path, logout_path) if p)
         #: Sessions verified moments ago: a returning browser costs a lookup.
         self.recent = RecentSessions(core.cache_budget // 2, core.tokens.max_size)
@@ -275,7 +296,7 @@ class Gate:
         cookies = parse_auth_cookie_header(request.cookie, self.core.crossmint.project_id)
         if not cookies and not protected:
             return None
-        return (yield from self.core.resolve(cookies))
+        return (yield from self.core.resolve(cookies, request.client))
 
     def _cookies_for(self, request: HttpRequest, resolution: Resolution) -> list[str]:
         session = resolution.session
@@ -351,6 +372,7 @@ class Gate:
                 secure=request.secure,
                 limit=self.max_body,
                 retry_after=self.retry_after,
+                client=request.client,
             )
         )
 
@@ -371,7 +393,7 @@ class Gate:
 
 
 AppT = TypeVar("AppT")
-AuthT = TypeVar("AuthT", bound="_AuthBase")
+AuthT = TypeVar("AuthT", bound="_AuthBase[Any, Any]")
 
 
 class GatedMiddleware(Generic[AppT, AuthT]):
@@ -393,6 +415,7 @@ class GatedMiddleware(Generic[AppT, AuthT]):
         allowed_origins: Iterable[str] = (),
         max_body: int = MAX_BODY,
         retry_after: int = 5,
+        client_ip_header: str | None = None,
     ) -> None:
         self.app = app
         self.auth = auth
@@ -405,4 +428,5 @@ class GatedMiddleware(Generic[AppT, AuthT]):
             allowed_origins=allowed_origins,
             max_body=max_body,
             retry_after=retry_after,
+            client_ip_header=client_ip_header,
         )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .answers import Answer, refusal
 from .errors import CrossmintAuthError
 from .models import Session
-from .routes import GatedMiddleware, HttpRequest
+from .routes import GatedMiddleware, HttpRequest, client_address
 
 if TYPE_CHECKING:
     # WSGIApplication and CrossmintAuth are named in the base class's quoted type arguments.
@@ -66,6 +66,10 @@ def _host(environ: WSGIEnvironment) -> str | None:
     return f"{name}:{port}" if port and port != default else str(name)
 
 
+def _environ_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
 def _send(answer: Answer, start_response: StartResponse) -> list[bytes]:
     start_response(answer.status_line, answer.headers)
     return [answer.body]
@@ -100,7 +104,15 @@ class CrossmintWSGIMiddleware(GatedMiddleware["WSGIApplication", "CrossmintAuth"
         allowed to POST to the two routes; the app's own origin always is.
     :param max_body: the largest body the two routes read, in bytes.
     :param retry_after: the ``Retry-After`` seconds sent with a ``503``.
+    :param client_ip_header: the header your trusted proxy writes the
+        client's address into (``"X-Forwarded-For"``: its last value is
+        used); without it, the address is the peer's (``REMOTE_ADDR``). It
+        keys the bound on refused refresh tokens per client.
     """
+
+    def _forwarded(self, environ: WSGIEnvironment) -> str | None:
+        header = self.gate.client_ip_header
+        return environ.get(_environ_key(header)) if header else None
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -122,6 +134,7 @@ class CrossmintWSGIMiddleware(GatedMiddleware["WSGIApplication", "CrossmintAuth"
             fetch_site=environ.get("HTTP_SEC_FETCH_SITE"),
             accept=environ.get("HTTP_ACCEPT"),
             content_length=_content_length(environ),
+            client=client_address(environ.get("REMOTE_ADDR"), self._forwarded(environ)),
         )
         outcome = self.auth.run(self.gate.handle(request), lambda limit: _read_body(environ, limit))
         if isinstance(outcome, Answer):

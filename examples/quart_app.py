@@ -5,29 +5,23 @@ default 8000) or ``uvicorn --app-dir examples quart_app:app``. Crossmint
 comes from :func:`crossmint_wsgi.testing.demo.demo_crossmint`.
 
 Quart's ``request`` and ``websocket`` carry the ASGI scope as ``.scope``, so
-``get_asgi_session(request)`` reads what the middleware published; the
-``@session_required`` decorator below answers 401 JSON without a session.
+``get_asgi_session(request)`` reads what the middleware published (and
+``current_session()`` reads it from Quart's ``request``); Quart views take no
+request argument, so ``crossmint_wsgi.contrib.quart.require_session`` answers
+401/503 JSON without a session, exactly as the middleware does.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
 from quart import Quart, jsonify, request, websocket
 
-from crossmint_wsgi import (
-    AsyncCrossmintAuth,
-    CrossmintASGIMiddleware,
-    CrossmintAuthError,
-    ErrorCode,
-    Session,
-    get_asgi_session,
-)
+from crossmint_wsgi import AsyncCrossmintAuth, CrossmintASGIMiddleware, Session, get_asgi_session
+from crossmint_wsgi.contrib.quart import current_session, require_session
 from crossmint_wsgi.testing.demo import (
     UserEmails,
     demo_crossmint,
@@ -43,9 +37,9 @@ print(f"quart_app: using {demo.describe()}", file=sys.stderr, flush=True)
 
 app = Quart(__name__)
 # Wrap the ASGI app, not the Quart object, so `app.route` and friends keep working.
-# (Quart types its scopes as TypedDicts, the middleware as plain mappings: hence the ignores.)
+# (Quart types its scopes as TypedDicts, the middleware as plain mappings: hence the ignore.)
 app.asgi_app = CrossmintASGIMiddleware(  # type: ignore[method-assign,assignment]
-    app.asgi_app,  # type: ignore[arg-type]
+    app.asgi_app,
     auth,
     protect=["/protected/:path*", "/ws/private/:path*"],
     login_url="/login",
@@ -56,37 +50,14 @@ app.asgi_app = CrossmintASGIMiddleware(  # type: ignore[method-assign,assignment
 emails = UserEmails()
 
 
-def session_required(
-    view: Callable[..., Awaitable[Any]],
-) -> Callable[..., Awaitable[Any]]:
-    """Run ``view(session=...)`` only with a session; else 401 JSON (503 if Crossmint is down)."""
-
-    @functools.wraps(view)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        session = get_asgi_session(request)
-        if session is None:
-            error = request.scope.get("state", {}).get("crossmint_error")
-            if not isinstance(error, CrossmintAuthError):
-                error = CrossmintAuthError(
-                    ErrorCode.MISSING_SESSION, "the request carries no session"
-                )
-            unavailable = error.code is ErrorCode.UPSTREAM_UNAVAILABLE
-            headers = {"Retry-After": "5"} if unavailable else {}
-            payload = jsonify(error=error.code.value, message=error.message)
-            return payload, 503 if unavailable else 401, headers
-        return await view(*args, session=session, **kwargs)
-
-    return wrapper
-
-
 @app.get("/")
 async def home() -> str:
-    session = get_asgi_session(request)
+    session = current_session()
     return home_page("Quart", session.user_id if session else None)
 
 
 @app.get("/protected")
-@session_required
+@require_session
 async def protected(session: Session) -> str:
     return protected_page(session.user_id, await emails.of_async(session, auth))
 
@@ -107,7 +78,7 @@ async def one_time_secret() -> Any:
 
 
 @app.get("/api/me")
-@session_required
+@require_session
 async def me(session: Session) -> Any:
     return jsonify(me_payload(session.user_id, await emails.of_async(session, auth)))
 

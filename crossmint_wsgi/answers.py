@@ -12,7 +12,7 @@ import json
 from collections.abc import Generator, Iterable
 from typing import Any
 
-from .cookies import AuthCookies
+from .cookies import AuthCookies, is_token_text
 from .errors import CrossmintAuthError, ErrorCode
 from .flows import AuthCore, Effect
 
@@ -162,6 +162,8 @@ def refresh_answer(
         secret = data.get("refresh")
         if secret is not None and not isinstance(secret, str):
             return invalid_request("'refresh' must be a string")
+        if secret and not is_token_text(secret):
+            return invalid_request("'refresh' must be printable ASCII")
     secret = secret or cookies.refresh
     if not secret:
         return refusal(

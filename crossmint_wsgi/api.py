@@ -13,19 +13,24 @@ from typing import Any
 from urllib.parse import quote
 
 from .config import Crossmint
-from .errors import CrossmintAuthError, ErrorCode
+from .cookies import is_token_text
+from .errors import CrossmintAuthError, CrossmintConfigError, ErrorCode
+from .keys import import_public_keys
 from .models import AuthMaterial, RefreshToken, User, parse_timestamp
 from .tokens import TokenInvalid, trusted_claims
 
 __all__ = [
     "API_VERSION",
     "ApiRequest",
+    "check_key_set_answer",
     "jwks_request",
     "logout_request",
+    "not_crossmint",
     "parse_jwks_answer",
     "parse_refresh_answer",
     "parse_user_answer",
     "refresh_request",
+    "unreachable",
     "upstream_unavailable",
     "user_request",
 ]
@@ -103,11 +108,77 @@ def jwks_request(crossmint: Crossmint) -> ApiRequest:
     )
 
 
-def upstream_unavailable(call: str, why: str) -> CrossmintAuthError:
-    """The error for a Crossmint call that got no usable answer."""
+def upstream_unavailable(call: str, why: str, url: str | None = None) -> CrossmintAuthError:
+    """The error for a Crossmint call that got no usable answer.
+
+    :param url: the URL called, named in the message (it holds no secret).
+    """
+    where = f" to {url}" if url else ""
     return CrossmintAuthError(
-        ErrorCode.UPSTREAM_UNAVAILABLE, f"Crossmint {call} call failed: {why}"
+        ErrorCode.UPSTREAM_UNAVAILABLE, f"Crossmint {call} call{where} failed: {why}"
     )
+
+
+def unreachable(request: ApiRequest, error: BaseException) -> CrossmintAuthError:
+    """The error for a call that got no answer at all (refused, timed out, no such host)."""
+    if isinstance(error, CrossmintAuthError):
+        if request.url in error.message:
+            return error
+        why = error.message.rpartition(": ")[2]
+    else:
+        why = type(error).__name__
+    return upstream_unavailable(request.name, f"unreachable ({why})", request.url)
+
+
+def not_crossmint(status: int, body: bytes) -> str | None:
+    """Why an answer to the key-set call shows that Crossmint is not at that URL.
+
+    A wrong base URL (a wrong port, host or path prefix, another server)
+    answers with a redirect, a 4xx, HTML or JSON that is not a JWK Set; an
+    outage answers with a 5xx, 408 or 429, or not at all.
+
+    :returns: the reason, or ``None`` when the answer may well be Crossmint's.
+    """
+    if 300 <= status < 400:
+        return f"HTTP {status}, a redirect"
+    if 400 <= status < 500 and status not in (408, 429):
+        return f"HTTP {status}"
+    if status >= 400:
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeError):
+        start = body[:200].lstrip().lower()
+        kind = "HTML" if start.startswith((b"<!doctype html", b"<html")) else "not JSON"
+        return f"HTTP {status} with a body that is {kind}"
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        return f"HTTP {status} with JSON that is not a JWK Set"
+    return None
+
+
+def check_key_set_answer(request: ApiRequest, status: int, body: bytes) -> dict[str, Any]:
+    """Judge the key-set answer at start-up: a misconfiguration, an outage, or keys.
+
+    :raises CrossmintConfigError: ``setting == "base_url"``: the answer
+        shows Crossmint is not there, or its key set is unusable; the message
+        names the URL.
+    :raises CrossmintAuthError: ``UPSTREAM_UNAVAILABLE``: Crossmint is failing.
+    """
+    reason = not_crossmint(status, body)
+    if reason is not None:
+        raise CrossmintConfigError(
+            f"Crossmint is not at {request.url}: the key set call answered {reason};"
+            " check base_url (scheme, host, port and path prefix)",
+            setting="base_url",
+        )
+    data = parse_jwks_answer(status, body, url=request.url)
+    try:
+        import_public_keys(data)
+    except ValueError as error:
+        raise CrossmintConfigError(
+            f"the key set at {request.url} is unusable: {error}", setting="base_url"
+        ) from None
+    return data
 
 
 def _json_object(call: str, status: int, body: bytes) -> dict[str, Any]:
@@ -149,6 +220,9 @@ def parse_refresh_answer(status: int, body: bytes) -> AuthMaterial:
         secret = refresh["secret"]
         if not isinstance(jwt, str) or not jwt or not isinstance(secret, str) or not secret:
             raise TypeError("jwt and refresh.secret must be non-empty strings")
+        if not is_token_text(jwt) or not is_token_text(secret):
+            # They go into Set-Cookie headers and hashes as they are.
+            raise ValueError("jwt and refresh.secret must be printable ASCII")
         # Refused here, a JWT no session can be made of never reaches the
         # coordinators, which would serve it again to every retry for a while.
         trusted_claims(jwt)
@@ -177,11 +251,22 @@ def parse_user_answer(status: int, body: bytes) -> User:
         raise upstream_unavailable("user", str(error)) from None
 
 
-def parse_jwks_answer(status: int, body: bytes) -> dict[str, Any]:
+def parse_jwks_answer(status: int, body: bytes, *, url: str | None = None) -> dict[str, Any]:
     """Read the JWK Set answer (its keys are checked by the key cache).
 
-    :raises CrossmintAuthError: ``UPSTREAM_UNAVAILABLE`` unless a 200 with a JSON object.
+    A request cannot be verified without keys: whatever went wrong, it is
+    ``UPSTREAM_UNAVAILABLE`` (503, cookies kept), with a message that tells a
+    wrong base URL from an outage. :func:`check_key_set_answer` makes the
+    first a configuration error at start-up.
+
+    :param url: the URL called, named in the message.
+    :raises CrossmintAuthError: ``UPSTREAM_UNAVAILABLE`` unless a 200 with a JWK Set.
     """
+    reason = not_crossmint(status, body)
+    if reason is not None:
+        raise upstream_unavailable(
+            "key set", f"{reason}: Crossmint is not there (check base_url)", url
+        )
     if status != 200:
-        raise upstream_unavailable("key set", f"HTTP {status}")
+        raise upstream_unavailable("key set", f"HTTP {status}", url)
     return _json_object("key set", status, body)

@@ -17,6 +17,7 @@ __all__ = [
     "AuthCookies",
     "clear_cookie_headers",
     "cookie_header_from",
+    "is_token_text",
     "read_auth_cookies",
     "session_cookie_headers",
 ]
@@ -38,6 +39,16 @@ class AuthCookies:
 
 
 NO_COOKIES = AuthCookies()
+
+
+def is_token_text(value: str) -> bool:
+    """Whether a secret or token may be hashed, sent and stored in a cookie as it is.
+
+    Crossmint's tokens are printable ASCII; anything else (a lone surrogate,
+    NUL, CR or LF, non-ASCII letters) came from a client or an upstream that
+    is not speaking Crossmint's protocol.
+    """
+    return value.isascii() and value.isprintable()
 
 
 def read_auth_cookies(cookies: Mapping[str, str], project_id: str) -> AuthCookies:

@@ -37,7 +37,8 @@ T = TypeVar("T")
 
 def secret_digest(secret: str) -> str:
     """A stable, non-reversible name for a secret: cache keys and log lines use it."""
-    return hashlib.sha256(secret.encode()).hexdigest()
+    # surrogatepass: whatever a client managed to send, hashing never raises.
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 #: What a secret of a logged-out session gets for as long as this process remembers it.

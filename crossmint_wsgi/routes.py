@@ -322,7 +322,9 @@ class Gate:
         ):
             target = request.full_path + (f"?{request.query}" if request.query else "")
             joiner = "&" if "?" in self.login_url else "?"
-            location = f"{self.login_url}{joiner}next={quote(target, safe='/')}"
+            # surrogatepass: a path a server decoded loosely must not raise here.
+            quoted = quote(target, safe="/", errors="surrogatepass")
+            location = f"{self.login_url}{joiner}next={quoted}"
             return redirect(location, cookies=cookies)
         return refusal(error, cookies=cookies, retry_after=self.retry_after)
 

@@ -1017,6 +1017,11 @@ REFRESH_BODIES: list[BodyCase] = [
     BodyCase("refresh-object", b'{"refresh": {"secret": "a"}}', 400, _INVALID_REQUEST),
     BodyCase("invalid-utf-8", b'{"refresh": "\xff\xfe"}', 400, _INVALID_REQUEST),
     BodyCase("nul-bytes", b"\x00" * 64, 400, _INVALID_REQUEST),
+    # Strings that reach hashing, encoding and headers: refused before any of them.
+    BodyCase("lone-surrogate-secret", b'{"refresh": "\\ud800"}', 400, _INVALID_REQUEST),
+    BodyCase("nul-in-secret", b'{"refresh": "a\\u0000b"}', 400, _INVALID_REQUEST),
+    BodyCase("crlf-in-secret", b'{"refresh": "a\\r\\nSet-Cookie: x=1"}', 400, _INVALID_REQUEST),
+    BodyCase("non-ascii-secret", '{"refresh": "sécret"}'.encode(), 400, _INVALID_REQUEST),
     BodyCase("nesting-60000-deep", b"[" * 60_000, 400, _INVALID_REQUEST),
     BodyCase("nesting-object-20000-deep", b'{"a":' * 12_000, 400, _INVALID_REQUEST),
     BodyCase("nesting-100000-deep", b"[" * 100_000, 400, _INVALID_REQUEST),

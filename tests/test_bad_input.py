@@ -58,13 +58,17 @@ PROPERTY = settings(
 
 @pytest.fixture
 def auth(crossmint_emulator: CrossmintEmulator) -> Iterator[CrossmintAuth]:
-    with make_auth(crossmint_emulator.crossmint(), leeway=0) as instance:
+    # Thousands of random secrets from one address: the flood bound (tests/test_limits.py)
+    # would answer most of them without asking Crossmint.
+    with make_auth(crossmint_emulator.crossmint(), leeway=0, refresh_failure_limit=0) as instance:
         yield instance
 
 
 @pytest.fixture
 async def async_auth(crossmint_emulator: CrossmintEmulator) -> AsyncIterator[AsyncCrossmintAuth]:
-    async with make_async_auth(crossmint_emulator.crossmint(), leeway=0) as instance:
+    async with make_async_auth(
+        crossmint_emulator.crossmint(), leeway=0, refresh_failure_limit=0
+    ) as instance:
         yield instance
 
 
@@ -395,3 +399,73 @@ def test_the_property_helpers_fail_on_a_bad_reply() -> None:
         b'{"error": "MISSING_SESSION", "message": "x"}',
     )
     assert cookie_reply_problems(cleared_on_missing, PROTECTED)
+
+
+# -- strings that reach hashing, encoding or a header -----------------------------------------
+
+#: Any code point, lone surrogates and control characters included.
+hostile_text = st.text(st.characters(exclude_categories=()), min_size=1, max_size=24) | (
+    st.sampled_from(["\ud800", "\udfff\ud800", "a\x00b", "a\r\nSet-Cookie: x=1", "\x7f", "é"])
+)
+
+
+@PROPERTY
+@given(secret=hostile_text, route=st.sampled_from(["/refresh", "/logout"]))
+def test_wsgi_hostile_secrets_in_bodies(auth: CrossmintAuth, secret: str, route: str) -> None:
+    body = json.dumps({"refresh": secret}).encode()
+    reply = call_wsgi(wsgi_stack(auth), Req("POST", route, body=body))
+    assert body_reply_problems(reply, route, len(body)) == []
+
+
+@pytest.mark.anyio
+@PROPERTY
+@given(secret=hostile_text, route=st.sampled_from(["/refresh", "/logout"]))
+async def test_asgi_hostile_secrets_in_bodies(
+    async_auth: AsyncCrossmintAuth, secret: str, route: str
+) -> None:
+    body = json.dumps({"refresh": secret}).encode()
+    reply = await call_asgi(asgi_stack(async_auth), Req("POST", route, body=body))
+    assert body_reply_problems(reply, route, len(body)) == []
+
+
+@PROPERTY
+@given(value=hostile_text, name=st.sampled_from([JWT_COOKIE, REFRESH_COOKIE]))
+def test_wsgi_hostile_cookie_values(auth: CrossmintAuth, value: str, name: str) -> None:
+    # A WSGI server hands the header as latin-1 text: encode what can be, as servers do.
+    cookie = f"{name}={value}".encode("utf-8", "surrogatepass")
+    for path in (PUBLIC, PROTECTED):
+        reply = call_wsgi(wsgi_stack(auth), Req(path=path, cookie=cookie))
+        assert cookie_reply_problems(reply, path) == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param({"secret": "\ud800"}, id="lone-surrogate-secret"),
+        pytest.param({"secret": "a\r\nSet-Cookie: evil=1"}, id="crlf-secret"),
+        pytest.param({"secret": "a\x00b"}, id="nul-secret"),
+        pytest.param({"secret": "sécret"}, id="non-ascii-secret"),
+        pytest.param({"jwt": "\ud800.\ud800.\ud800"}, id="lone-surrogate-jwt"),
+    ],
+)
+@pytest.mark.parametrize("path", [PUBLIC, PROTECTED, "/refresh"])
+def test_hostile_strings_from_crossmint_are_unavailable_not_500(
+    auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator, answer: dict[str, str], path: str
+) -> None:
+    login = crossmint_emulator.create_session("user-hostile", jwt_ttl=-30)
+    good = crossmint_emulator.create_session("user-hostile")
+    body = {
+        "jwt": answer.get("jwt", good.jwt),
+        "refresh": {"secret": answer.get("secret", "s"), "expiresAt": "2030-01-01T00:00:00Z"},
+    }
+    # ensure_ascii: the emulator sends these bytes as they are, escapes and all.
+    crossmint_emulator.fail_next(status=200, body=json.dumps(body).encode(), endpoint="refresh")
+    cookie = f"{JWT_COOKIE}={login.jwt}; {REFRESH_COOKIE}={login.refresh_token.secret}".encode()
+    method = "POST" if path == "/refresh" else "GET"
+    reply = call_wsgi(wsgi_stack(auth), Req(method, path, cookie=cookie, body=b"{}"))
+    assert universal_problems(reply) == []
+    if path == PUBLIC:
+        assert (reply.status, reply.code) == (200, "UPSTREAM_UNAVAILABLE")
+    else:
+        assert (reply.status, reply.code) == (503, "UPSTREAM_UNAVAILABLE")
+    assert reply.auth_cookies == {}  # kept: Crossmint misspoke, the user did nothing wrong

@@ -23,12 +23,14 @@ import httpx
 from .answers import Answer, refresh_answer
 from .api import (
     ApiRequest,
+    check_key_set_answer,
     jwks_request,
     logout_request,
     parse_jwks_answer,
     parse_refresh_answer,
     parse_user_answer,
     refresh_request,
+    unreachable,
     upstream_unavailable,
     user_request,
 )
@@ -306,6 +308,25 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def check(self) -> None:
+        """Fetch Crossmint's key set once, so a wrong ``base_url`` stops start-up.
+
+        Call it once before serving (the gunicorn factory does). It tells a
+        configuration error from an outage; per request both remain a 503.
+
+        :raises CrossmintConfigError: ``setting == "base_url"``: the URL
+            answers, but not as Crossmint (a 404, a redirect, HTML, JSON that
+            is not a key set); the message names the URL, never the key.
+        :raises CrossmintAuthError: ``UPSTREAM_UNAVAILABLE``: nothing answers
+            there (refused, timed out) or Crossmint is failing (5xx).
+        """
+        request = jwks_request(self.crossmint)
+        try:
+            answer = self._send(request)
+        except CrossmintAuthError as error:
+            raise unreachable(request, error) from None
+        check_key_set_answer(request, *answer)
+
     # -- I/O ----------------------------------------------------------------------------
 
     def _send(self, request: ApiRequest) -> tuple[int, bytes]:
@@ -490,6 +511,15 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    async def check(self) -> None:
+        """As :meth:`CrossmintAuth.check`, awaited: call it from the app's start-up (lifespan)."""
+        request = jwks_request(self.crossmint)
+        try:
+            answer = await self._send(request)
+        except CrossmintAuthError as error:
+            raise unreachable(request, error) from None
+        check_key_set_answer(request, *answer)
 
     # -- I/O ----------------------------------------------------------------------------
 

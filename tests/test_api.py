@@ -10,16 +10,25 @@ from typing import Any
 import pytest
 
 import crossmint_wsgi
-from crossmint_wsgi import AuthMaterial, CrossmintAuthError, ErrorCode, RefreshToken, User
+from crossmint_wsgi import (
+    AuthMaterial,
+    CrossmintAuthError,
+    CrossmintConfigError,
+    ErrorCode,
+    RefreshToken,
+    User,
+)
 from crossmint_wsgi.api import (
     API_VERSION,
     ApiRequest,
+    check_key_set_answer,
     jwks_request,
     logout_request,
     parse_jwks_answer,
     parse_refresh_answer,
     parse_user_answer,
     refresh_request,
+    unreachable,
     upstream_unavailable,
     user_request,
 )
@@ -352,3 +361,85 @@ def test_upstream_unavailable() -> None:
     error = upstream_unavailable("refresh", "ConnectTimeout")
     assert error.code is ErrorCode.UPSTREAM_UNAVAILABLE
     assert error.message == "Crossmint refresh call failed: ConnectTimeout"
+
+
+def test_upstream_unavailable_names_the_url() -> None:
+    error = upstream_unavailable("key set", "HTTP 503", "http://127.0.0.1:9/.well-known/jwks.json")
+    assert error.message == (
+        "Crossmint key set call to http://127.0.0.1:9/.well-known/jwks.json failed: HTTP 503"
+    )
+
+
+KEYS_URL = "http://127.0.0.1:9/prefix/.well-known/jwks.json"
+KEYS_REQUEST = ApiRequest("key set", "GET", KEYS_URL, {"x-api-key": "sk_secret_never_shown"})
+JWK = {
+    "kty": "EC",
+    "crv": "P-256",
+    "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+    "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+    "kid": "k1",
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "data", "outcome", "words"),
+    [
+        pytest.param(200, {"keys": [JWK]}, None, "", id="crossmint"),
+        pytest.param(404, {"message": "Not Found"}, "config", "HTTP 404", id="404-wrong-prefix"),
+        pytest.param(301, b"", "config", "a redirect", id="redirect"),
+        pytest.param(401, b"", "config", "HTTP 401", id="401-a-proxy"),
+        pytest.param(200, b"<!DOCTYPE html><html></html>", "config", "HTML", id="html"),
+        pytest.param(200, b"hello", "config", "not JSON", id="text"),
+        pytest.param(200, {"status": "ok"}, "config", "not a JWK Set", id="other-json"),
+        pytest.param(200, [JWK], "config", "not a JWK Set", id="json-list"),
+        pytest.param(200, {"keys": [{"kty": "oct", "k": "AA"}]}, "config", "no usable", id="hmac"),
+        pytest.param(503, b"", "outage", "HTTP 503", id="503"),
+        pytest.param(429, b"", "outage", "HTTP 429", id="429"),
+        pytest.param(408, b"", "outage", "HTTP 408", id="408"),
+    ],
+)
+def test_key_set_answer_tells_a_wrong_base_url_from_an_outage(
+    status: int, data: Any, outcome: str | None, words: str
+) -> None:
+    # At start-up: a configuration error, or an outage, both naming the URL.
+    if outcome is None:
+        assert check_key_set_answer(KEYS_REQUEST, status, body(data)) == data
+        assert parse_jwks_answer(status, body(data)) == data
+        return
+    expected = CrossmintConfigError if outcome == "config" else CrossmintAuthError
+    with pytest.raises(expected) as caught:
+        check_key_set_answer(KEYS_REQUEST, status, body(data))
+    message = str(caught.value)
+    assert KEYS_URL in message
+    assert words in message
+    assert "sk_secret" not in message
+    if isinstance(caught.value, CrossmintConfigError):
+        assert caught.value.setting == "base_url"
+    else:
+        assert caught.value.code is ErrorCode.UPSTREAM_UNAVAILABLE
+    # Per request: never a crash, always a refusal to verify, saying which it was.
+    if words == "no usable":
+        return  # a JWK Set: the key cache refuses its keys per request
+    with pytest.raises(CrossmintAuthError) as per_request:
+        parse_jwks_answer(status, body(data), url=KEYS_URL)
+    assert per_request.value.code is ErrorCode.UPSTREAM_UNAVAILABLE
+    assert KEYS_URL in per_request.value.message
+    assert ("Crossmint is not there" in per_request.value.message) is (outcome == "config")
+
+
+@pytest.mark.parametrize(
+    ("error", "why"),
+    [
+        pytest.param(ConnectionRefusedError(), "unreachable (ConnectionRefusedError)", id="raw"),
+        pytest.param(
+            upstream_unavailable("key set", "ConnectError"),
+            "unreachable (ConnectError)",
+            id="from-a-driver",
+        ),
+    ],
+)
+def test_unreachable_names_the_url(error: BaseException, why: str) -> None:
+    named = unreachable(KEYS_REQUEST, error)
+    assert named.code is ErrorCode.UPSTREAM_UNAVAILABLE
+    assert named.message == f"Crossmint key set call to {KEYS_URL} failed: {why}"
+    assert unreachable(KEYS_REQUEST, named) is named

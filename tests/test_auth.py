@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import anyio
 import httpx
 import pytest
 from flask import Flask
+from support import free_port
 from werkzeug.test import EnvironBuilder
 
 from crossmint_wsgi import (
@@ -768,3 +770,98 @@ def test_mypy_catches_a_misspelt_setting_and_a_wrong_pairing(tmp_path: Path) -> 
     assert '"coordinator"' in errors[6]
     assert '"coordinator"' in errors[7]
     assert '"cookie_options"' in errors[8]
+
+
+# -- the start-up check: a wrong base_url is not an outage ---------------------------------------
+
+
+def _pointed(crossmint_emulator: CrossmintEmulator, where: str) -> Crossmint:
+    crossmint = crossmint_emulator.crossmint()
+    if where == "dead-port":
+        return dataclasses.replace(crossmint, base_url=f"http://127.0.0.1:{free_port()}")
+    if where == "wrong-prefix":
+        return dataclasses.replace(crossmint, base_url=f"{crossmint.base_url}/crossmint")
+    return crossmint
+
+
+CHECKS = [
+    pytest.param("emulator", None, None, None, id="crossmint"),
+    pytest.param("dead-port", None, CrossmintAuthError, "unreachable", id="dead-port"),
+    pytest.param("wrong-prefix", None, CrossmintConfigError, "HTTP 404", id="wrong-prefix"),
+    pytest.param("emulator", (404, None), CrossmintConfigError, "HTTP 404", id="404"),
+    pytest.param(
+        "emulator", (200, b"<html><p>hi</p></html>"), CrossmintConfigError, "HTML", id="html"
+    ),
+    pytest.param("emulator", (200, {"ok": True}), CrossmintConfigError, "not a JWK Set", id="json"),
+    pytest.param("emulator", (503, None), CrossmintAuthError, "HTTP 503", id="outage"),
+]
+
+
+def _expect_check(
+    crossmint: Crossmint,
+    error: BaseException | None,
+    kind: type[Exception] | None,
+    words: str | None,
+) -> None:
+    url = f"{crossmint.base_url}/.well-known/jwks.json"
+    if kind is None:
+        assert error is None
+        return
+    assert isinstance(error, kind), error
+    message = str(error)
+    assert url in message
+    assert words is not None
+    assert words in message
+    assert crossmint.api_key not in message
+    if isinstance(error, CrossmintConfigError):
+        assert error.setting == "base_url"
+    else:
+        assert isinstance(error, CrossmintAuthError)
+        assert error.code is ErrorCode.UPSTREAM_UNAVAILABLE
+
+
+@pytest.mark.parametrize(("where", "fault", "kind", "words"), CHECKS)
+def test_check_tells_a_wrong_base_url_from_an_outage(
+    crossmint_emulator: CrossmintEmulator,
+    where: str,
+    fault: tuple[int, Any] | None,
+    kind: type[Exception] | None,
+    words: str | None,
+) -> None:
+    crossmint = _pointed(crossmint_emulator, where)
+    if fault is not None:
+        # Once for the check, once for the request after it.
+        crossmint_emulator.fail_next(2, status=fault[0], body=fault[1], endpoint="jwks")
+    error: BaseException | None = None
+    with CrossmintAuth(crossmint) as auth:
+        try:
+            auth.check()
+        except (CrossmintAuthError, CrossmintConfigError) as raised:
+            error = raised
+        # Per request, whatever the cause, a token cannot be verified: a refusal, no crash.
+        if kind is not None and where != "dead-port":
+            with pytest.raises(CrossmintAuthError) as caught:
+                auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt("user-1"))
+            assert code_of(caught) is ErrorCode.UPSTREAM_UNAVAILABLE
+    _expect_check(crossmint, error, kind, words)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("where", "fault", "kind", "words"), CHECKS)
+async def test_async_check(
+    crossmint_emulator: CrossmintEmulator,
+    where: str,
+    fault: tuple[int, Any] | None,
+    kind: type[Exception] | None,
+    words: str | None,
+) -> None:
+    crossmint = _pointed(crossmint_emulator, where)
+    if fault is not None:
+        crossmint_emulator.fail_next(1, status=fault[0], body=fault[1], endpoint="jwks")
+    error: BaseException | None = None
+    async with AsyncCrossmintAuth(crossmint) as auth:
+        try:
+            await auth.check()
+        except (CrossmintAuthError, CrossmintConfigError) as raised:
+            error = raised
+    _expect_check(crossmint, error, kind, words)

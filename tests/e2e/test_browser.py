@@ -6,6 +6,10 @@ tokens are single use (``reuse_window=0``), so a second upstream refresh of
 the same secret would log the user out: the scenario counts the emulator's
 refresh calls step by step.
 
+Every wait is on an event: a response, a URL, the browser's cookie jar, the
+browser having sent a request. No step waits a fixed time for something to
+have happened.
+
 Screenshots of the signed-in page land in ``test-artifacts/e2e/``.
 """
 
@@ -19,7 +23,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import BrowserContext, Cookie, Page, Response
+from playwright.sync_api import BrowserContext, Cookie, Page, Request, Response
 from playwright.sync_api import Error as PlaywrightError
 from redis_server import redis_server
 from support import Server, free_port, require_program, run_server
@@ -28,6 +32,7 @@ from crossmint_wsgi.testing import CrossmintEmulator
 from crossmint_wsgi.testing.demo import DEMO_USER_ID
 
 from .cross_site import CrossSiteServer
+from .upstream_gate import UpstreamGate
 
 JWT_COOKIE = "crossmint-jwt"
 REFRESH_COOKIE = "crossmint-refresh-token"
@@ -37,9 +42,10 @@ USER_ID = DEMO_USER_ID
 JWT_TTL = 5
 #: How many tabs open at once after an expiry.
 TABS = 5
-#: Upstream latency while the tabs load, so that every tab's request is sent
-#: (with the old refresh secret) before the first refresh can answer.
-TABS_LATENCY = 0.5
+#: How often the cookie jar is looked at while waiting for a cookie to expire.
+POLL = 0.05
+#: How long past its expiry a cookie may linger in the jar: the context's default timeout.
+DEADLINE = 20.0
 
 #: (host the cross-site page is opened on, whether the browser sends the app's cookies)
 CROSS_ORIGINS: Sequence[tuple[str, bool]] = [("127.0.0.1", True), ("localhost", False)]
@@ -115,14 +121,25 @@ def cookie_values(context: BrowserContext) -> dict[str, str]:
     return {name: cookie["value"] for name, cookie in auth_cookies(context).items()}
 
 
-def wait_past(expires: float) -> None:
-    """Sleep until the browser's clock is past ``expires`` (a cookie's expiry).
+def wait_until_dropped(context: BrowserContext, name: str) -> None:
+    """Wait until the browser has dropped cookie ``name`` (it expires, it is not cleared).
 
-    The JWT cookie expires with the JWT, so the browser stops sending it and
-    the next request carries only the refresh cookie: the middleware's
-    clock leeway for JWTs never comes into play.
+    The JWT cookie expires with the JWT, so once the browser has dropped it
+    the next request carries only the refresh cookie: the middleware's clock
+    leeway for JWTs never comes into play. Nothing announces an expiry, so
+    this watches the jar (which holds no expired cookie) until the cookie is
+    gone, and fails when it outlives its expiry by the context's timeout.
     """
-    time.sleep(max(0.0, expires - time.time()) + 1.0)
+    cookie = auth_cookies(context).get(name)
+    if cookie is None:
+        return
+    deadline = cookie["expires"] + DEADLINE
+    while name in auth_cookies(context):
+        if time.time() > deadline:
+            raise AssertionError(
+                f"the browser still holds {name} {DEADLINE:.0f} s after its expiry"
+            )
+        time.sleep(POLL)
 
 
 def body_text(page: Page) -> str:
@@ -140,6 +157,13 @@ def set_cookie_values(response: Response, name: str) -> list[str]:
                 if pair.startswith(f"{name}="):
                     values.append(pair[len(name) + 1 :])
     return values
+
+
+def cookies_set(response: Response) -> dict[str, str]:
+    """The auth cookies ``response`` set (clearing ones excluded), one value each."""
+    values = {name: set_cookie_values(response, name) for name in (JWT_COOKIE, REFRESH_COOKIE)}
+    assert all(len(given) <= 1 for given in values.values()), (response.url, values)
+    return {name: given[0] for name, given in values.items() if given and given[0]}
 
 
 def refreshes(emulator: CrossmintEmulator) -> int:
@@ -165,21 +189,31 @@ def redirected_to_login(page: Page, base: str, next_path: str) -> None:
     assert page.locator("#demo-sign-in").count() == 1, "the login page has no sign-in button"
 
 
-def click_sign_in(page: Page, base: str) -> None:
-    """Click the login page's demo sign-in button and land on /protected."""
-    page.click("#demo-sign-in")
+def click_sign_in(page: Page, base: str) -> Response:
+    """Click the login page's demo sign-in button and land on /protected.
+
+    :return: the answer of the sign-in's ``POST /refresh``, which sets the cookies.
+    """
     try:
-        page.wait_for_url(base + "/protected")
+        with page.expect_response(
+            lambda response: response.url == base + "/refresh" and response.request.method == "POST"
+        ) as answer:
+            page.click("#demo-sign-in")
+            page.wait_for_url(base + "/protected")
     except PlaywrightError:
         # The page's script writes what went wrong into #status.
         status = page.locator("#status").all_inner_texts()
         raise AssertionError(f"sign-in did not reach /protected: {page.url} {status}") from None
+    return answer.value
 
 
-def sign_in(page: Page, base: str) -> None:
-    """Sign in as the demo user from the login page, and land on /protected."""
+def sign_in(page: Page, base: str) -> Response:
+    """Sign in as the demo user from the login page, and land on /protected.
+
+    :return: the answer of the sign-in's ``POST /refresh``, which sets the cookies.
+    """
     page.goto(base + "/login?next=/protected")
-    click_sign_in(page, base)
+    return click_sign_in(page, base)
 
 
 # -- the scenario --------------------------------------------------------------------------
@@ -193,14 +227,21 @@ class Scenario:
         context: BrowserContext,
         base: str,
         emulator: CrossmintEmulator,
+        upstream: UpstreamGate,
         screenshot: Path,
     ) -> None:
         self.context = context
         self.base = base
         self.emulator = emulator
+        self.upstream = upstream
         self.screenshot = screenshot
-        #: Every JWT and refresh secret the app handed to the browser.
+        #: Every JWT and refresh secret any response of the app set, as seen by
+        #: the context's response listener: a net for the leak check at the end.
         self.secrets: set[str] = set()
+        #: Each new session the app handed to the browser, in order: the cookies
+        #: set by the response that created it (read from that awaited response,
+        #: and checked against the browser's jar).
+        self.sessions: list[dict[str, str]] = []
         context.on("response", self._collect_secrets)
         self.page = context.new_page()
 
@@ -208,6 +249,15 @@ class Scenario:
         if response.url.startswith(self.base):
             for name in (JWT_COOKIE, REFRESH_COOKIE):
                 self.secrets.update(value for value in set_cookie_values(response, name) if value)
+
+    def handed_out(self, response: Response) -> None:
+        """Record the new session ``response`` set; it must be the one the browser now holds."""
+        given = cookies_set(response)
+        assert given == cookie_values(self.context), (
+            f"{response.url} set {sorted(given)}, the browser holds other cookies"
+        )
+        assert set(given) == {JWT_COOKIE, REFRESH_COOKIE}, (response.url, sorted(given))
+        self.sessions.append(given)
 
     def run(self, cross_site: CrossSiteServer) -> None:
         with step("1 public page, no session"):
@@ -240,10 +290,11 @@ class Scenario:
 
     def sign_in(self) -> None:
         before = refreshes(self.emulator)
-        click_sign_in(self.page, self.base)
+        response = click_sign_in(self.page, self.base)
         signed_in_at(self.page, self.base)
         # Trading the one-time secret is the one refresh of a sign-in.
         assert refreshes(self.emulator) - before == 1
+        self.handed_out(response)
 
         readable = self.page.evaluate("document.cookie")
         assert f"{JWT_COOKIE}=" in readable, f"the JWT cookie is not readable: {readable!r}"
@@ -267,10 +318,8 @@ class Scenario:
 
     def reload_after_expiry(self) -> None:
         old = cookie_values(self.context)
-        wait_past(auth_cookies(self.context)[JWT_COOKIE]["expires"])
-        assert set(auth_cookies(self.context)) == {REFRESH_COOKIE}, (
-            "the browser still holds the expired JWT cookie"
-        )
+        wait_until_dropped(self.context, JWT_COOKIE)
+        assert set(auth_cookies(self.context)) == {REFRESH_COOKIE}
         before = refreshes(self.emulator)
         response = self.page.reload()
         assert response is not None
@@ -281,20 +330,16 @@ class Scenario:
         assert set(new) == {JWT_COOKIE, REFRESH_COOKIE}
         assert new[JWT_COOKIE] != old[JWT_COOKIE]
         assert new[REFRESH_COOKIE] != old[REFRESH_COOKIE]
+        self.handed_out(response)
 
     def tabs_after_expiry(self) -> None:
-        cookies = auth_cookies(self.context)
-        old_refresh = cookies[REFRESH_COOKIE]["value"]
-        wait_past(cookies[JWT_COOKIE]["expires"])
+        old_refresh = cookie_values(self.context)[REFRESH_COOKIE]
+        wait_until_dropped(self.context, JWT_COOKIE)
         paths = [("/protected", "/", "/api/me")[i % 3] for i in range(TABS)]
         tabs = [self.context.new_page() for _ in paths]
         before = refreshes(self.emulator)
-        self.emulator.set_latency(TABS_LATENCY)
         try:
-            responses = open_at_once(tabs, [self.base + path for path in paths])
-        finally:
-            self.emulator.set_latency(0)
-        try:
+            responses = open_at_once(tabs, [self.base + path for path in paths], self.upstream)
             for tab, path, response in zip(tabs, paths, responses, strict=True):
                 # Every tab left with the old secret: the refreshes really overlapped.
                 sent = response.request.all_headers().get("cookie", "")
@@ -305,10 +350,11 @@ class Scenario:
                 signed_in_at(tab, self.base, path)
             assert refreshes(self.emulator) - before == 1
             # Each tab got the same new session: no tab holds a token the others lost.
-            new_refresh = cookie_values(self.context)[REFRESH_COOKIE]
-            assert new_refresh != old_refresh
+            new = cookie_values(self.context)
+            assert new[REFRESH_COOKIE] != old_refresh
             for path, response in zip(paths, responses, strict=True):
-                assert set_cookie_values(response, REFRESH_COOKIE) == [new_refresh], path
+                assert cookies_set(response) == new, path
+            self.handed_out(responses[0])
         finally:
             for tab in tabs:
                 tab.close()
@@ -326,8 +372,9 @@ class Scenario:
         redirected_to_login(self.page, self.base, "/protected")
 
     def cross_site_logout_refused(self, cross_site: CrossSiteServer) -> None:
-        sign_in(self.page, self.base)
+        response = sign_in(self.page, self.base)
         signed_in_at(self.page, self.base)
+        self.handed_out(response)
         signed_in_cookies = cookie_values(self.context)
         target = self.base + "/logout"
         for host, cookies_sent in CROSS_ORIGINS:
@@ -351,23 +398,40 @@ class Scenario:
             signed_in_at(self.page, self.base)
 
 
-def navigation_to(url: str) -> Callable[[Response], bool]:
-    def matches(response: Response) -> bool:
-        return response.url == url and response.request.is_navigation_request()
+def navigation_to(url: str) -> Callable[[Request | Response], bool]:
+    """Matches the navigation request to ``url``, or its response."""
+
+    def matches(event: Request | Response) -> bool:
+        request = event if isinstance(event, Request) else event.request
+        return request.url == url and request.is_navigation_request()
 
     return matches
 
 
-def open_at_once(tabs: Sequence[Page], urls: Sequence[str]) -> list[Response]:
-    """Start a navigation in every tab before any answers; their main responses."""
+def open_at_once(
+    tabs: Sequence[Page], urls: Sequence[str], upstream: UpstreamGate
+) -> list[Response]:
+    """Start a navigation in every tab before any answers; their main responses.
+
+    Crossmint's refresh answers are held at ``upstream`` until the browser has
+    issued every tab's request: no answer, so no new cookie, can reach the
+    browser before then, however slowly it gets to each tab. (The caller
+    checks, from the headers as sent, that every request carried the old
+    refresh secret.)
+    """
     with contextlib.ExitStack() as stack:
         waiting = [
             stack.enter_context(tab.expect_response(navigation_to(url)))
             for tab, url in zip(tabs, urls, strict=True)
         ]
-        for tab, url in zip(tabs, urls, strict=True):
-            # Returns at once: the navigation runs after this script.
-            tab.evaluate("url => { setTimeout(() => { location.href = url; }, 0); }", url)
+        with upstream.holding_refreshes(), contextlib.ExitStack() as sending:
+            for tab, url in zip(tabs, urls, strict=True):
+                sending.enter_context(tab.expect_request(navigation_to(url)))
+            for tab, url in zip(tabs, urls, strict=True):
+                # Returns at once: the navigation runs after this script.
+                tab.evaluate("url => { setTimeout(() => { location.href = url; }, 0); }", url)
+        # Leaving ``sending`` waited for every request; leaving the gate let the
+        # held refresh through.
     responses = [info.value for info in waiting]
     for tab in tabs:
         # A response is in before its page commits: wait until the tab has left
@@ -406,11 +470,13 @@ def test_sign_in_refresh_and_logout(
     request: pytest.FixtureRequest,
 ) -> None:
     crossmint_emulator.configure(jwt_ttl=JWT_TTL, reuse_window=0)
-    env = {"CROSSMINT_EMULATOR_URL": crossmint_emulator.url}
     screenshot = artifacts / f"{request.node.callspec.id}-signed-in.png"
     screenshot.unlink(missing_ok=True)
-    with app_server(app, env) as server:
-        scenario = Scenario(context, server.url, crossmint_emulator, screenshot)
+    with (
+        UpstreamGate(crossmint_emulator.url) as upstream,
+        app_server(app, {"CROSSMINT_EMULATOR_URL": upstream.url}) as server,
+    ):
+        scenario = Scenario(context, server.url, crossmint_emulator, upstream, screenshot)
         try:
             scenario.run(cross_site)
         finally:
@@ -423,8 +489,14 @@ def test_sign_in_refresh_and_logout(
                 request.node.user_properties.append(("screenshot", str(screenshot)))
         output = server.output()
     assert screenshot.stat().st_size > 0
-    # Three sign-ins' and refreshes' worth of tokens, none of them in the server's log.
-    assert len(scenario.secrets) >= 8
-    leaked = [secret[:8] + "..." for secret in scenario.secrets if secret in output]
+    # Two sign-ins and two refreshes: four sessions, each with its own refresh secret.
+    # Their JWTs need not differ: the emulator's JWTs are RS256 (deterministic) over
+    # sub, aud, iat and exp only, so two sessions of one user issued within the same
+    # second carry the very same JWT (the tabs' refresh and the last sign-in often do).
+    assert len(scenario.sessions) == 4
+    assert len({session[REFRESH_COOKIE] for session in scenario.sessions}) == 4
+    # None of the secrets handed out is in the server's log.
+    handed_out = scenario.secrets.union(*(session.values() for session in scenario.sessions))
+    leaked = [secret[:8] + "..." for secret in handed_out if secret in output]
     assert not leaked, f"secrets in the server output: {leaked}"
     assert crossmint_emulator.api_key not in output

@@ -126,7 +126,10 @@ def test_redis_never_holds_a_secret_or_token(redis: RedisServer) -> None:
     coordinator = RedisCoordinator.from_url(redis.url)
     assert coordinator.refresh(secret, upstream) == upstream.outcome
     contents = redis_contents(redis)
-    assert set(contents) == {result_key(secret).encode()}
+    # The record, and the link from the new secret back to this one (digests only).
+    link = (result_key("new-secret-plain") + ":prev").encode()
+    assert set(contents) == {result_key(secret).encode(), link}
+    assert contents[link][0] == secret_digest(secret).encode()
     readable = [secret, "jwt-plain", "new-secret-plain", "u@example.com", "user-1"]
     for key, (value, _) in contents.items():
         for text in readable:
@@ -170,7 +173,9 @@ def test_lock_and_records_expire(
     thread.join(30)
     assert outcomes == [outcome]
     contents = redis_contents(redis)
-    assert set(contents) == {result_key(secret).encode()}  # lock released
+    link = {(result_key("new-secret-a") + ":prev").encode()}
+    # Lock released; a result also links its new secret back to this one.
+    assert set(contents) - link == {result_key(secret).encode()}
     assert 0 < contents[result_key(secret).encode()][1] <= limit_ms
     coordinator.close()
 
@@ -587,3 +592,64 @@ def test_redis_server_helper_fails_clearly_without_the_program(
     monkeypatch.setattr(support, "VENV_BIN", tmp_path)
     with pytest.raises(AssertionError, match="redis-server"):
         RedisServer(tmp_path)
+
+
+# -- logout ends the chain in every process -------------------------------------------------
+
+
+def tombstones(server: RedisServer) -> set[bytes]:
+    return {key for key in redis_contents(server) if key.endswith(b":revoked")}
+
+
+@pytest.mark.parametrize("presented", ["newest", "oldest"])
+def test_a_logout_in_one_process_ends_the_chain_in_all(redis: RedisServer, presented: str) -> None:
+    """S1 -> S2 in process A, read by B; a logout in A ends S1 and S2 for B and a newcomer C."""
+    a, b, c = (RedisCoordinator.from_url(redis.url) for _ in range(3))
+    s1 = new_secret()
+    upstream = Upstream(material(presented))
+    s2 = upstream.outcome.refresh_token.secret  # type: ignore[union-attr]
+    assert a.refresh(s1, upstream) == upstream.outcome
+    assert b.refresh(s1, Upstream(material("never"))) == upstream.outcome  # from Redis
+    successors = a.revoke(s2 if presented == "newest" else s1)
+    assert successors == ([] if presented == "newest" else [s2])
+    assert tombstones(redis) == {(result_key(s) + ":revoked").encode() for s in (s1, s2)}
+    never = Upstream(material("never"))
+    for process in (a, b, c):
+        for stolen in (s1, s2):
+            with pytest.raises(CrossmintAuthError) as caught:
+                process.refresh(stolen, never)
+            assert caught.value.code is ErrorCode.SESSION_EXPIRED
+    assert never.calls == 0
+    for process in (a, b, c):
+        process.close()
+
+
+def test_a_logout_while_redis_is_down_still_ends_the_session_here(
+    own_redis: RedisServer,
+) -> None:
+    coordinator = RedisCoordinator.from_url(own_redis.url)
+    s1 = new_secret()
+    upstream = Upstream(material("down"))
+    coordinator.refresh(s1, upstream)
+    own_redis.kill()
+    assert coordinator.revoke(s1) == ["new-secret-down"]
+    with pytest.raises(CrossmintAuthError):
+        coordinator.refresh(s1, Upstream(material("never")))
+    coordinator.close()
+
+
+@pytest.mark.anyio
+async def test_async_logout_ends_the_chain_for_sync_workers_too(redis: RedisServer) -> None:
+    sync_worker = RedisCoordinator.from_url(redis.url)
+    async_worker = AsyncRedisCoordinator.from_url(redis.url)
+    s1 = new_secret()
+    upstream = Upstream(material("mixed"))
+    assert sync_worker.refresh(s1, upstream) == upstream.outcome
+    assert await async_worker.refresh(s1, Upstream(material("never")).run) == upstream.outcome
+    assert await async_worker.revoke("new-secret-mixed") == []
+    with pytest.raises(CrossmintAuthError):
+        sync_worker.refresh(s1, Upstream(material("never")))
+    with pytest.raises(CrossmintAuthError):
+        await async_worker.refresh(s1, Upstream(material("never")).run)
+    sync_worker.close()
+    await async_worker.aclose()

@@ -19,10 +19,10 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ..coordination import AsyncLocalCoordinator
+from ..coordination import LOGGED_OUT, AsyncLocalCoordinator
 from ..models import AuthMaterial
 from .base import RedisCoordinatorBase, client_options
-from .protocol import Command, Perform, Release, Sleep, queue, reply_of
+from .protocol import Command, Exchange, Perform, Release, Sleep, queue, reply_of
 from .sync import send as send_blocking
 
 __all__ = ["AsyncRedisCoordinator"]
@@ -123,15 +123,24 @@ class AsyncRedisCoordinator(RedisCoordinatorBase):
         self, secret: str, perform: Callable[[], Awaitable[AuthMaterial]]
     ) -> AuthMaterial:
         """As :meth:`RedisCoordinator.refresh`, with ``perform`` awaited."""
+        local = self._process()
+        vetting = self._vetting(secret, local.cache)
+        if vetting is not None and await self._drive(vetting):
+            await local.revoke(secret)
+            raise LOGGED_OUT
 
         async def shared() -> AuthMaterial:
             return await self._shared(secret, perform)
 
-        return await self._process().refresh(secret, shared)
+        return await local.refresh(secret, shared)
 
     async def revoke(self, secret: str) -> list[str]:
-        """End the session of ``secret`` in this process (see :meth:`GraceCache.revoke`)."""
-        return await self._process().revoke(secret)
+        """As :meth:`RedisCoordinator.revoke`."""
+        successors = await self._process().revoke(secret)
+        exchange = self._revocation(secret)
+        if exchange is None:
+            return successors
+        return self._merge(successors, await self._drive(exchange))
 
     async def _shared(
         self, secret: str, perform: Callable[[], Awaitable[AuthMaterial]]
@@ -139,24 +148,34 @@ class AsyncRedisCoordinator(RedisCoordinatorBase):
         exchange = self._exchange(secret)
         if exchange is None:
             return await perform()
+        result: AuthMaterial = await self._drive(exchange, perform)
+        return result
+
+    async def _drive(
+        self, exchange: Exchange, perform: Callable[[], Awaitable[AuthMaterial]] | None = None
+    ) -> Any:
+        """As :meth:`RedisCoordinator._drive`, awaited."""
         with contextlib.closing(exchange):
-            while (step := exchange.next()) is not None:
-                if isinstance(step, Perform):
-                    try:
-                        exchange.answer(await perform())
-                    except BaseException as failure:
-                        exchange.fail(failure)
-                elif isinstance(step, Sleep):
-                    await anyio.sleep(step.seconds)
-                else:
-                    # A release runs while this task is being cancelled: shield it, briefly.
-                    timeout = _RELEASE_TIMEOUT if isinstance(step, Release) else None
-                    try:
-                        with anyio.move_on_after(timeout, shield=timeout is not None):
-                            exchange.redis_answered(await self._send(step))
-                    except RedisError as failure:
-                        exchange.redis_failed(failure)
-        assert exchange.result is not None
+            try:
+                while (step := exchange.next()) is not None:
+                    if isinstance(step, Perform):
+                        assert perform is not None
+                        try:
+                            exchange.answer(await perform())
+                        except BaseException as failure:
+                            exchange.fail(failure)
+                    elif isinstance(step, Sleep):
+                        await anyio.sleep(step.seconds)
+                    else:
+                        # A release runs while this task is being cancelled: shield it, briefly.
+                        timeout = _RELEASE_TIMEOUT if isinstance(step, Release) else None
+                        try:
+                            with anyio.move_on_after(timeout, shield=timeout is not None):
+                                exchange.redis_answered(await self._send(step))
+                        except RedisError as failure:
+                            exchange.redis_failed(failure)
+            except RedisError:
+                return exchange.fallback
         return exchange.result
 
     async def aclose(self) -> None:

@@ -10,7 +10,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..errors import CrossmintConfigError
+from ..coordination import GraceCache, secret_digest
+from ..errors import CrossmintAuthError, CrossmintConfigError
 from ..settings import count, seconds
 from .health import Health
 from .protocol import Exchange, Settings
@@ -59,6 +60,7 @@ class RedisCoordinatorBase:
         log_interval: float = 60.0,
         prefix: str = "crossmint-wsgi:refresh:",
         max_entries: int = 10_000,
+        revoked_ttl: float = 600.0,
     ) -> None:
         wait = seconds("wait", wait)
         self.settings = Settings(
@@ -69,6 +71,7 @@ class RedisCoordinatorBase:
             rejected_ttl=seconds("rejected_ttl", rejected_ttl),
             unavailable_ttl=seconds("unavailable_ttl", unavailable_ttl),
             prefix=prefix,
+            revoked_ttl=seconds("revoked_ttl", revoked_ttl),
         )
         self.max_entries = count("max_entries", max_entries, minimum=1)
         self._health = Health(
@@ -81,7 +84,30 @@ class RedisCoordinatorBase:
         """A refresh through Redis, or ``None`` while Redis is left alone after a failure."""
         if not self._health.usable():
             return None
-        return Exchange(secret, self.settings, self._health, time.monotonic)
+        return Exchange.refresh(secret, self.settings, self._health, time.monotonic)
+
+    def _revocation(self, secret: str) -> Exchange | None:
+        """A logout through Redis, or ``None`` while Redis is left alone."""
+        if not self._health.usable():
+            return None
+        return Exchange.revoke(secret, self.settings, self._health)
+
+    def _vetting(self, secret: str, cached: GraceCache) -> Exchange | None:
+        """For a result this process holds for ``secret``: whether another process
+        logged its session out since. ``None`` when there is nothing to ask."""
+        try:
+            material = cached.get(secret_digest(secret))
+        except CrossmintAuthError:
+            return None  # refused here already
+        if material is None or not self._health.usable():
+            return None
+        chain = (secret, material.refresh_token.secret)
+        return Exchange.vet(chain, self.settings, self._health)
+
+    @staticmethod
+    def _merge(local: list[str], shared: list[str]) -> list[str]:
+        """Successor secrets found in this process and in Redis, each once, in order."""
+        return list(dict.fromkeys([*local, *shared]))
 
     def _forked(self) -> bool:
         # After a fork, the parent's connections and locks are left to the parent.

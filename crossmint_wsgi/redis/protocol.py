@@ -15,6 +15,14 @@ their results. The sync and async coordinators drive it through an
 Key names carry ``sha256(S)``, never ``S``: ``{prefix}{<digest>}`` for the
 record and ``{prefix}{<digest>}:lock`` for the lock. A failure is written only
 where no record exists, while a result overwrites whatever is there.
+
+A logout ends the session's whole chain everywhere (:func:`revoke`): every
+secret it can find, going back through ``{prefix}{<digest>}:prev`` (the
+digest of the secret a result was refreshed from, written with the result)
+and forward through the records, gets a tombstone
+``{prefix}{<digest>}:revoked`` for ``revoked_ttl``. :data:`TURN` answers a
+tombstoned secret before its record, and a record from another process is
+used only if the secret it holds has no tombstone either.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from typing import Any, Union
 
 from redis.exceptions import RedisError
 
-from ..coordination import secret_digest
+from ..coordination import LOGGED_OUT, secret_digest
 from ..errors import CrossmintAuthError
 from ..models import AuthMaterial
 from .health import Health
@@ -37,7 +45,10 @@ from .record import Outcome, RecordCipher, unwrap
 __all__ = [
     "RELEASE",
     "TURN",
+    "MAX_CHAIN",
     "Exchange",
+    "Exists",
+    "Get",
     "Keys",
     "Perform",
     "Release",
@@ -45,18 +56,26 @@ __all__ = [
     "Sleep",
     "Step",
     "Store",
+    "Tombstone",
     "Turn",
     "coordinate",
     "queue",
     "reply_of",
+    "revoke",
+    "revoked_any",
 ]
 
 logger = logging.getLogger("crossmint_wsgi")
 
+# How far a chain of refreshes is followed (see crossmint_wsgi.coordination).
+MAX_CHAIN = 8
+
 # The record if there is one, else the lock if it is free: one atomic step, so a
 # winner that stores and releases between a look and a claim cannot be missed.
 # ARGV[3] is a record the caller could not open, to be treated as absent.
+# A logged-out secret (KEYS[3]) gets neither.
 TURN = """
+if redis.call('exists', KEYS[3]) == 1 then return {3} end
 local record = redis.call('get', KEYS[1])
 if record and record ~= ARGV[3] then return {1, record} end
 if redis.call('set', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
@@ -71,19 +90,24 @@ return 0
 
 @dataclasses.dataclass(frozen=True)
 class Keys:
-    """The Redis keys of one secret's refresh."""
+    """The Redis keys of one secret: its refresh's record and lock, its chain and tombstone."""
 
     digest: str
     result: str
     lock: str
+    previous: str
+    revoked: str
 
     @classmethod
     def of(cls, secret: str, prefix: str) -> Keys:
-        digest = secret_digest(secret)
-        # The braces are a hash tag: both keys of a secret land in one Redis Cluster slot,
-        # as the scripts that touch both need.
+        return cls.of_digest(secret_digest(secret), prefix)
+
+    @classmethod
+    def of_digest(cls, digest: str, prefix: str) -> Keys:
+        # The braces are a hash tag: every key of a secret lands in one Redis Cluster
+        # slot, as the scripts that touch several need.
         result = f"{prefix}{{{digest}}}"
-        return cls(digest, result, f"{result}:lock")
+        return cls(digest, result, f"{result}:lock", f"{result}:prev", f"{result}:revoked")
 
     @property
     def short(self) -> str:
@@ -101,6 +125,7 @@ class Settings:
     rejected_ttl: float
     unavailable_ttl: float
     prefix: str
+    revoked_ttl: float = 600.0
 
 
 # -- steps ---------------------------------------------------------------------------------
@@ -108,10 +133,11 @@ class Settings:
 
 @dataclasses.dataclass(frozen=True)
 class Turn:
-    """Read the record, or else take the lock: the reply is ``(record, won)``."""
+    """Read the record, or else take the lock: the reply is ``(record, won, revoked)``."""
 
     result: str
     lock: str
+    revoked: str
     token: str
     ttl_ms: int
     unreadable: bytes = b""
@@ -119,7 +145,11 @@ class Turn:
 
 @dataclasses.dataclass(frozen=True)
 class Store:
-    """Write a record, then release the lock if ``token`` still holds it (one round trip)."""
+    """Write a record, then release the lock if ``token`` still holds it (one round trip).
+
+    ``link`` is ``(key, digest)``: the new secret's ``previous`` key and the
+    digest of the secret it was refreshed from, kept as long as the record.
+    """
 
     key: str
     value: bytes
@@ -127,6 +157,7 @@ class Store:
     only_new: bool
     lock: str
     token: str | None
+    link: tuple[str, str] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +166,28 @@ class Release:
 
     key: str
     token: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Get:
+    """Read one key: the reply is its value or ``None``."""
+
+    key: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Exists:
+    """How many of ``keys`` exist (each its own command: they may live in different slots)."""
+
+    keys: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Tombstone:
+    """Mark each of ``keys`` for ``ttl_ms``."""
+
+    keys: tuple[str, ...]
+    ttl_ms: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +200,7 @@ class Perform:
     """Call Crossmint: the driver sends back the material or the CrossmintAuthError."""
 
 
-Command = Union[Turn, Store, Release]  # noqa: UP007 - a runtime alias on 3.10
+Command = Union[Turn, Store, Release, Get, Exists, Tombstone]  # noqa: UP007 - runtime on 3.10
 Step = Union[Command, Sleep, Perform]  # noqa: UP007 - a runtime alias on 3.10
 Flow = Generator[Step, Any, AuthMaterial]
 
@@ -155,20 +208,36 @@ Flow = Generator[Step, Any, AuthMaterial]
 def queue(pipe: Any, step: Command) -> None:
     """Queue the commands of ``step`` on a redis-py pipeline, sync or asyncio alike."""
     if isinstance(step, Turn):
-        pipe.eval(TURN, 2, step.result, step.lock, step.token, step.ttl_ms, step.unreadable)
+        pipe.eval(
+            TURN, 3, step.result, step.lock, step.revoked, step.token, step.ttl_ms, step.unreadable
+        )
     elif isinstance(step, Store):
         pipe.set(step.key, step.value, px=step.ttl_ms, nx=step.only_new)
         if step.token is not None:
             pipe.eval(RELEASE, 1, step.lock, step.token)
-    else:
+        if step.link is not None:
+            pipe.set(step.link[0], step.link[1], px=step.ttl_ms)
+    elif isinstance(step, Release):
         pipe.eval(RELEASE, 1, step.key, step.token)
+    elif isinstance(step, Get):
+        pipe.get(step.key)
+    elif isinstance(step, Exists):
+        for key in step.keys:
+            pipe.exists(key)
+    else:
+        for key in step.keys:
+            pipe.set(key, b"1", px=step.ttl_ms)
 
 
 def reply_of(step: Command, replies: list[Any]) -> Any:
     """What the flow receives for ``step``, from the pipeline's replies."""
     if isinstance(step, Turn):
         reply = replies[0]
-        return (reply[1] if reply[0] == 1 else None), reply[0] == 2
+        return (reply[1] if reply[0] == 1 else None), reply[0] == 2, reply[0] == 3
+    if isinstance(step, Get):
+        return replies[0]
+    if isinstance(step, Exists):
+        return sum(int(count) for count in replies)
     return replies
 
 
@@ -192,9 +261,57 @@ def coordinate(
     except RedisError:
         # Redis failed before this process called Crossmint: go on as without Redis.
         return unwrap((yield Perform()))
+    if isinstance(turn, AuthMaterial):
+        # Another process's result: not if the secret it holds was logged out since.
+        # (Redis failing now, the result stands: the secret it was for is spent.)
+        successor = Keys.of(turn.refresh_token.secret, settings.prefix)
+        with contextlib.suppress(RedisError):
+            if (yield Exists((successor.revoked,))):
+                return unwrap(LOGGED_OUT)
     if isinstance(turn, (AuthMaterial, CrossmintAuthError)):
         return unwrap(turn)
     return (yield from _lead(keys, cipher, settings, turn))
+
+
+def revoke(secret: str, settings: Settings) -> Generator[Step, Any, list[str]]:
+    """Tombstone every secret of the chain of ``secret`` that Redis knows.
+
+    :returns: the successor secrets found in the records, newest last, to be
+        revoked at Crossmint too. A Redis failure is thrown in and ends it.
+    """
+    chain = [Keys.of(secret, settings.prefix)]
+    seen = {chain[0].digest}
+    for _ in range(MAX_CHAIN):
+        previous = yield Get(chain[-1].previous)
+        if previous is None:
+            break
+        digest = previous.decode() if isinstance(previous, bytes) else str(previous)
+        if digest in seen:
+            break
+        seen.add(digest)
+        chain.append(Keys.of_digest(digest, settings.prefix))
+    successors: list[str] = []
+    current, keys = secret, chain[0]
+    for _ in range(MAX_CHAIN):
+        record = yield Get(keys.result)
+        outcome = RecordCipher.of(current, keys.result, keys.short).unseal(record)
+        if not isinstance(outcome, AuthMaterial):
+            break
+        current = outcome.refresh_token.secret
+        keys = Keys.of(current, settings.prefix)
+        if keys.digest in seen:
+            break
+        seen.add(keys.digest)
+        successors.append(current)
+        chain.append(keys)
+    yield Tombstone(tuple(each.revoked for each in chain), _ms(settings.revoked_ttl))
+    return successors
+
+
+def revoked_any(secrets_: tuple[str, ...], settings: Settings) -> Generator[Step, Any, bool]:
+    """Whether any of these secrets has a tombstone."""
+    keys = tuple(Keys.of(secret, settings.prefix).revoked for secret in secrets_)
+    return bool((yield Exists(keys)))
 
 
 def _take_turn(
@@ -206,7 +323,11 @@ def _take_turn(
     unreadable = b""
     while True:
         # Winning after a wait is the takeover: a winner that died leaves its lock to expire.
-        record, won = yield Turn(keys.result, keys.lock, token, _ms(settings.lock_ttl), unreadable)
+        record, won, revoked = yield Turn(
+            keys.result, keys.lock, keys.revoked, token, _ms(settings.lock_ttl), unreadable
+        )
+        if revoked:
+            return LOGGED_OUT
         if won:
             return token
         found = cipher.unseal(record)
@@ -247,9 +368,12 @@ def _lead(keys: Keys, cipher: RecordCipher, settings: Settings, token: str | Non
         ttl = settings.grace
     # The lock goes with the store: once the record expires, the next holder
     # of the secret must not wait for a lock that guards nothing.
+    link = None
+    if isinstance(outcome, AuthMaterial):
+        link = (Keys.of(outcome.refresh_token.secret, settings.prefix).previous, keys.digest)
     with contextlib.suppress(RedisError):
         if ttl > 0:
-            yield Store(keys.result, cipher.seal(outcome), _ms(ttl), failed, keys.lock, token)
+            yield Store(keys.result, cipher.seal(outcome), _ms(ttl), failed, keys.lock, token, link)
         elif token is not None:
             yield Release(keys.lock, token)
     return unwrap(outcome)
@@ -259,11 +383,11 @@ def _lead(keys: Keys, cipher: RecordCipher, settings: Settings, token: str | Non
 
 
 class Exchange:
-    """One coordinated refresh, stepped by a driver that only moves bytes.
+    """One flow of the protocol, stepped by a driver that only moves bytes.
 
     .. code-block:: python
 
-        with contextlib.closing(Exchange(...)) as exchange:
+        with contextlib.closing(Exchange.refresh(...)) as exchange:
             while (step := exchange.next()) is not None:
                 ...  # perform the step, then answer(), fail() or redis_failed()
             return exchange.result
@@ -273,15 +397,35 @@ class Exchange:
     """
 
     def __init__(
-        self, secret: str, settings: Settings, health: Health, clock: Callable[[], float]
+        self, flow: Generator[Step, Any, Any], digest: str, health: Health, fallback: Any = None
     ) -> None:
-        self.keys = Keys.of(secret, settings.prefix)
-        cipher = RecordCipher.of(secret, self.keys.result, self.keys.short)
-        self._flow = coordinate(self.keys, cipher, settings, clock)
+        self._flow = flow
+        #: What the driver answers when Redis fails in a flow that does not absorb it.
+        self.fallback = fallback
+        self._digest = digest
         self._health = health
         self._reply: Any = None
         self._error: BaseException | None = None
-        self.result: AuthMaterial | None = None
+        self.result: Any = None
+
+    @classmethod
+    def refresh(
+        cls, secret: str, settings: Settings, health: Health, clock: Callable[[], float]
+    ) -> Exchange:
+        """A refresh of ``secret``: :attr:`result` is the material."""
+        keys = Keys.of(secret, settings.prefix)
+        cipher = RecordCipher.of(secret, keys.result, keys.short)
+        return cls(coordinate(keys, cipher, settings, clock), keys.digest, health)
+
+    @classmethod
+    def revoke(cls, secret: str, settings: Settings, health: Health) -> Exchange:
+        """A logout of ``secret``: :attr:`result` is the successor secrets found."""
+        return cls(revoke(secret, settings), secret_digest(secret), health, fallback=[])
+
+    @classmethod
+    def vet(cls, secrets_: tuple[str, ...], settings: Settings, health: Health) -> Exchange:
+        """Whether any of ``secrets_`` was logged out: :attr:`result` is a bool."""
+        return cls(revoked_any(secrets_, settings), secret_digest(secrets_[0]), health, False)
 
     def next(self) -> Step | None:
         """The next step to perform, or ``None`` when :attr:`result` is ready."""
@@ -302,7 +446,7 @@ class Exchange:
         self._reply = reply
 
     def redis_failed(self, error: RedisError) -> None:
-        self._health.failed(error, self.keys.digest)
+        self._health.failed(error, self._digest)
         self._error = error
 
     def fail(self, error: BaseException) -> None:

@@ -12,10 +12,10 @@ from typing import Any
 import redis
 from redis.exceptions import RedisError
 
-from ..coordination import LocalCoordinator
+from ..coordination import LOGGED_OUT, LocalCoordinator
 from ..models import AuthMaterial
 from .base import RedisCoordinatorBase, client_options
-from .protocol import Command, Perform, Sleep, queue, reply_of
+from .protocol import Command, Exchange, Perform, Sleep, queue, reply_of
 
 __all__ = ["RedisCoordinator", "send"]
 
@@ -108,33 +108,55 @@ class RedisCoordinator(RedisCoordinatorBase):
         :param perform: calls Crossmint; returns the material or raises
             :class:`~crossmint_wsgi.CrossmintAuthError`.
         :raises CrossmintAuthError: what ``perform()`` raised here or in the
-            process that won the lock.
+            process that won the lock; ``SESSION_EXPIRED`` when the session
+            was logged out, here or in another process.
         """
-        return self._process().refresh(secret, lambda: self._shared(secret, perform))
+        local = self._process()
+        vetting = self._vetting(secret, local.cache)
+        if vetting is not None and self._drive(vetting):
+            local.revoke(secret)
+            raise LOGGED_OUT
+        return local.refresh(secret, lambda: self._shared(secret, perform))
 
     def revoke(self, secret: str) -> list[str]:
-        """End the session of ``secret`` in this process (see :meth:`GraceCache.revoke`)."""
-        return self._process().revoke(secret)
+        """End the session of ``secret`` in this process and, through Redis, in all.
+
+        :returns: the successor secrets found, to be revoked at Crossmint too.
+        """
+        successors = self._process().revoke(secret)
+        exchange = self._revocation(secret)
+        if exchange is None:
+            return successors
+        return self._merge(successors, self._drive(exchange))
 
     def _shared(self, secret: str, perform: Callable[[], AuthMaterial]) -> AuthMaterial:
         exchange = self._exchange(secret)
         if exchange is None:
             return perform()
+        result: AuthMaterial = self._drive(exchange, perform)
+        return result
+
+    def _drive(self, exchange: Exchange, perform: Callable[[], AuthMaterial] | None = None) -> Any:
+        """Step a flow of the protocol to its result; a Redis failure it does not
+        absorb ends a revocation or a vetting with their fallbacks (none found)."""
         with contextlib.closing(exchange):
-            while (step := exchange.next()) is not None:
-                if isinstance(step, Perform):
-                    try:
-                        exchange.answer(perform())
-                    except BaseException as failure:
-                        exchange.fail(failure)
-                elif isinstance(step, Sleep):
-                    time.sleep(step.seconds)
-                else:
-                    try:
-                        exchange.redis_answered(send(self._redis(), step))
-                    except RedisError as failure:
-                        exchange.redis_failed(failure)
-        assert exchange.result is not None
+            try:
+                while (step := exchange.next()) is not None:
+                    if isinstance(step, Perform):
+                        assert perform is not None
+                        try:
+                            exchange.answer(perform())
+                        except BaseException as failure:
+                            exchange.fail(failure)
+                    elif isinstance(step, Sleep):
+                        time.sleep(step.seconds)
+                    else:
+                        try:
+                            exchange.redis_answered(send(self._redis(), step))
+                        except RedisError as failure:
+                            exchange.redis_failed(failure)
+            except RedisError:
+                return exchange.fallback
         return exchange.result
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import django
@@ -34,6 +35,7 @@ from django.urls import path
 from django.utils.decorators import method_decorator
 from django.views import View
 from test_asgi import EMAIL, USER, cookies_for
+from test_readme import _snippet as snippet
 
 from crossmint_wsgi import AsyncCrossmintAuth, CrossmintAuth, Session
 from crossmint_wsgi.contrib.django import get_session, require_session
@@ -465,3 +467,47 @@ def test_missing_and_wrong_settings_are_named(
 def test_decorator_without_the_middleware_says_so() -> None:
     with override_settings(MIDDLEWARE=[]), pytest.raises(RuntimeError, match="CrossmintMiddleware"):
         Client().get("/me/sync")
+
+
+# -- the README's snippets ------------------------------------------------------------------------
+
+
+def test_readme_snippets(
+    crossmint_emulator: CrossmintEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settings (with an API key) and the async view, as written, under the test Client."""
+    built: list[CrossmintAuth] = []
+
+    class RecordedAuth(CrossmintAuth):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    # The emulator stands in for Crossmint: its key is not one create_crossmint accepts.
+    monkeypatch.setenv("SERVER_CROSSMINT_API_KEY", crossmint_emulator.api_key)
+    monkeypatch.setattr(
+        "crossmint_wsgi.contrib.django.create_crossmint",
+        lambda *_, **__: crossmint_emulator.crossmint(),
+    )
+    monkeypatch.setattr("crossmint_wsgi.contrib.django.CrossmintAuth", RecordedAuth)
+    settings_code = {"__name__": "readme_settings"}
+    exec(compile(snippet("# settings.py"), "README.md", "exec"), settings_code)
+    views = {"__name__": "readme_views"}
+    exec(compile(snippet("contrib.django import require_session"), "README.md", "exec"), views)
+    urls = ModuleType("readme_urls")
+    urls.urlpatterns = [path("api/me", views["me"]), path("account", guarded)]  # type: ignore[attr-defined]
+    overrides = {k: v for k, v in settings_code.items() if k.isupper()}
+    jwt = crossmint_emulator.create_session(USER).jwt
+    try:
+        with override_settings(ROOT_URLCONF=urls, **overrides):
+            client = Client()
+            anonymous = client.get("/api/me")
+            signed_in = client.get("/api/me", headers=cookie({JWT: jwt}))
+            account = client.get("/account")
+    finally:
+        for auth in built:
+            auth.close()
+    assert anonymous.status_code == 401
+    assert signed_in.json() == {"user_id": USER}
+    assert account.status_code == 401
+    assert len(built) == 1

@@ -23,6 +23,8 @@ from test_asgi import (
 
 # A fixture, used by name.
 from test_asgi import take_down as take_down
+from test_readme import _run as run_snippet
+from test_readme import _snippet as snippet
 
 from crossmint_wsgi import AsyncCrossmintAuth, CrossmintASGIMiddleware
 from crossmint_wsgi.contrib.fastapi import (
@@ -216,3 +218,24 @@ def test_openapi_shows_a_cookie_security_scheme_and_no_session_body() -> None:
     for path in ("/guarded", "/public"):
         assert "security" not in schema["paths"][path]["get"], path
     assert "Session" not in schema["components"].get("schemas", {})
+
+
+# -- the README's snippet ---------------------------------------------------------------------
+
+
+async def test_readme_snippet(
+    crossmint_emulator: CrossmintEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    namespace = run_snippet(snippet("contrib.fastapi import"), crossmint_emulator, monkeypatch)
+    jwt = crossmint_emulator.create_session(USER).jwt
+    async with client(namespace["app"]) as http:
+        anonymous = await http.get("/api/me")
+        signed_in = await http.get("/api/me", headers=cookie_header({"crossmint-jwt": jwt}))
+        home = await http.get("/")
+        account = await http.get("/account")
+    await namespace["auth"].aclose()
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"] == "MISSING_SESSION"
+    assert signed_in.json() == {"user_id": USER}
+    assert home.json() == {"hello": "stranger"}
+    assert account.status_code == 401

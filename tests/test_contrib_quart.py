@@ -24,6 +24,7 @@ from test_asgi import (
 
 # A fixture, used by name.
 from test_asgi import take_down as take_down
+from test_readme import _snippet as snippet
 
 from crossmint_wsgi import AsyncCrossmintAuth, CrossmintASGIMiddleware, Session
 from crossmint_wsgi.contrib.quart import current_session, require_session
@@ -41,7 +42,7 @@ def build(auth: AsyncCrossmintAuth) -> Quart:
     app = Quart(__name__)
     # Quart types its scopes as TypedDicts, the middleware as plain mappings.
     app.asgi_app = CrossmintASGIMiddleware(  # type: ignore[method-assign,assignment]
-        app.asgi_app,  # type: ignore[arg-type]
+        app.asgi_app,
         auth,
         protect=["/guarded"],
     )
@@ -178,3 +179,21 @@ async def test_display_email_is_known_after_a_refresh(
     async with client(app) as http:
         response = await http.get("/email", headers=headers)
     assert response.json() == {"email": EMAIL}
+
+
+# -- the README's snippet ---------------------------------------------------------------------
+
+
+async def test_readme_snippet(
+    crossmint_emulator: CrossmintEmulator, async_auth: AsyncCrossmintAuth
+) -> None:
+    # The snippet continues the FastAPI one: `auth` comes from there.
+    namespace = {"__name__": "readme_example", "auth": async_auth}
+    exec(compile(snippet("contrib.quart import"), "README.md", "exec"), namespace)
+    headers = cookie_header(cookies_for("valid", crossmint_emulator))
+    async with client(namespace["app"]) as http:
+        signed_in = await http.get("/api/me", headers=headers)
+        anonymous = await http.get("/api/me")
+    assert signed_in.json() == {"user_id": USER}
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"] == "MISSING_SESSION"

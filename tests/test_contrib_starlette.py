@@ -30,6 +30,7 @@ from test_asgi import (
 
 # A fixture, used by name.
 from test_asgi import take_down as take_down
+from test_readme import _snippet as snippet
 
 from crossmint_wsgi import AsyncCrossmintAuth, CrossmintASGIMiddleware, Session
 from crossmint_wsgi.contrib.starlette import CrossmintBackend, CrossmintUser
@@ -218,3 +219,20 @@ async def test_websocket_requires_authenticated(
     assert [message["type"] for message in received] == expected
     if len(received) > 1:
         assert received[1]["text"] == USER
+
+
+# -- the README's snippet ---------------------------------------------------------------------
+
+
+async def test_readme_snippet(
+    crossmint_emulator: CrossmintEmulator, async_auth: AsyncCrossmintAuth
+) -> None:
+    # The snippet continues the FastAPI one: `auth` comes from there.
+    namespace = {"__name__": "readme_example", "auth": async_auth}
+    exec(compile(snippet("contrib.starlette import"), "README.md", "exec"), namespace)
+    headers = cookie_header(cookies_for("valid", crossmint_emulator))
+    async with client(namespace["app"]) as http:
+        signed_in = await http.get("/dashboard", headers=headers)
+        anonymous = await http.get("/dashboard")
+    assert signed_in.text == f"Hello {USER}"
+    assert anonymous.status_code == 403

@@ -13,6 +13,8 @@ import signal
 import ssl
 import subprocess
 import sys
+import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +33,7 @@ from crossmint_wsgi.config import build_crossmint, parse_api_key
 from crossmint_wsgi.errors import CrossmintConfigError
 from crossmint_wsgi.models import AuthMaterial, parse_timestamp
 from crossmint_wsgi.testing import CrossmintEmulator, connect_emulator
+from crossmint_wsgi.testing.__main__ import _instructions as cli_instructions
 from crossmint_wsgi.testing._keys import mint_api_key
 
 pytest_plugins = ["pytester"]
@@ -836,10 +839,73 @@ def test_connect_emulator_to_a_given_key_checks_it_against_crossmint() -> None:
         connect_emulator(emulator.url)
 
 
-def test_connect_emulator_to_nothing_raises() -> None:
+def test_connect_emulator_to_nothing_names_the_url_and_what_to_do() -> None:
     with CrossmintEmulator() as emulator:
         url = emulator.url
-    with pytest.raises(httpx.ConnectError):
+    with pytest.raises(CrossmintConfigError) as caught:
+        connect_emulator(url, timeout=2)
+    message = str(caught.value)
+    assert f"no Crossmint emulator answers at {url!r} (connection refused)" in message
+    assert "python -m crossmint_wsgi.testing" in message
+    assert caught.value.setting == "url"
+    # No transport traceback chained under it.
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+
+
+def _answering(status: int, body: bytes) -> Any:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response(f"{status} X", [("Content-Type", "application/json")])
+        return [body]
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        pytest.param(404, b"{}", "GET /_emulator/config answered 404", id="not-found"),
+        pytest.param(
+            200, b"<html>", "GET /_emulator/config did not answer the emulator's JSON", id="html"
+        ),
+        pytest.param(
+            200,
+            b'{"url": 1}',
+            "GET /_emulator/config did not answer the emulator's JSON",
+            id="other-json",
+        ),
+        pytest.param(
+            200, b"[]", "GET /_emulator/config did not answer the emulator's JSON", id="json-list"
+        ),
+    ],
+)
+def test_connect_emulator_to_something_else_says_so(status: int, body: bytes, reason: str) -> None:
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, _answering(status, body))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with pytest.raises(CrossmintConfigError) as caught:
+            connect_emulator(url, timeout=10)
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+    assert str(caught.value).startswith(f"{url!r} is not a Crossmint emulator ({reason}")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        pytest.param("127.0.0.1:8787", "not an http:// URL", id="no-scheme"),
+        pytest.param("ftp://127.0.0.1:8787", "not an http:// URL", id="ftp"),
+        pytest.param("http://[::1", "not an http:// URL", id="malformed"),
+    ],
+)
+def test_connect_emulator_to_a_bad_url_names_it(url: str, reason: str) -> None:
+    with pytest.raises(CrossmintConfigError, match=re.escape(f"({reason})")):
         connect_emulator(url, timeout=2)
 
 
@@ -1057,12 +1123,14 @@ def test_cli(signum: int) -> None:
             if line.startswith("Press Ctrl-C"):
                 break
         output = "".join(lines)
-        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)\n", output)
+        match = re.search(
+            r"listening on (http://127\.0\.0\.1:\d+) \(project cli-project\)\n", output
+        )
         assert match, output
         url = match.group(1)
-        api_key = re.search(r"API key: +(\S+)", output)
-        assert api_key, output
-        assert "project id:  cli-project" in output
+        # The shell line to paste, as a shell reads it.
+        (export,) = [shlex.split(line) for line in lines if line.strip().startswith("export ")]
+        assert export == ["export", f"CROSSMINT_EMULATOR_URL={url}"]
 
         # Replay the printed curl command.
         curl = shlex.split(next(line for line in lines if line.strip().startswith("curl")))
@@ -1079,7 +1147,8 @@ def test_cli(signum: int) -> None:
         assert (claims["aud"], claims["exp"] - claims["iat"]) == ("cli-project", 60)
 
         crossmint = connect_emulator(url)
-        assert crossmint.api_key == api_key.group(1)
+        # The key is never printed: the pasted lines fetch it.
+        assert crossmint.api_key not in output
         secret = answer.json()["refresh"]["secret"]
         with http_client(base_url=url, headers={"x-api-key": crossmint.api_key}) as client:
             # --reuse-window 5: a second use right away still works.
@@ -1092,6 +1161,25 @@ def test_cli(signum: int) -> None:
     assert "Traceback" not in stderr
     with pytest.raises(httpx.ConnectError):
         get(f"{url}{JWKS}")
+
+
+def test_cli_python_lines_work_as_pasted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The printed Python lines, run with the printed export, verify the emulator's sessions."""
+    with CrossmintEmulator(jwt_ttl=60) as emulator:
+        text = cli_instructions(emulator)
+        (export,) = [line.strip() for line in text.splitlines() if "export " in line]
+        name, _, value = shlex.split(export)[1].partition("=")
+        monkeypatch.setenv(name, value)
+        # The indented lines after "In your app...", up to the blank line.
+        after = text.split("\nIn your app", 1)[1].split("\n\n", 1)[0]
+        block = after.split("\n", 1)[1]
+        namespace: dict[str, Any] = {}
+        exec(textwrap.dedent(block), namespace)
+        material = emulator.create_session("pasted")
+        with namespace["auth"] as auth:
+            session = auth.get_session(jwt=material.jwt)
+        assert session.user_id == "pasted"
+        assert emulator.api_key not in text
 
 
 def test_cli_port_in_use_fails_cleanly() -> None:

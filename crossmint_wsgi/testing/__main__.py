@@ -14,6 +14,14 @@ from types import FrameType
 from ._keys import ALGORITHMS
 from .emulator import CrossmintEmulator
 
+#: The Python lines the command prints, to paste into an app.
+PYTHON_LINES = (
+    "import os",
+    "from crossmint_wsgi import CrossmintAuth",
+    "from crossmint_wsgi.testing import connect_emulator",
+    'auth = CrossmintAuth(connect_emulator(os.environ["CROSSMINT_EMULATOR_URL"]))',
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -35,6 +43,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--algorithm", choices=ALGORITHMS, default="RS256")
     return parser
+
+
+def _instructions(emulator: CrossmintEmulator) -> str:
+    """What to paste to use the emulator: the shell line, the Python lines, a session.
+
+    Its API key is signed by the emulator, not by Crossmint, so
+    ``create_crossmint`` refuses it; ``connect_emulator`` fetches it and checks
+    it against the emulator's published key. The key is never printed.
+    """
+    body = json.dumps({"user_id": "user-1", "email": "user-1@example.com"})
+    curl = (
+        f"curl -s -X POST {emulator.url}/_emulator/sessions"
+        f" -H 'Content-Type: application/json' -d {shlex.quote(body)}"
+    )
+    return "\n".join(
+        [
+            f"Crossmint emulator listening on {emulator.url} (project {emulator.project_id})",
+            "",
+            "In the shell that runs your app (the examples read it too):",
+            f"  export CROSSMINT_EMULATOR_URL={shlex.quote(emulator.url)}",
+            "",
+            "In your app, instead of create_crossmint(...), which refuses the emulator's key:",
+            *(f"  {line}" for line in PYTHON_LINES),
+            "",
+            "Mint a session (a JWT and a refresh token for user-1):",
+            f"  {curl}",
+            "",
+            "Press Ctrl-C to stop.",
+        ]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,23 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
         return 1
     try:
-        body = json.dumps({"user_id": "user-1", "email": "user-1@example.com"})
-        curl = (
-            f"curl -s -X POST {emulator.url}/_emulator/sessions"
-            f" -H 'Content-Type: application/json' -d {shlex.quote(body)}"
-        )
-        print(
-            f"Crossmint emulator listening on {emulator.url}\n"
-            f"  API key:     {emulator.api_key}\n"
-            f"  project id:  {emulator.project_id}\n"
-            f"  signing key: {emulator.signing_key}\n"
-            f"  JWK Set:     {emulator.url}/.well-known/jwks.json\n"
-            f"Mint a session:\n"
-            f"  {curl}\n"
-            f"In Python: crossmint_wsgi.testing.connect_emulator({emulator.url!r})\n"
-            f"Press Ctrl-C to stop.",
-            flush=True,
-        )
+        print(_instructions(emulator), flush=True)
         # A timed wait keeps the main thread responsive to signals everywhere.
         while not stop.wait(0.5):
             pass

@@ -41,6 +41,7 @@ __all__ = [
     "UserEmails",
     "demo_crossmint",
     "home_page",
+    "local_path",
     "login_page",
     "me_payload",
     "page",
@@ -193,6 +194,30 @@ def _js(text: str) -> str:
     return json.dumps(text).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
+# What a browser's URL parser drops before reading a URL: C0 controls and
+# spaces at either end, and tab, CR and LF anywhere (WHATWG URL, "basic URL parser").
+_URL_EDGES = "".join(map(chr, range(0x21)))
+_URL_DROPPED = str.maketrans("", "", "\t\n\r")
+
+
+def local_path(target: str, default: str = "/") -> str:
+    """``target`` as a browser reads it, if that is a path on this origin, else ``default``.
+
+    A browser strips tab, CR and LF from a URL and reads ``\\`` as ``/``, so
+    ``"/\\t/evil.com"`` and ``"/\\evil.com"`` both mean ``//evil.com``: another
+    host. The check is made on that reading, and the reading is what is
+    returned, so the browser goes exactly where the check looked.
+    """
+    read = target.strip(_URL_EDGES).translate(_URL_DROPPED)
+    # "\\" is a "/" up to the query or fragment, and kept as itself after.
+    path = read.partition("?")[0].partition("#")[0]
+    read = path.replace("\\", "/") + read[len(path) :]
+    # A path-absolute URL: one "/" then no second; "//" would name a host.
+    if not read.startswith("/") or read.startswith("//"):
+        return default
+    return read
+
+
 def login_page(
     next_path: str = "/",
     *,
@@ -203,10 +228,10 @@ def login_page(
     Its button fetches a one-time secret from ``secret_url`` (an app route
     that calls :meth:`DemoCrossmint.one_time_secret`), posts it to
     ``/refresh`` as the browser SDK does after a login, then goes to
-    ``next_path`` (only a local path: anything else goes to ``/``).
+    ``next_path`` (only a path on this origin, as the browser reads it: see
+    :func:`local_path`; anything else goes to ``/``).
     """
-    if not next_path.startswith("/") or next_path.startswith("//") or "\\" in next_path:
-        next_path = "/"
+    next_path = local_path(next_path)
     script = f"""<p>This demo signs you in as <code>{DEMO_EMAIL}</code> through the local
 Crossmint emulator, by the same path a real login takes.</p>
 <button id="demo-sign-in" onclick="signIn()">Sign in as a demo user</button>

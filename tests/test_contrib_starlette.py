@@ -17,7 +17,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from test_asgi import (
-    EMAIL,
     UNFINISHED_BODY,
     USER,
     auth_cookies_set,
@@ -96,8 +95,7 @@ def build(auth: AsyncCrossmintAuth, backend: CrossmintBackend | None = None) -> 
 USERS = [
     pytest.param("none", None, "", "none", id="anonymous"),
     pytest.param("valid", USER, USER, "none", id="valid"),
-    # A refresh brings the user record: the email becomes the display name.
-    pytest.param("expired+good-refresh", USER, EMAIL, "session", id="refreshed"),
+    pytest.param("expired+good-refresh", USER, USER, "session", id="refreshed"),
     pytest.param("expired+rejected-refresh", None, "", "cleared", id="expired"),
     pytest.param("bad-signature", None, "", "cleared", id="invalid"),
 ]

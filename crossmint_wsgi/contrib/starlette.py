@@ -44,9 +44,8 @@ class CrossmintUser(BaseUser):
 
     @property
     def display_name(self) -> str:
-        """The email when the request learned it (a refresh), else the user id."""
-        user = self.session.user
-        return user.email if user is not None and user.email else self.session.user_id
+        """The user id: the JWT carries nothing else (a refresh brings ``session.user``)."""
+        return self.session.user_id
 
     @property
     def identity(self) -> str:

@@ -227,8 +227,12 @@ def _source(pattern: str) -> tuple[str, str]:
     tokens = _parse(pattern)
     # "/account/" protects "/account" too, and "//" in a pattern is one "/":
     # the readings of a path collapse slashes, so a pattern must not need them.
-    if isinstance(tokens[-1], str) and len(pattern) > 1:
-        tokens[-1] = tokens[-1].rstrip("/") or "/"
+    last = tokens[-1]
+    if isinstance(last, str) and last.endswith("/") and (len(tokens) > 1 or last.strip("/")):
+        if last.rstrip("/"):
+            tokens[-1] = last.rstrip("/")
+        else:
+            tokens.pop()
     parts = []
     for token in tokens:
         if isinstance(token, str):

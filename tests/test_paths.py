@@ -72,6 +72,9 @@ MATCHES = [
     ("/v-:n", "/v-", False),
     ("/account/", "/account", True),
     ("/account//x", "/account/x", True),
+    ("/a/:x/", "/a/1", True),
+    ("/a/:x/", "/a/1/", True),
+    ("//", "/", True),
 ]
 
 

@@ -50,6 +50,7 @@ from .flows import AuthCore, Effect, FetchKeys, Logout, ReadBody, Refresh, Revok
 from .models import AuthMaterial, CookieOptions, Session, User
 from .settings import coordinator_for, count, instance, key_set, seconds, text
 from .tokens import TokenExpired, TokenInvalid
+from .workers import warn_without_shared_coordinator, workers
 
 __all__ = ["AsyncCrossmintAuth", "CrossmintAuth"]
 
@@ -142,6 +143,9 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
             max_concurrent_refreshes=count("max_concurrent_refreshes", max_concurrent_refreshes),
         )
         self._init_driver(coordinator, transport)
+        if coordinator is None:
+            # Workers that each refresh on their own log users out: say so at start-up.
+            warn_without_shared_coordinator(workers())
 
     def _init_driver(self, coordinator: CoordinatorT | None, transport: TransportT | None) -> None:
         """Set up what only this driver has (clients, flights, the coordinator)."""

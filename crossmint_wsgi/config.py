@@ -88,40 +88,45 @@ def parse_api_key(api_key: object, *, signing_key: str | None = None) -> ParsedK
     :raises CrossmintConfigError: naming the step that failed, never the key.
     """
     if not isinstance(api_key, str) or not api_key.strip():
-        raise CrossmintConfigError("Crossmint API key is missing or empty")
+        raise CrossmintConfigError("Crossmint API key is missing or empty", setting="api_key")
     api_key = api_key.strip()
     if api_key.startswith(("sk_live", "sk_test")):
         raise CrossmintConfigError(
             "Crossmint API key has the old sk_live/sk_test format, which is no longer"
-            " supported: create a new server key in the Crossmint console"
+            " supported: create a new server key in the Crossmint console",
+            setting="api_key",
         )
     match = _PREFIX.match(api_key)
     if match is None:
         raise CrossmintConfigError(
-            "Crossmint API key is malformed: expected '{sk|ck}_{environment}_{payload}'"
+            "Crossmint API key is malformed: expected '{sk|ck}_{environment}_{payload}'",
+            setting="api_key",
         )
     origin, environment_name, payload = match.groups()
     if origin not in _ORIGINS:
         raise CrossmintConfigError(
-            f"Crossmint API key has a malformed prefix {origin!r}: expected 'sk' or 'ck'"
+            f"Crossmint API key has a malformed prefix {origin!r}: expected 'sk' or 'ck'",
+            setting="api_key",
         )
     try:
         environment = Environment(environment_name)
     except ValueError:
         raise CrossmintConfigError(
             f"Crossmint API key names an unknown environment {environment_name!r}:"
-            " expected development, staging or production"
+            " expected development, staging or production",
+            setting="api_key",
         ) from None
     try:
         decoded = b58decode(payload).decode("utf-8")
     except ValueError:
         raise CrossmintConfigError(
-            "Crossmint API key payload is not valid base58-encoded UTF-8"
+            "Crossmint API key payload is not valid base58-encoded UTF-8", setting="api_key"
         ) from None
     key_data, colon, signature_text = decoded.rpartition(":")
     if not colon or not key_data or not signature_text:
         raise CrossmintConfigError(
-            "Crossmint API key payload is malformed: expected '{keyData}:{signature}'"
+            "Crossmint API key payload is malformed: expected '{keyData}:{signature}'",
+            setting="api_key",
         )
     _verify_signature(
         f"{origin}_{environment.value}.{key_data}".encode(),
@@ -131,7 +136,7 @@ def parse_api_key(api_key: object, *, signing_key: str | None = None) -> ParsedK
     )
     project_id = key_data.split(".", 1)[0]
     if not project_id:
-        raise CrossmintConfigError("Crossmint API key carries no project id")
+        raise CrossmintConfigError("Crossmint API key carries no project id", setting="api_key")
     return ParsedKey(origin, environment, key_data, project_id)
 
 
@@ -145,7 +150,8 @@ def _verify_signature(
     except (ValueError, InvalidSignature):
         raise CrossmintConfigError(
             "Crossmint API key has a bad signature: it was not issued by Crossmint"
-            f" for the {environment.value} environment"
+            f" for the {environment.value} environment",
+            setting="api_key",
         ) from None
 
 
@@ -154,7 +160,7 @@ def normalize_base_url(base_url: str) -> str:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise CrossmintConfigError(
-            f"Crossmint base URL {base_url!r} is not an absolute http(s) URL"
+            f"Crossmint base URL {base_url!r} is not an absolute http(s) URL", setting="base_url"
         )
     return base_url.rstrip("/")
 

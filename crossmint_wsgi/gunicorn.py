@@ -4,13 +4,16 @@
 
     SERVER_CROSSMINT_API_KEY=sk_production_... \\
     CROSSMINT_PROTECT="/dashboard/:path*,/api/:path*" CROSSMINT_LOGIN_URL=/login \\
-    gunicorn "crossmint_wsgi.gunicorn:wrap('myapp:app')"
+    CROSSMINT_REDIS_URL=redis://127.0.0.1:6379/0 \\
+    gunicorn --workers 4 "crossmint_wsgi.gunicorn:wrap('myapp:app')"
 
 or, in a gunicorn config file, ``wsgi_app = "crossmint_wsgi.gunicorn:wrap('myapp:app')"``.
 
-Every setting comes from the environment (see :func:`settings_from_env`). A
-missing or bad setting stops the server while it boots, with one line on
-stderr, never at the first request.
+Every setting comes from the environment (see :func:`settings_from_env`;
+:data:`VARIABLES` maps each setting to its variable). A missing or bad
+setting, or a base URL that answers but is not Crossmint, stops the server
+while it boots, with one line on stderr naming the variable, never at the
+first request. Crossmint not answering at all is logged and serving goes on.
 """
 
 from __future__ import annotations
@@ -22,14 +25,14 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
-from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .auth import CrossmintAuth
 from .config import Crossmint, create_crossmint
-from .errors import CrossmintConfigError
+from .errors import CrossmintAuthError, CrossmintConfigError
 from .models import CookieOptions
 from .paths import compile_pattern
+from .workers import gunicorn_process
 from .wsgi import CrossmintWSGIMiddleware
 
 if TYPE_CHECKING:
@@ -46,6 +49,33 @@ logger = logging.getLogger("crossmint_wsgi")
 APP_LOAD_ERROR = 4
 
 _MARKER = "crossmint-wsgi-"
+
+#: The environment variable that carries each setting, by the setting's name
+#: (as :class:`WrapSettings`, :class:`~crossmint_wsgi.CookieOptions` and the
+#: library's errors spell it): an error names the variable to fix.
+VARIABLES: dict[str, str] = {
+    "api_key": "SERVER_CROSSMINT_API_KEY",
+    "emulator_url": "CROSSMINT_EMULATOR_URL",
+    "base_url": "CROSSMINT_BASE_URL",
+    "app_id": "CROSSMINT_APP_ID",
+    "protect": "CROSSMINT_PROTECT",
+    "login_url": "CROSSMINT_LOGIN_URL",
+    "refresh_path": "CROSSMINT_REFRESH_PATH",
+    "logout_path": "CROSSMINT_LOGOUT_PATH",
+    "allowed_origins": "CROSSMINT_ALLOWED_ORIGINS",
+    "secure": "CROSSMINT_COOKIE_SECURE",
+    "same_site": "CROSSMINT_COOKIE_SAMESITE",
+    "domain": "CROSSMINT_COOKIE_DOMAIN",
+    "http_only": "CROSSMINT_COOKIE_HTTPONLY",
+    "redis_url": "CROSSMINT_REDIS_URL",
+}
+
+
+def _blame(error: CrossmintConfigError, setting: str) -> CrossmintConfigError:
+    """The error again, led by the variable of ``setting`` (or of the setting it names)."""
+    named = error.setting if error.setting in VARIABLES else setting
+    return CrossmintConfigError(f"{VARIABLES[named]}: {error.message}", setting=named)
+
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -98,20 +128,21 @@ class WrapSettings:
                 return connect_emulator(self.emulator_url, app_id=self.app_id)
             except (httpx.HTTPError, ValueError, KeyError) as error:
                 raise CrossmintConfigError(
-                    f"CROSSMINT_EMULATOR_URL: no Crossmint emulator answers at"
-                    f" {self.emulator_url} ({type(error).__name__})"
+                    f"{VARIABLES['emulator_url']}: no Crossmint emulator answers at"
+                    f" {self.emulator_url} ({type(error).__name__})",
+                    setting="emulator_url",
                 ) from None
         if not self.api_key:
             raise CrossmintConfigError(
-                "SERVER_CROSSMINT_API_KEY is not set: create a server key in the Crossmint"
-                " console and export it (or set CROSSMINT_EMULATOR_URL for a local emulator)"
+                f"{VARIABLES['api_key']} is not set: create a server key in the Crossmint"
+                f" console and export it (or set {VARIABLES['emulator_url']} for a local"
+                " emulator)",
+                setting="api_key",
             )
         try:
             return create_crossmint(self.api_key, base_url=self.base_url, app_id=self.app_id)
         except CrossmintConfigError as error:
-            bad_url = "base URL" in str(error)
-            variable = "CROSSMINT_BASE_URL" if bad_url else "SERVER_CROSSMINT_API_KEY"
-            raise CrossmintConfigError(f"{variable}: {error}") from None
+            raise _blame(error, "api_key") from None
 
     def coordinator(self) -> RefreshCoordinator | None:
         """The Redis coordinator when ``CROSSMINT_REDIS_URL`` is set."""
@@ -122,13 +153,14 @@ class WrapSettings:
             from .redis import RedisCoordinator
         except ImportError as error:
             raise CrossmintConfigError(
-                f"CROSSMINT_REDIS_URL needs the redis package ({error}):"
-                " pip install 'crossmint-wsgi[redis]'"
+                f"{VARIABLES['redis_url']} needs the redis package ({error}):"
+                " pip install 'crossmint-wsgi[redis]'",
+                setting="redis_url",
             ) from None
         try:
             return RedisCoordinator.from_url(self.redis_url)
-        except ValueError as error:
-            raise CrossmintConfigError(f"CROSSMINT_REDIS_URL: {error}") from None
+        except CrossmintConfigError as error:
+            raise _blame(error, "redis_url") from None
 
 
 def _text(environ: Mapping[str, str], name: str) -> str | None:
@@ -144,7 +176,7 @@ def _flag(environ: Mapping[str, str], name: str, default: bool | None) -> bool |
         return True
     if value in _FALSE:
         return False
-    raise CrossmintConfigError(f"{name} must be true or false, not {value!r}")
+    raise CrossmintConfigError(f"must be true or false, not {value!r}", setting=name)
 
 
 def _items(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -158,7 +190,7 @@ def _route(environ: Mapping[str, str], name: str, default: str) -> str | None:
     if value.lower() in _OFF:
         return None
     if not value.startswith("/"):
-        raise CrossmintConfigError(f"{name} must be a path starting with '/', not {value!r}")
+        raise CrossmintConfigError(f"must be a path starting with '/', not {value!r}", setting=name)
     return value
 
 
@@ -169,38 +201,42 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> WrapSettings:
     :raises CrossmintConfigError: a value is malformed; the message names
         the variable and never contains the API key.
     """
-    env = os.environ if environ is None else environ
-    protect = _items(env, "CROSSMINT_PROTECT")
+    env = {
+        setting: environ_value
+        for setting, variable in VARIABLES.items()
+        if (environ_value := (os.environ if environ is None else environ).get(variable)) is not None
+    }
+    protect = _items(env, "protect")
     for pattern in protect:
         try:
             compile_pattern(pattern)
-        except ValueError as error:
-            raise CrossmintConfigError(f"CROSSMINT_PROTECT: {error}") from None
-    same_site = _text(env, "CROSSMINT_COOKIE_SAMESITE") or "Lax"
-    secure = _flag(env, "CROSSMINT_COOKIE_SECURE", None)
-    http_only = bool(_flag(env, "CROSSMINT_COOKIE_HTTPONLY", True))
+        except ValueError as error:  # CrossmintConfigError is one too
+            raise CrossmintConfigError(
+                f"{VARIABLES['protect']}: {error}", setting="protect"
+            ) from None
     try:
         cookie_options = CookieOptions(
-            secure=secure,
-            http_only=http_only,
-            same_site=same_site,
-            domain=_text(env, "CROSSMINT_COOKIE_DOMAIN"),
+            secure=_flag(env, "secure", None),
+            http_only=bool(_flag(env, "http_only", True)),
+            same_site=_text(env, "same_site") or "Lax",
+            domain=_text(env, "domain"),
+        )
+        return WrapSettings(
+            api_key=_text(env, "api_key"),
+            emulator_url=_text(env, "emulator_url"),
+            base_url=_text(env, "base_url"),
+            app_id=_text(env, "app_id"),
+            protect=protect,
+            login_url=_text(env, "login_url"),
+            refresh_path=_route(env, "refresh_path", "/refresh"),
+            logout_path=_route(env, "logout_path", "/logout"),
+            allowed_origins=_items(env, "allowed_origins"),
+            cookie_options=cookie_options,
+            redis_url=_text(env, "redis_url"),
         )
     except CrossmintConfigError as error:
-        raise CrossmintConfigError(f"CROSSMINT_COOKIE_SAMESITE: {error}") from None
-    return WrapSettings(
-        api_key=_text(env, "SERVER_CROSSMINT_API_KEY"),
-        emulator_url=_text(env, "CROSSMINT_EMULATOR_URL"),
-        base_url=_text(env, "CROSSMINT_BASE_URL"),
-        app_id=_text(env, "CROSSMINT_APP_ID"),
-        protect=protect,
-        login_url=_text(env, "CROSSMINT_LOGIN_URL"),
-        refresh_path=_route(env, "CROSSMINT_REFRESH_PATH", "/refresh"),
-        logout_path=_route(env, "CROSSMINT_LOGOUT_PATH", "/logout"),
-        allowed_origins=_items(env, "CROSSMINT_ALLOWED_ORIGINS"),
-        cookie_options=cookie_options,
-        redis_url=_text(env, "CROSSMINT_REDIS_URL"),
-    )
+        # Each check names its setting; CookieOptions names its field.
+        raise _blame(error, "same_site") from None
 
 
 def build(
@@ -224,6 +260,7 @@ def _build(
         cookie_options=settings.cookie_options,
         coordinator=settings.coordinator(),
     )
+    _check(auth, "emulator_url" if settings.emulator_url else "base_url")
     logger.info(
         "Crossmint auth for project %s at %s (protecting %s)",
         crossmint.project_id,
@@ -241,27 +278,30 @@ def _build(
     )
 
 
+def _check(auth: CrossmintAuth, setting: str) -> None:
+    """Fetch the key set once: stop on a URL that is not Crossmint, go on through an outage.
+
+    :raises CrossmintConfigError: the URL answers, but not as Crossmint.
+    """
+    try:
+        auth.check()
+    except CrossmintConfigError as error:
+        # The URL came from this variable, whatever the library calls it.
+        raise CrossmintConfigError(
+            f"{VARIABLES[setting]}: {error.message}", setting=setting
+        ) from None
+    except CrossmintAuthError as error:
+        # Nothing answers, or Crossmint fails: an outage looks the same as a
+        # wrong port, so say which URL and serve (503s) until it answers.
+        logger.warning("%s: %s", VARIABLES[setting], error.message)
+
+
 def _import_app(target: str) -> WSGIApplication:
     # gunicorn's own loader: the same 'module:name' and 'module:factory(...)' forms.
     from gunicorn.util import import_app
 
     app: WSGIApplication = import_app(target)
     return app
-
-
-def _booting_worker() -> Any | None:
-    """The gunicorn worker whose boot is loading the app, when there is one."""
-    try:
-        from gunicorn.workers.base import Worker
-    except ImportError:
-        return None
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        candidate = frame.f_locals.get("self")
-        if frame.f_code.co_name == "init_process" and isinstance(candidate, Worker):
-            return candidate
-        frame = frame.f_back
-    return None
 
 
 def _first_to_report() -> bool:
@@ -271,8 +311,9 @@ def _first_to_report() -> bool:
     The first reports it; the others leave quietly. The marker names the
     master and its listening socket, so it is never mistaken for an old one.
     """
-    worker = _booting_worker()
-    if worker is None:
+    worker = gunicorn_process()
+    if worker is None or not hasattr(worker, "ppid"):
+        # Not gunicorn, or its arbiter loading the app (--preload): one process.
         return True
     try:
         inode = os.fstat(worker.sockets[0].fileno()).st_ino if worker.sockets else 0

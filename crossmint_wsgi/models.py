@@ -170,7 +170,9 @@ class CookieOptions:
         (which browsers accept only with ``Secure``).
     :param domain: the cookies' ``Domain``, or ``None`` for host-only cookies.
     :param path: the cookies' ``Path``.
-    :raises CrossmintConfigError: an unknown ``same_site`` value.
+    :raises CrossmintConfigError: a value of the wrong type, an unknown
+        ``same_site``, ``same_site="None"`` without ``secure``, or a ``path``
+        not starting with ``/``; ``setting`` names the field.
     """
 
     secure: bool | None = None
@@ -180,13 +182,29 @@ class CookieOptions:
     path: str = "/"
 
     def __post_init__(self) -> None:
-        normalized = _SAME_SITE.get(str(self.same_site).lower())
+        for name, kinds in (
+            ("secure", (bool, type(None))),
+            ("http_only", (bool,)),
+            ("same_site", (str,)),
+            ("domain", (str, type(None))),
+            ("path", (str,)),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, kinds):
+                allowed = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+                raise CrossmintConfigError(
+                    f"{name} must be {allowed}, not {type(value).__name__}", setting=name
+                )
+        normalized = _SAME_SITE.get(self.same_site.lower())
         if normalized is None:
             raise CrossmintConfigError(
-                f"same_site must be 'Lax', 'Strict' or 'None', not {self.same_site!r}"
+                f"same_site must be 'Lax', 'Strict' or 'None', not {self.same_site!r}",
+                setting="same_site",
             )
         if normalized == "None" and self.secure is False:
-            raise CrossmintConfigError("same_site='None' needs secure cookies")
+            raise CrossmintConfigError("same_site='None' needs secure cookies", setting="same_site")
         object.__setattr__(self, "same_site", normalized)
         if not self.path.startswith("/"):
-            raise CrossmintConfigError(f"cookie path must start with '/', not {self.path!r}")
+            raise CrossmintConfigError(
+                f"cookie path must start with '/', not {self.path!r}", setting="path"
+            )

@@ -227,6 +227,7 @@ def test_bad_key_names_the_failing_step(key_signer: Signer, api_key: str, messag
         build_crossmint(api_key, signing_key=key_signer.public)
     text = str(caught.value)
     assert text.startswith("Crossmint API key")
+    assert caught.value.setting == "api_key"
     if api_key.strip():
         assert api_key not in text
         assert api_key.rsplit("_", 1)[-1] not in text
@@ -296,8 +297,9 @@ def test_base_url_override(signer: Signer, given: str, expected: str) -> None:
     ],
 )
 def test_bad_base_url(signer: Signer, base_url: str) -> None:
-    with pytest.raises(CrossmintConfigError, match="not an absolute http"):
+    with pytest.raises(CrossmintConfigError, match="not an absolute http") as caught:
         build_crossmint(signer.mint(), signing_key=signer.public, base_url=base_url)
+    assert caught.value.setting == "base_url"
 
 
 def test_normalize_base_url_strips_trailing_slashes() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,15 @@ from support import free_port, require_program, run_server
 from werkzeug.test import Client
 
 from crossmint_wsgi import CookieOptions, CrossmintConfigError, CrossmintWSGIMiddleware
-from crossmint_wsgi.gunicorn import APP_LOAD_ERROR, WrapSettings, build, settings_from_env, wrap
+from crossmint_wsgi.gunicorn import (
+    APP_LOAD_ERROR,
+    VARIABLES,
+    WrapSettings,
+    _blame,
+    build,
+    settings_from_env,
+    wrap,
+)
 from crossmint_wsgi.redis import RedisCoordinator
 from crossmint_wsgi.testing import CrossmintEmulator
 
@@ -138,6 +149,55 @@ def test_settings_from_env_refuses(environ: dict[str, str], variable: str) -> No
     with pytest.raises(CrossmintConfigError) as caught:
         settings_from_env(environ)
     assert str(caught.value).startswith(variable)
+    assert caught.value.setting is not None
+    assert VARIABLES[caught.value.setting] == variable
+
+
+def test_one_table_names_the_variable_of_every_setting() -> None:
+    cookie_fields = {field.name for field in dataclasses.fields(CookieOptions)} - {"path"}
+    wrap_fields = {field.name for field in dataclasses.fields(WrapSettings)} - {"cookie_options"}
+    assert set(VARIABLES) == wrap_fields | cookie_fields
+    assert len(set(VARIABLES.values())) == len(VARIABLES)
+    # Every variable the table knows is one the README lists.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert [name for name in VARIABLES.values() if f"`{name}`" not in readme] == []
+
+
+@pytest.mark.parametrize(
+    ("error", "fallback", "expected"),
+    [
+        pytest.param(
+            CrossmintConfigError("Crossmint base URL 'ftp:/x' is not", setting="base_url"),
+            "api_key",
+            "CROSSMINT_BASE_URL: Crossmint base URL 'ftp:/x' is not",
+            id="named-setting-wins",
+        ),
+        pytest.param(
+            CrossmintConfigError("Crossmint API key has a bad signature", setting="api_key"),
+            "api_key",
+            "SERVER_CROSSMINT_API_KEY: Crossmint API key has a bad signature",
+            id="api-key",
+        ),
+        pytest.param(
+            CrossmintConfigError("the Redis URL is not usable", setting="url"),
+            "redis_url",
+            "CROSSMINT_REDIS_URL: the Redis URL is not usable",
+            id="a-setting-of-another-object",
+        ),
+        pytest.param(
+            CrossmintConfigError("cookie path must start with '/'", setting="path"),
+            "same_site",
+            "CROSSMINT_COOKIE_SAMESITE: cookie path must start with '/'",
+            id="no-variable-of-its-own",
+        ),
+    ],
+)
+def test_errors_are_blamed_by_setting_never_by_wording(
+    error: CrossmintConfigError, fallback: str, expected: str
+) -> None:
+    blamed = _blame(error, fallback)
+    assert str(blamed) == expected
+    assert VARIABLES[blamed.setting or ""] == expected.partition(":")[0]
 
 
 # -- the Crossmint config, built from the settings ------------------------------------------
@@ -245,6 +305,39 @@ def test_build_refuses_a_bad_redis_url(crossmint_emulator: CrossmintEmulator) ->
         build(hello, environ)
 
 
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        pytest.param(404, None, id="404"),
+        pytest.param(200, b"<!doctype html><title>shop</title>", id="html"),
+    ],
+)
+def test_build_refuses_a_url_that_is_not_crossmint(
+    crossmint_emulator: CrossmintEmulator, status: int, body: bytes | None
+) -> None:
+    crossmint_emulator.fail_next(1, status=status, body=body, endpoint="jwks")
+    with pytest.raises(CrossmintConfigError) as caught:
+        build(hello, {"CROSSMINT_EMULATOR_URL": crossmint_emulator.url})
+    message = str(caught.value)
+    assert message.startswith("CROSSMINT_EMULATOR_URL: Crossmint is not at ")
+    assert f"{crossmint_emulator.url}/.well-known/jwks.json" in message
+    assert crossmint_emulator.api_key not in message
+
+
+def test_build_goes_on_through_an_outage_naming_the_url(
+    crossmint_emulator: CrossmintEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    crossmint_emulator.fail_next(1, status=503, endpoint="jwks")
+    with caplog.at_level(logging.WARNING, "crossmint_wsgi"):
+        middleware = build(hello, {"CROSSMINT_EMULATOR_URL": crossmint_emulator.url})
+    with middleware.auth:
+        assert Client(middleware).get("/").get_data() == b"hello anonymous"
+    warnings = [r.getMessage() for r in caplog.records if "jwks.json" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("CROSSMINT_EMULATOR_URL: ")
+    assert "HTTP 503" in warnings[0]
+
+
 # -- wrap: what gunicorn calls ----------------------------------------------------------------
 
 
@@ -346,9 +439,21 @@ def test_gunicorn_stops_at_start_up_with_one_line(
     assert BAD_KEY not in output
 
 
+WARNING = "runs 2 workers, each with its own in-process refresh coordinator"
+
+
+def wait_for_line(server: Any, text: str) -> None:
+    deadline = time.monotonic() + 60
+    while text not in server.output():
+        assert server.process.poll() is None, server.output()
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("redis_url", [None, "redis://127.0.0.1:1/0"], ids=["local", "redis"])
 def test_gunicorn_serves_the_wrapped_app(
-    crossmint_emulator: CrossmintEmulator, app_module: Path
+    crossmint_emulator: CrossmintEmulator, app_module: Path, redis_url: str | None
 ) -> None:
     gunicorn = require_program("gunicorn")
     port = free_port()
@@ -365,6 +470,7 @@ def test_gunicorn_serves_the_wrapped_app(
     env = {
         "CROSSMINT_EMULATOR_URL": crossmint_emulator.url,
         "CROSSMINT_PROTECT": "/private/:path*",
+        **({"CROSSMINT_REDIS_URL": redis_url} if redis_url else {}),
     }
     with (
         run_server(command, port=port, env=env) as server,
@@ -381,3 +487,11 @@ def test_gunicorn_serves_the_wrapped_app(
             answer = http.get("/private", headers={"Cookie": f"crossmint-jwt={jwt}"})
             assert answer.text == "hello user-1"
         assert http.post("/logout").status_code == 200
+        if redis_url is None:
+            # Two workers, each refreshing on its own: one line says so, naming the fix.
+            wait_for_line(server, WARNING)
+            lines = [line for line in server.output().splitlines() if WARNING in line]
+            assert len(lines) == 1, server.output()
+            assert "CROSSMINT_REDIS_URL" in lines[0]
+        else:
+            assert WARNING not in server.output()

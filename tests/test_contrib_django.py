@@ -21,6 +21,8 @@ if not settings.configured:
     settings.configure(
         ALLOWED_HOSTS=["testserver"],
         INSTALLED_APPS=[],
+        # Leave logging and warnings as pytest set them up.
+        LOGGING_CONFIG=None,
         MIDDLEWARE=["crossmint_wsgi.contrib.django.CrossmintMiddleware"],
         ROOT_URLCONF=__name__,
         SECRET_KEY="django-insecure-tests-only",

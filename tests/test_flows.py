@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import re
-from collections.abc import Generator
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from joserfc.jwk import RSAKey
-from joserfc.jws import JWSRegistry
+from stepping import NOW, Signer, b64json, crossmint_of, drive
 
 from crossmint_wsgi import (
     AuthMaterial,
@@ -22,53 +18,31 @@ from crossmint_wsgi import (
     Session,
     User,
 )
-from crossmint_wsgi.config import Crossmint, build_crossmint
+from crossmint_wsgi.config import Crossmint
 from crossmint_wsgi.cookies import AuthCookies
 from crossmint_wsgi.coordination import secret_digest
 from crossmint_wsgi.flows import FETCH_KEYS, AuthCore, FetchKeys, Logout, ReadBody, Refresh
-from crossmint_wsgi.testing._keys import mint_api_key
 from crossmint_wsgi.tokens import TokenExpired, TokenInvalid
 
-NOW = 1_800_000_000
 PROJECT = "project-f"
 OLD_SECRET = "old-refresh-secret-0001"
 NEW_SECRET = "new-refresh-secret-0002"
 EXPIRES_AT = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
 
-def b64json(value: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
-
-
-class Signer:
-    def __init__(self, kid: str) -> None:
-        self.key = RSAKey.generate_key(2048, {"kid": kid})
-
-    def jwks(self, *others: Signer) -> dict[str, Any]:
-        return {"keys": [dict(s.key.as_dict(private=False)) for s in (self, *others)]}
-
-    def token(self, sub: str = "user-1", *, ttl: int = 600, **claims: Any) -> str:
-        payload = {"sub": sub, "aud": PROJECT, "exp": NOW + ttl, **claims}
-        payload = {name: value for name, value in payload.items() if value is not None}
-        signing_input = f"{b64json({'alg': 'RS256', 'kid': self.key.kid})}.{b64json(payload)}"
-        signature = JWSRegistry.algorithms["RS256"].sign(signing_input.encode(), self.key)
-        return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
-
-
 @pytest.fixture(scope="module")
 def signer() -> Signer:
-    return Signer("k1")
+    return Signer("k1", project=PROJECT)
 
 
 @pytest.fixture(scope="module")
 def rotated() -> Signer:
-    return Signer("k2")
+    return Signer("k2", project=PROJECT)
 
 
 @pytest.fixture(scope="module")
 def crossmint() -> Crossmint:
-    minted = mint_api_key(PROJECT)
-    return build_crossmint(minted.api_key, signing_key=minted.signing_key)
+    return crossmint_of(PROJECT)
 
 
 class Clock:
@@ -87,26 +61,6 @@ def clock() -> Clock:
 @pytest.fixture
 def core(crossmint: Crossmint, clock: Clock) -> AuthCore:
     return AuthCore(crossmint, clock=clock, leeway=0)
-
-
-def drive(flow: Generator[Any, Any, Any], *results: Any) -> tuple[Any, list[Any]]:
-    """Run ``flow``, answering its effects with ``results`` in order.
-
-    Returns the flow's value and the effects it yielded; fails when the flow
-    yields more effects than there are results, or fewer.
-    """
-    effects: list[Any] = []
-    pending = list(results)
-    try:
-        effect = next(flow)
-        while True:
-            effects.append(effect)
-            if not pending:
-                raise AssertionError(f"unexpected effect {effect!r} after {effects[:-1]!r}")
-            effect = flow.send(pending.pop(0))
-    except StopIteration as done:
-        assert not pending, f"flow ended with results left over; effects: {effects!r}"
-        return done.value, effects
 
 
 def upstream(why: str = "HTTP 503") -> CrossmintAuthError:

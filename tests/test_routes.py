@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Generator
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from joserfc.jwk import RSAKey
-from joserfc.jws import JWSRegistry
+from stepping import NOW, Signer, crossmint_of, drive
 
 from crossmint_wsgi import AuthMaterial, CrossmintAuthError, ErrorCode, RefreshToken, User
 from crossmint_wsgi.answers import MAX_BODY, Answer
-from crossmint_wsgi.config import Crossmint, build_crossmint
+from crossmint_wsgi.config import Crossmint
 from crossmint_wsgi.flows import AuthCore, Logout, ReadBody, Refresh, Revoke
 from crossmint_wsgi.routes import Gate, HttpRequest, Proceed, route_path
-from crossmint_wsgi.testing._keys import mint_api_key
 
-NOW = 1_800_000_000
 PROJECT = "project-r"
 HOST = "app.example"
 SECRET = "cookie-refresh-secret"
@@ -27,33 +21,14 @@ NEW_SECRET = "new-refresh-secret"
 SCOPED_JWT = f"crossmint-jwt-{PROJECT}"
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class Signer:
-    def __init__(self) -> None:
-        self.key = RSAKey.generate_key(2048, {"kid": "k1"})
-
-    def jwks(self) -> dict[str, Any]:
-        return {"keys": [dict(self.key.as_dict(private=False))]}
-
-    def token(self, sub: str = "user-1", *, ttl: int = 600, aud: str = PROJECT) -> str:
-        header = b64(json.dumps({"alg": "RS256", "kid": "k1"}).encode())
-        payload = b64(json.dumps({"sub": sub, "aud": aud, "exp": NOW + ttl}).encode())
-        signature = JWSRegistry.algorithms["RS256"].sign(f"{header}.{payload}".encode(), self.key)
-        return f"{header}.{payload}.{b64(signature)}"
-
-
 @pytest.fixture(scope="module")
 def signer() -> Signer:
-    return Signer()
+    return Signer(project=PROJECT)
 
 
 @pytest.fixture(scope="module")
 def crossmint() -> Crossmint:
-    minted = mint_api_key(PROJECT)
-    return build_crossmint(minted.api_key, signing_key=minted.signing_key)
+    return crossmint_of(PROJECT)
 
 
 @pytest.fixture
@@ -75,22 +50,6 @@ def request(method: str = "GET", path: str = "/", **kwargs: Any) -> HttpRequest:
 def post(path: str, *, cookie: str | None = None, **kwargs: Any) -> HttpRequest:
     kwargs.setdefault("origin", f"http://{HOST}")
     return request("POST", path, cookie=cookie, **kwargs)
-
-
-def drive(flow: Generator[Any, Any, Any], *results: Any) -> tuple[Any, list[Any]]:
-    """Run ``flow`` answering its effects with ``results``; all must be used."""
-    effects: list[Any] = []
-    pending = list(results)
-    try:
-        effect = next(flow)
-        while True:
-            effects.append(effect)
-            if not pending:
-                raise AssertionError(f"unexpected effect {effect!r} after {effects[:-1]!r}")
-            effect = flow.send(pending.pop(0))
-    except StopIteration as done:
-        assert not pending, f"flow ended with results left over; effects: {effects!r}"
-        return done.value, effects
 
 
 def headers(answer: Answer, name: str) -> list[str]:

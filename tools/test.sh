@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The whole check: system packages, virtual environment, ruff, mypy --strict, pytest.
+# The whole check: system packages, the virtual environment, then the nox sessions
+# (noxfile.py): ruff and mypy --strict once, the whole suite on Python 3.11 in .venv
+# (browser tests included), and the suite on 3.10, 3.12 and 3.13 without the browser tests.
+#
+#   bash tools/test.sh                         every session
+#   bash tools/test.sh tests/test_auth.py -k x lint, then pytest with these arguments on 3.11 only
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 ensure_packages redis-server:redis-server chromium:chromium node:nodejs npm:npm
 ensure_venv test
-echo "== ruff"
-"$VENV/bin/ruff" check .
-"$VENV/bin/ruff" format --check .
-echo "== mypy --strict"
-"$VENV/bin/mypy" --strict crossmint_wsgi
-echo "== pytest"
-"$VENV/bin/pytest" "$@"
+if [ "$#" -gt 0 ]; then
+    exec "$VENV/bin/nox" --sessions lint tests-3.11 -- "$@"
+fi
+exec "$VENV/bin/nox"

@@ -446,7 +446,12 @@ SETTING_ERRORS = [
         {"CROSSMINT_AUTH": "async-auth"}, "goes in CROSSMINT_ASYNC_AUTH", id="async-auth-for-sync"
     ),
     pytest.param({"CROSSMINT_ASYNC_AUTH": "async-auth"}, "synchronously", id="async-auth-only"),
-    pytest.param({"CROSSMINT_AUTH": 42}, "CROSSMINT_AUTH must be a CrossmintAuth", id="not-auth"),
+    pytest.param(
+        {"CROSSMINT_AUTH": 42},
+        "must be a CrossmintAuth (or its dotted path), not int",
+        id="not-auth",
+    ),
+    pytest.param({"CROSSMINT_AUTH": "nowhere.auth"}, "CROSSMINT_AUTH: No module", id="bad-path"),
     pytest.param(
         {"CROSSMINT_API_KEY": BAD_KEY}, "CROSSMINT_API_KEY: ", id="bad-key-named-not-shown"
     ),
@@ -464,6 +469,20 @@ def test_missing_and_wrong_settings_are_named(
         Client().get("/maybe")
     assert message in str(refused.value)
     assert BAD_KEY not in str(refused.value)
+
+
+def test_a_wrong_auth_option_is_named(
+    crossmint_emulator: CrossmintEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "crossmint_wsgi.contrib.django.create_crossmint",
+        lambda *_, **__: crossmint_emulator.crossmint(),
+    )
+    options = {"CROSSMINT_API_KEY": "a key", "CROSSMINT_AUTH_OPTIONS": {"leway": 5}}
+    with override_settings(**options), pytest.raises(ImproperlyConfigured) as refused:
+        Client().get("/maybe")
+    assert str(refused.value).startswith("CROSSMINT_AUTH_OPTIONS: ")
+    assert "leway" in str(refused.value)
 
 
 def test_decorator_without_the_middleware_says_so() -> None:

@@ -58,7 +58,7 @@ from django.utils.module_loading import import_string
 
 from ..answers import Answer, refusal
 from ..asgi import _cookie_header
-from ..auth import AsyncCrossmintAuth, CrossmintAuth
+from ..auth import AsyncCrossmintAuth, CrossmintAuth, _AuthBase
 from ..config import create_crossmint
 from ..errors import CrossmintAuthError, CrossmintConfigError
 from ..models import Session
@@ -93,13 +93,17 @@ def _configured_auth(name: str, kind: type[Any]) -> Any:
     if value is None:
         return None
     if isinstance(value, str):
-        value = import_string(value)
+        try:
+            value = import_string(value)
+        except ImportError as error:
+            raise ImproperlyConfigured(f"{name}: {error}") from error
     if not isinstance(value, kind):
-        other = "CROSSMINT_ASYNC_AUTH" if kind is CrossmintAuth else "CROSSMINT_AUTH"
-        raise ImproperlyConfigured(
-            f"{name} must be a {kind.__name__} (or its dotted path), not"
-            f" {type(value).__name__}; an {type(value).__name__} goes in {other}"
-        )
+        found = type(value).__name__
+        message = f"{name} must be a {kind.__name__} (or its dotted path), not {found}"
+        if isinstance(value, (CrossmintAuth, AsyncCrossmintAuth)):
+            other = "CROSSMINT_ASYNC_AUTH" if kind is CrossmintAuth else "CROSSMINT_AUTH"
+            message += f"; a {found} goes in {other}"
+        raise ImproperlyConfigured(message)
     return value
 
 
@@ -117,7 +121,10 @@ def _auth_from_key(kind: type[CrossmintAuth] | type[AsyncCrossmintAuth]) -> Any:
         # The error names the failing step, never the key.
         raise ImproperlyConfigured(f"CROSSMINT_API_KEY: {error}") from error
     options = getattr(settings, "CROSSMINT_AUTH_OPTIONS", None) or {}
-    return kind(crossmint, **options)
+    try:
+        return kind(crossmint, **options)
+    except (TypeError, CrossmintConfigError) as error:
+        raise ImproperlyConfigured(f"CROSSMINT_AUTH_OPTIONS: {error}") from error
 
 
 def _auth(is_async: bool) -> CrossmintAuth | AsyncCrossmintAuth:
@@ -269,6 +276,8 @@ class CrossmintMiddleware(GatedMiddleware[GetResponse, "CrossmintAuth | AsyncCro
 
     sync_capable = True
     async_capable = True
+    #: Either kind: the settings give the one for the mode Django runs this in.
+    AUTH = _AuthBase
 
     def __init__(self, get_response: GetResponse) -> None:
         self.is_async = iscoroutinefunction(get_response)

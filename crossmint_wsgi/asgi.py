@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .answers import Answer, refusal
+from .auth import AsyncCrossmintAuth
 from .errors import CrossmintAuthError
 from .models import Session
 from .routes import GatedMiddleware, HttpRequest, client_address
-
-if TYPE_CHECKING:
-    # Named in the base class's quoted type arguments.
-    from .auth import AsyncCrossmintAuth  # noqa: F401
 
 __all__ = ["ASGIApp", "CrossmintASGIMiddleware", "get_asgi_session", "require_asgi_session"]
 
@@ -122,7 +119,7 @@ def _publish(scope: Scope, session: Session | None, error: CrossmintAuthError | 
         scope["state"] = {SESSION_KEY: session, ERROR_KEY: error}
 
 
-class CrossmintASGIMiddleware(GatedMiddleware[ASGIApp, "AsyncCrossmintAuth"]):
+class CrossmintASGIMiddleware(GatedMiddleware[ASGIApp, AsyncCrossmintAuth]):
     """Crossmint sessions for any ASGI app (Starlette, Quart, FastAPI, a raw callable).
 
     Publishes ``scope["state"]["crossmint_session"]`` (so
@@ -139,6 +136,8 @@ class CrossmintASGIMiddleware(GatedMiddleware[ASGIApp, "AsyncCrossmintAuth"]):
     ``refresh_grace`` (in the same process, or any with the Redis coordinator).
     A handshake from another origin gets no session.
     """
+
+    AUTH = AsyncCrossmintAuth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -34,7 +34,7 @@ from .api import (
     upstream_unavailable,
     user_request,
 )
-from .caches import DEFAULT_BUDGET
+from .caches import DEFAULT_BUDGET, CacheStats
 from .config import Crossmint
 from .cookies import AuthCookies, cookie_header_from, read_auth_cookies
 from .coordination import (
@@ -154,6 +154,15 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
     @property
     def cookie_options(self) -> CookieOptions:
         return self.core.cookie_options
+
+    def cache_stats(self) -> list[CacheStats]:
+        """The figures of this auth's caches in this process: Crossmint's keys,
+        verified tokens and, when the coordinator keeps one, refresh results."""
+        found = [self.core.keys.stats(), self.core.tokens.stats()]
+        stats = getattr(getattr(self, "coordinator", None), "stats", None)
+        if callable(stats):
+            found.append(stats())
+        return found
 
     def read_cookies(
         self, source: Any = None, *, jwt: str | None = None, refresh_token: str | None = None

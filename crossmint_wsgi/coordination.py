@@ -281,8 +281,8 @@ class AsyncRefreshCoordinator(Protocol):
         ...
 
 
-class LocalCoordinator:
-    """In-process coordination for threads: single-flight plus the grace cache.
+class _InProcess:
+    """The grace cache both in-process coordinators keep, and what they do with outcomes.
 
     :param grace: seconds the result of a refresh is served to requests that
         still carry the old secret.
@@ -294,6 +294,33 @@ class LocalCoordinator:
         self, grace: float = 30.0, max_entries: int = 10_000, budget: int = DEFAULT_BUDGET // 4
     ) -> None:
         self.cache = GraceCache(grace, max_entries, budget=budget)
+
+    def stats(self) -> CacheStats:
+        """The grace cache's figures."""
+        return self.cache.stats()
+
+    def _settle(self, digest: str, outcome: AuthMaterial | CrossmintAuthError) -> AuthMaterial:
+        """Remember what Crossmint said about a secret; the material, or raise its refusal."""
+        if isinstance(outcome, CrossmintAuthError):
+            self.cache.refuse(digest, outcome)
+            raise outcome
+        self.cache.put(digest, outcome)
+        return outcome
+
+
+class LocalCoordinator(_InProcess):
+    """In-process coordination for threads: single-flight plus the grace cache.
+
+    :param grace: seconds the result of a refresh is served to requests that
+        still carry the old secret.
+    :param max_entries: bound on the grace cache's entries.
+    :param budget: bound on the grace cache's bytes.
+    """
+
+    def __init__(
+        self, grace: float = 30.0, max_entries: int = 10_000, budget: int = DEFAULT_BUDGET // 4
+    ) -> None:
+        super().__init__(grace, max_entries, budget)
         self._flight: SingleFlight[AuthMaterial] = SingleFlight()
 
     def refresh(self, secret: str, perform: Callable[[], AuthMaterial]) -> AuthMaterial:
@@ -308,12 +335,9 @@ class LocalCoordinator:
             if hit is not None:
                 return hit
             try:
-                material = perform()
+                return self._settle(digest, perform())
             except CrossmintAuthError as error:
-                self.cache.refuse(digest, error)
-                raise
-            self.cache.put(digest, material)
-            return material
+                return self._settle(digest, error)
 
         return self._flight.do(digest, once)
 
@@ -321,19 +345,16 @@ class LocalCoordinator:
         return self.cache.revoke(secret_digest(secret))
 
 
-class AsyncLocalCoordinator:
+class AsyncLocalCoordinator(_InProcess):
     """In-process coordination for tasks: single-flight plus the grace cache.
 
-    :param grace: seconds the result of a refresh is served to requests that
-        still carry the old secret.
-    :param max_entries: bound on the grace cache's entries.
-    :param budget: bound on the grace cache's bytes.
+    Takes :class:`LocalCoordinator`'s parameters.
     """
 
     def __init__(
         self, grace: float = 30.0, max_entries: int = 10_000, budget: int = DEFAULT_BUDGET // 4
     ) -> None:
-        self.cache = GraceCache(grace, max_entries, budget=budget)
+        super().__init__(grace, max_entries, budget)
         self._flight: AsyncSingleFlight[AuthMaterial] = AsyncSingleFlight()
 
     async def refresh(
@@ -346,12 +367,9 @@ class AsyncLocalCoordinator:
 
         async def once() -> AuthMaterial:
             try:
-                material = await perform()
+                return self._settle(digest, await perform())
             except CrossmintAuthError as error:
-                self.cache.refuse(digest, error)
-                raise
-            self.cache.put(digest, material)
-            return material
+                return self._settle(digest, error)
 
         return await self._flight.do(digest, once)
 

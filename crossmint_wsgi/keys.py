@@ -14,6 +14,8 @@ from typing import Any
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, KeySet
 
+from .caches import CacheStats
+
 __all__ = ["KeySetCache", "import_public_keys"]
 
 logger = logging.getLogger("crossmint_wsgi.keys")
@@ -98,10 +100,23 @@ class KeySetCache:
         self._in_flight = 0
         # Threads of one worker share the cache; the counters must not drift.
         self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
 
     def get(self, kid: str | None) -> Key | None:
         """The key for ``kid``, if the cached set has it."""
-        return self._keys.get(kid)
+        key = self._keys.get(kid)
+        if key is None:
+            self._misses += 1
+        else:
+            self._hits += 1
+        return key
+
+    def stats(self) -> CacheStats:
+        """Keys held, and lookups by ``kid`` that found one or not (tokens seen
+        for the first time: later ones are served by the token cache)."""
+        held = len({id(key) for key in self._keys.values()})  # a lone key also stands under None
+        return CacheStats("keys", held, 0, 0, self._hits, self._misses, 0)
 
     @property
     def empty(self) -> bool:

@@ -10,12 +10,12 @@ alone, in order, when other cookies change between requests.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Generic, TypeVar
 
 from .caches import EXPIRED, BoundedCache, CacheStats
+from .models import Session
 
-if TYPE_CHECKING:
-    from .routes import Proceed
+V = TypeVar("V")
 
 __all__ = ["MAX_KEY", "RecentSessions", "auth_pairs"]
 
@@ -33,8 +33,8 @@ def auth_pairs(cookie: str) -> str:
     return ";".join(_AUTH_PAIR.findall(cookie))
 
 
-class RecentSessions:
-    """Decisions for sessions verified before, until each JWT's ``exp``.
+class RecentSessions(Generic[V]):
+    """Decisions (``V``) for sessions verified before, until each JWT's ``exp``.
 
     :param budget: the most bytes it holds (see :mod:`~crossmint_wsgi.caches`).
     :param max_sessions: the most sessions it holds.
@@ -42,14 +42,14 @@ class RecentSessions:
 
     def __init__(self, budget: int, max_sessions: int) -> None:
         # Up to three keys a session: the header as text, as ASGI's bytes, and its auth pairs.
-        self._cache: BoundedCache[str | bytes, Proceed] = BoundedCache(
+        self._cache: BoundedCache[str | bytes, V] = BoundedCache(
             "sessions", budget if max_sessions > 0 else 0, max_entries=3 * max_sessions
         )
 
     def __len__(self) -> int:
         return len(self._cache)
 
-    def find(self, cookie: str | bytes, now: float) -> Proceed | None:
+    def find(self, cookie: str | bytes, now: float) -> V | None:
         """The decision for a ``Cookie`` header (ASGI's raw bytes or text), if remembered.
 
         ``None`` also when the header has no auth cookie at all: the caller
@@ -64,16 +64,20 @@ class RecentSessions:
         return None if found is EXPIRED else found
 
     def remember(
-        self, cookie: str, raw_cookie: bytes | None, proceed: Proceed, deadline: float, now: float
+        self,
+        cookie: str,
+        raw_cookie: bytes | None,
+        decision: V,
+        session: Session,
+        deadline: float,
+        now: float,
     ) -> None:
-        """Remember the decision for a header until ``deadline``."""
-        session = proceed.session
-        assert session is not None
+        """Remember the decision about ``session`` for a header until ``deadline``."""
         refresh = session.refresh_token.secret if session.refresh_token else ""
         size = len(session.jwt) + len(refresh) + SESSION_OVERHEAD
         for key in (cookie, auth_pairs(cookie), raw_cookie):
             if key is not None and len(key) <= MAX_KEY:
-                self._cache.put(key, proceed, deadline, size + len(key), now)
+                self._cache.put(key, decision, deadline, size + len(key), now)
 
     def stats(self) -> CacheStats:
         """Entries (up to three a session), bytes, hits, misses and evictions."""

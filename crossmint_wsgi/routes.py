@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
 from .answers import (
@@ -21,15 +21,31 @@ from .answers import (
     refresh_answer,
     refusal,
 )
+from .caches import CacheStats
 from .cookies import AuthCookies, parse_auth_cookie_header
-from .errors import CrossmintAuthError, ErrorCode
+from .errors import CrossmintAuthError, CrossmintConfigError, ErrorCode
 from .flows import AuthCore, Effect, ReadBody, Resolution
 from .models import AuthMaterial, Session
 from .paths import PathMatcher
 from .recent import RecentSessions
 
 if TYPE_CHECKING:
+    from typing_extensions import TypedDict, Unpack
+
     from .auth import _AuthBase
+
+    class GateOptions(TypedDict, total=False):
+        """:class:`Gate`'s options, as the middlewares take them."""
+
+        refresh_path: str | None
+        logout_path: str | None
+        protect: str | Iterable[str] | Callable[[str], bool]
+        login_url: str | None
+        allowed_origins: Iterable[str]
+        max_body: int
+        retry_after: int
+        client_ip_header: str | None
+
 
 __all__ = ["Gate", "GatedMiddleware", "HttpRequest", "Proceed"]
 
@@ -198,7 +214,9 @@ class Gate:
         self.client_ip_header = client_ip_header.lower() if client_ip_header else None
         self._post_paths = frozenset(p for p in (refresh_path, logout_path) if p)
         #: Sessions verified moments ago: a returning browser costs a lookup.
-        self.recent = RecentSessions(core.cache_budget // 2, core.tokens.max_size)
+        self.recent: RecentSessions[Proceed] = RecentSessions(
+            core.cache_budget // 2, core.tokens.max_size
+        )
         self._clock = core.clock
 
     # -- the entry points ---------------------------------------------------------------
@@ -229,7 +247,7 @@ class Gate:
             return
         deadline = float(session.claims["exp"]) + self.core.leeway
         self.recent.remember(
-            request.cookie or "", request.raw_cookie, proceed, deadline, self._clock()
+            request.cookie or "", request.raw_cookie, proceed, session, deadline, self._clock()
         )
 
     def handle(self, request: HttpRequest) -> Generator[Effect, Any, Answer | Proceed]:
@@ -401,34 +419,25 @@ AuthT = TypeVar("AuthT", bound="_AuthBase[Any, Any]")
 class GatedMiddleware(Generic[AppT, AuthT]):
     """What both middlewares are made of: the app, the auth, and the :class:`Gate`.
 
-    The WSGI and ASGI middlewares take the same options; this is where they
-    are turned into decisions, once.
+    The WSGI and ASGI middlewares take the same options (:class:`Gate`'s);
+    this is where they are turned into decisions, once.
     """
 
-    def __init__(
-        self,
-        app: AppT,
-        auth: AuthT,
-        *,
-        refresh_path: str | None = "/refresh",
-        logout_path: str | None = "/logout",
-        protect: str | Iterable[str] | Callable[[str], bool] = (),
-        login_url: str | None = None,
-        allowed_origins: Iterable[str] = (),
-        max_body: int = MAX_BODY,
-        retry_after: int = 5,
-        client_ip_header: str | None = None,
-    ) -> None:
+    #: The auth class this middleware drives.
+    AUTH: ClassVar[type[Any]]
+
+    def __init__(self, app: AppT, auth: AuthT, **options: Unpack[GateOptions]) -> None:
+        if not isinstance(auth, self.AUTH):
+            wanted = self.AUTH.__name__
+            raise CrossmintConfigError(
+                f"auth: {type(self).__name__} needs a {wanted}, not {type(auth).__name__}: "
+                f"use {wanted}(create_crossmint(api_key))",
+                setting="auth",
+            )
         self.app = app
         self.auth = auth
-        self.gate = Gate(
-            auth.core,
-            refresh_path=refresh_path,
-            logout_path=logout_path,
-            protect=protect,
-            login_url=login_url,
-            allowed_origins=allowed_origins,
-            max_body=max_body,
-            retry_after=retry_after,
-            client_ip_header=client_ip_header,
-        )
+        self.gate = Gate(auth.core, **options)
+
+    def cache_stats(self) -> list[CacheStats]:
+        """The figures of every cache behind this middleware: the auth's and its sessions'."""
+        return [*self.auth.cache_stats(), self.gate.recent.stats()]

@@ -7,15 +7,14 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .answers import Answer, refusal
+from .auth import CrossmintAuth
 from .errors import CrossmintAuthError
 from .models import Session
 from .routes import GatedMiddleware, HttpRequest, client_address
 
 if TYPE_CHECKING:
-    # WSGIApplication and CrossmintAuth are named in the base class's quoted type arguments.
+    # WSGIApplication is named in the base class's quoted type arguments.
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment  # noqa: F401
-
-    from .auth import CrossmintAuth  # noqa: F401
 
 __all__ = ["CrossmintWSGIMiddleware", "get_session", "require_session"]
 
@@ -75,7 +74,7 @@ def _send(answer: Answer, start_response: StartResponse) -> list[bytes]:
     return [answer.body]
 
 
-class CrossmintWSGIMiddleware(GatedMiddleware["WSGIApplication", "CrossmintAuth"]):
+class CrossmintWSGIMiddleware(GatedMiddleware["WSGIApplication", CrossmintAuth]):
     """Crossmint sessions for any WSGI app (Flask, Bottle, Django, ...).
 
     Every request gets ``environ["crossmint.session"]`` (a :class:`Session`
@@ -109,6 +108,8 @@ class CrossmintWSGIMiddleware(GatedMiddleware["WSGIApplication", "CrossmintAuth"
         used); without it, the address is the peer's (``REMOTE_ADDR``). It
         keys the bound on refused refresh tokens per client.
     """
+
+    AUTH = CrossmintAuth
 
     def _forwarded(self, environ: WSGIEnvironment) -> str | None:
         header = self.gate.client_ip_header

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from crossmint_wsgi.caches import ADMISSION, ENTRY_OVERHEAD, EXPIRED, BoundedCache, CacheStats
+from crossmint_wsgi.testing import CrossmintEmulator
 
 NOW = 1000.0
 
@@ -95,3 +98,38 @@ def test_when_full_a_new_entry_gets_in_one_time_in_admission() -> None:
     stored = sum(cache.put(key, key, NOW + 60, 1, NOW) for key in range(10, 10 + 80 * ADMISSION))
     assert 40 < stored < 120  # about 80
     assert len(cache) == 10
+
+
+def test_a_middleware_shows_every_cache_behind_it(
+    crossmint_emulator: CrossmintEmulator,
+) -> None:
+    from werkzeug.test import Client
+
+    from crossmint_wsgi import CrossmintAuth, CrossmintWSGIMiddleware
+
+    def app(environ: dict[str, object], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b""]
+
+    with CrossmintAuth(crossmint_emulator.crossmint()) as auth:
+        middleware = CrossmintWSGIMiddleware(app, auth)
+        login = crossmint_emulator.create_session("user-stats")
+        cookie = f"crossmint-jwt={login.jwt}; crossmint-refresh-token={login.refresh_token.secret}"
+        client = Client(middleware, use_cookies=False)
+        for _ in range(3):
+            client.get("/", headers={"Cookie": cookie})
+        expired = crossmint_emulator.create_session("user-stats", jwt_ttl=-30)
+        client.get(
+            "/",
+            headers={
+                "Cookie": f"crossmint-jwt={expired.jwt}; "
+                f"crossmint-refresh-token={expired.refresh_token.secret}"
+            },
+        )
+        stats = {each.name: each for each in middleware.cache_stats()}
+    assert list(stats) == ["keys", "tokens", "refreshes", "sessions"]
+    assert stats["keys"].entries == 1
+    assert stats["tokens"].entries >= 1
+    assert stats["refreshes"].entries >= 1  # the expired session's refresh, and its link
+    assert stats["sessions"].hits == 2  # the second and third visits
+    assert all(each.bytes <= each.budget or each.name == "keys" for each in stats.values())

@@ -592,3 +592,32 @@ def test_login_redirect_keeps_the_mount_prefix(core: AuthCore) -> None:
     )
     assert isinstance(answer, Answer)
     assert headers(answer, "Location") == ["/sub/login?next=/sub/dashboard"]
+
+
+# -- the middlewares' construction ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("middleware", "auth_class", "wanted"),
+    [
+        pytest.param("wsgi", "async", "CrossmintAuth", id="async-auth-in-wsgi"),
+        pytest.param("asgi", "sync", "AsyncCrossmintAuth", id="sync-auth-in-asgi"),
+    ],
+)
+def test_a_wrong_auth_kind_is_refused_at_construction(
+    crossmint: Crossmint, middleware: str, auth_class: str, wanted: str
+) -> None:
+    from crossmint_wsgi import (
+        AsyncCrossmintAuth,
+        CrossmintASGIMiddleware,
+        CrossmintAuth,
+        CrossmintConfigError,
+        CrossmintWSGIMiddleware,
+    )
+
+    auth = (AsyncCrossmintAuth if auth_class == "async" else CrossmintAuth)(crossmint)
+    cls = CrossmintWSGIMiddleware if middleware == "wsgi" else CrossmintASGIMiddleware
+    with pytest.raises(CrossmintConfigError) as caught:
+        cls(lambda *args: None, auth)  # type: ignore[arg-type]
+    assert caught.value.setting == "auth"
+    assert f"needs a {wanted}, not {type(auth).__name__}" in str(caught.value)

@@ -19,6 +19,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from ..caches import CacheStats
 from ..coordination import LOGGED_OUT, AsyncLocalCoordinator
 from ..models import AuthMaterial
 from .base import RedisCoordinatorBase, client_options
@@ -101,6 +102,10 @@ class AsyncRedisCoordinator(RedisCoordinatorBase):
             self._local = AsyncLocalCoordinator(self.settings.grace, self.max_entries)
             self._pid = os.getpid()
         return self._local
+
+    def stats(self) -> CacheStats:
+        """This process's grace cache's figures."""
+        return self._process().stats()
 
     def _sync_redis(self) -> redis.Redis:
         with self._sync_lock:

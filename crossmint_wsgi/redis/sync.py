@@ -12,6 +12,7 @@ from typing import Any
 import redis
 from redis.exceptions import RedisError
 
+from ..caches import CacheStats
 from ..coordination import LOGGED_OUT, LocalCoordinator
 from ..models import AuthMaterial
 from .base import RedisCoordinatorBase, client_options
@@ -91,6 +92,10 @@ class RedisCoordinator(RedisCoordinatorBase):
                     self._local = LocalCoordinator(self.settings.grace, self.max_entries)
                     self._pid = os.getpid()
         return self._local
+
+    def stats(self) -> CacheStats:
+        """This process's grace cache's figures."""
+        return self._process().stats()
 
     def _redis(self) -> redis.Redis:
         client = self._client

@@ -16,20 +16,6 @@ from typing import Any
 import django
 import pytest
 from django.conf import settings
-
-if not settings.configured:
-    settings.configure(
-        ALLOWED_HOSTS=["testserver"],
-        INSTALLED_APPS=[],
-        # Leave logging and warnings as pytest set them up.
-        LOGGING_CONFIG=None,
-        MIDDLEWARE=["crossmint_wsgi.contrib.django.CrossmintMiddleware"],
-        ROOT_URLCONF=__name__,
-        SECRET_KEY="django-insecure-tests-only",
-        USE_TZ=True,
-    )
-    django.setup()
-
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import AsyncClient, Client, override_settings
@@ -42,6 +28,24 @@ from test_readme import _snippet as snippet
 from crossmint_wsgi import AsyncCrossmintAuth, CrossmintAuth, Session
 from crossmint_wsgi.contrib.django import get_session, require_session
 from crossmint_wsgi.testing import CrossmintEmulator
+
+#: What these tests need, whichever test module configured Django first.
+DJANGO_SETTINGS = {
+    "ALLOWED_HOSTS": ["testserver"],
+    "MIDDLEWARE": ["crossmint_wsgi.contrib.django.CrossmintMiddleware"],
+    "ROOT_URLCONF": __name__,
+}
+
+if not settings.configured:
+    settings.configure(
+        INSTALLED_APPS=[],
+        # Leave logging and warnings as pytest set them up.
+        LOGGING_CONFIG=None,
+        SECRET_KEY="django-insecure-tests-only",
+        USE_TZ=True,
+        **DJANGO_SETTINGS,
+    )
+    django.setup()
 
 JWT, REFRESH = "crossmint-jwt", "crossmint-refresh-token"
 BAD_KEY = "sk_production_5dKnot-a-real-key"
@@ -110,6 +114,12 @@ urlpatterns = [
 ME_VIEWS = ["/me/sync", "/me/async", "/me/class"]
 
 # -- settings and helpers -------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def django_settings() -> Iterator[None]:
+    with override_settings(**DJANGO_SETTINGS):
+        yield
 
 
 @pytest.fixture

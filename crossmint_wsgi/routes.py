@@ -234,9 +234,11 @@ class Gate:
         if method == "POST" and (route in self._post_paths or path in self._post_paths):
             return None
         if cookie:
-            marker = b"crossmint-" if isinstance(cookie, bytes) else "crossmint-"
-            if marker in cookie:  # type: ignore[operator]
-                return self.recent.find(cookie, self._clock())
+            found = self.recent.find(cookie, self._clock())
+            if found is not None:
+                return found
+            if (b"crossmint-" if isinstance(cookie, bytes) else "crossmint-") in cookie:  # type: ignore[operator]
+                return None
         if self._is_protected(route, path):
             return None
         return _NO_COOKIES_PROCEED

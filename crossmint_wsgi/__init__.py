@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .answers import Answer
-from .asgi import CrossmintASGIMiddleware, get_asgi_session, require_asgi_session
+from .asgi import CrossmintASGIMiddleware, get_asgi_error, get_asgi_session, require_asgi_session
 from .auth import AsyncCrossmintAuth, CrossmintAuth
 from .config import Crossmint, Environment, UsageOrigin, create_crossmint
 from .coordination import (
@@ -42,6 +42,7 @@ __all__ = [
     "User",
     "__version__",
     "create_crossmint",
+    "get_asgi_error",
     "get_asgi_session",
     "get_session",
     "require_asgi_session",

@@ -8,11 +8,18 @@ from typing import Any, TypeVar
 
 from .answers import Answer, refusal
 from .auth import AsyncCrossmintAuth
-from .errors import CrossmintAuthError
+from .errors import CrossmintAuthError, ErrorCode
 from .models import Session
 from .routes import GatedMiddleware, HttpRequest, client_address
 
-__all__ = ["ASGIApp", "CrossmintASGIMiddleware", "get_asgi_session", "require_asgi_session"]
+__all__ = [
+    "ASGIApp",
+    "CrossmintASGIMiddleware",
+    "cookie_header",
+    "get_asgi_error",
+    "get_asgi_session",
+    "require_asgi_session",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -24,11 +31,14 @@ ASGIApp = Callable[..., Awaitable[None]]
 
 SESSION_KEY = "crossmint_session"
 ERROR_KEY = "crossmint_error"
+#: Published with an ``UPSTREAM_UNAVAILABLE`` error: the middleware's ``retry_after``.
+RETRY_KEY = "crossmint_retry_after"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _cookie_header(scope: Scope) -> bytes | None:
+def cookie_header(scope: Scope) -> bytes | None:
+    """The ``Cookie`` header of an ASGI scope as the server gave it, repeated ones joined."""
     # HTTP/2 may split cookies over several headers. Servers send lower-case names.
     found: bytes | None = None
     for name, value in scope.get("headers", ()):
@@ -143,7 +153,7 @@ class CrossmintASGIMiddleware(GatedMiddleware[ASGIApp, AsyncCrossmintAuth]):
         kind = scope["type"]
         if kind == "http":
             # The common case inline: one coroutine frame fewer per request.
-            cookie = _cookie_header(scope)
+            cookie = cookie_header(scope)
             quick = self.gate.shortcut(
                 scope.get("method", "GET"),
                 scope.get("path", "") or "/",
@@ -171,6 +181,8 @@ class CrossmintASGIMiddleware(GatedMiddleware[ASGIApp, AsyncCrossmintAuth]):
             await _send_answer(outcome, send)
             return
         _publish(scope, outcome.session, outcome.error)
+        if outcome.error is not None and outcome.error.code is ErrorCode.UPSTREAM_UNAVAILABLE:
+            scope["state"][RETRY_KEY] = self.gate.retry_after
         if not outcome.set_cookies:
             await self.app(scope, receive, send)
             return
@@ -186,7 +198,7 @@ class CrossmintASGIMiddleware(GatedMiddleware[ASGIApp, AsyncCrossmintAuth]):
         await self.app(scope, receive, send_with_cookies)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = _request_from_scope(scope, _cookie_header(scope), self.gate.client_ip_header)
+        request = _request_from_scope(scope, cookie_header(scope), self.gate.client_ip_header)
         outcome = await self.auth.run(self.gate.handle_websocket(request))
         if outcome is None:
             # Policy violation, before the app or an accept.
@@ -226,6 +238,9 @@ def require_asgi_session(view: F) -> F:
     """Decorate an async Starlette endpoint ``view(request)`` so it runs only with a session.
 
     Without one it answers 401 JSON (503 when Crossmint is unavailable).
+    FastAPI routes read their parameters as a request body: use
+    :mod:`crossmint_wsgi.contrib.fastapi`'s dependencies there, and
+    :mod:`crossmint_wsgi.contrib.quart` for Quart views.
     The session is passed as the keyword ``session`` when the view takes it.
     """
     import inspect
@@ -236,7 +251,8 @@ def require_asgi_session(view: F) -> F:
     async def wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
         session = get_asgi_session(request)
         if session is None:
-            answer = refusal(get_asgi_error(request))
+            state = request.scope.get("state") or {}
+            answer = refusal(get_asgi_error(request), retry_after=state.get(RETRY_KEY, 5))
             from starlette.responses import Response
 
             return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))

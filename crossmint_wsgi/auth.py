@@ -31,7 +31,6 @@ from .api import (
     parse_user_answer,
     refresh_request,
     unreachable,
-    upstream_unavailable,
     user_request,
 )
 from .caches import DEFAULT_BUDGET, CacheStats
@@ -350,14 +349,15 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
             )
             return response.status_code, response.content
         except (httpx.HTTPError, OSError) as error:
-            raise upstream_unavailable(request.name, type(error).__name__) from None
+            raise unreachable(request, error) from None
 
     def _perform(self, effect: Effect, read_body: Callable[[int], bytes | None]) -> Any:
         """Perform one effect; a failure is returned as a value, the flow decides."""
         try:
             if isinstance(effect, FetchKeys):
+                keys = jwks_request(self.crossmint)
                 return self._keys_flight.do(
-                    "jwks", lambda: parse_jwks_answer(*self._send(jwks_request(self.crossmint)))
+                    "jwks", lambda: parse_jwks_answer(*self._send(keys), url=keys.url)
                 )
             if isinstance(effect, Refresh):
                 refresh = effect
@@ -545,7 +545,7 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
                 )
             return response.status_code, response.content
         except (httpx.HTTPError, OSError, TimeoutError) as error:
-            raise upstream_unavailable(request.name, type(error).__name__) from None
+            raise unreachable(request, error) from None
 
     async def _perform(
         self, effect: Effect, read_body: Callable[[int], Awaitable[bytes | None]]
@@ -555,7 +555,8 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
             if isinstance(effect, FetchKeys):
 
                 async def fetch() -> dict[str, Any]:
-                    return parse_jwks_answer(*await self._send(jwks_request(self.crossmint)))
+                    keys = jwks_request(self.crossmint)
+                    return parse_jwks_answer(*await self._send(keys), url=keys.url)
 
                 return await self._keys_flight.do("jwks", fetch)
             if isinstance(effect, Refresh):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .answers import Answer, refusal
 from .auth import CrossmintAuth
-from .errors import CrossmintAuthError
+from .errors import CrossmintAuthError, ErrorCode
 from .models import Session
 from .routes import GatedMiddleware, HttpRequest, client_address
 
@@ -20,6 +20,8 @@ __all__ = ["CrossmintWSGIMiddleware", "get_session", "require_session"]
 
 SESSION_KEY = "crossmint.session"
 ERROR_KEY = "crossmint.error"
+#: Published with an ``UPSTREAM_UNAVAILABLE`` error: the middleware's ``retry_after``.
+RETRY_KEY = "crossmint.retry_after"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -142,6 +144,8 @@ class CrossmintWSGIMiddleware(GatedMiddleware["WSGIApplication", CrossmintAuth])
             return _send(outcome, start_response)
         environ[SESSION_KEY] = outcome.session
         environ[ERROR_KEY] = outcome.error
+        if outcome.error is not None and outcome.error.code is ErrorCode.UPSTREAM_UNAVAILABLE:
+            environ[RETRY_KEY] = self.gate.retry_after
         cookies = outcome.set_cookies
         if not cookies:
             return self.app(environ, start_response)
@@ -194,7 +198,10 @@ def _current_environ(args: tuple[Any, ...]) -> dict[str, Any]:
             return environ
     except (ImportError, RuntimeError):
         pass
-    raise RuntimeError("require_session: no current WSGI request found")
+    raise RuntimeError(
+        "require_session: no current WSGI request found (Flask and Bottle views only;"
+        " Django has crossmint_wsgi.contrib.django.require_session)"
+    )
 
 
 def require_session(view: F) -> F:
@@ -214,7 +221,7 @@ def require_session(view: F) -> F:
         environ = _current_environ(args)
         session = get_session(environ)
         if session is None:
-            return _refusal(environ.get(ERROR_KEY))
+            return _refusal(environ.get(ERROR_KEY), environ.get(RETRY_KEY, 5))
         if accepts_session:
             kwargs["session"] = session
         return view(*args, **kwargs)
@@ -222,8 +229,8 @@ def require_session(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _refusal(error: CrossmintAuthError | None) -> Any:
-    answer = refusal(error)
+def _refusal(error: CrossmintAuthError | None, retry_after: int) -> Any:
+    answer = refusal(error, retry_after=retry_after)
     try:
         import flask
 

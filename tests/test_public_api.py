@@ -44,10 +44,21 @@ ALSO_PUBLIC = {
 MODULE_ONLY = {
     # A typing alias for ASGI callables, not part of what users build with.
     ("crossmint_wsgi.asgi", "ASGIApp"),
+    # For framework integrations reading the raw header, as the middleware does.
+    ("crossmint_wsgi.asgi", "cookie_header"),
 }
 
 #: Modules with optional dependencies or a narrow audience: imported by path, never re-exported.
-BY_PATH_ONLY = ["crossmint_wsgi.redis", "crossmint_wsgi.gunicorn", "crossmint_wsgi.testing"]
+BY_PATH_ONLY = ["crossmint_wsgi.gunicorn", "crossmint_wsgi.redis", "crossmint_wsgi.testing"]
+
+#: One module per framework, each with that framework's idioms (its own ``require_session``):
+#: imported by path, never re-exported, and importing the package imports none of them.
+CONTRIB = [
+    "crossmint_wsgi.contrib.django",
+    "crossmint_wsgi.contrib.fastapi",
+    "crossmint_wsgi.contrib.quart",
+    "crossmint_wsgi.contrib.starlette",
+]
 
 
 def test_all_is_sorted_and_unique() -> None:
@@ -143,6 +154,17 @@ def test_optional_modules_import_by_path(module_name: str) -> None:
     module = importlib.import_module(module_name)
     for name in getattr(module, "__all__", ()):
         assert name not in crossmint_wsgi.__all__
+
+
+@pytest.mark.parametrize("module_name", CONTRIB)
+def test_contrib_modules_are_not_re_exported(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    assert module.__all__ == sorted(module.__all__)
+    for name in module.__all__:
+        assert hasattr(module, name)
+        if hasattr(crossmint_wsgi, name):
+            # Same name, its own framework's object (contrib.django.require_session).
+            assert getattr(crossmint_wsgi, name) is not getattr(module, name)
 
 
 # -- version and packaging -----------------------------------------------------------------

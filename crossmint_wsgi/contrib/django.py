@@ -57,7 +57,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.module_loading import import_string
 
 from ..answers import Answer, refusal
-from ..asgi import _cookie_header
+from ..asgi import cookie_header
 from ..auth import AsyncCrossmintAuth, CrossmintAuth, _AuthBase
 from ..config import create_crossmint
 from ..errors import CrossmintAuthError, CrossmintConfigError
@@ -169,7 +169,7 @@ def _cookie(request: HttpRequest) -> str | bytes | None:
     """
     scope = getattr(request, "scope", None)
     if isinstance(scope, dict):
-        return _cookie_header(scope)
+        return cookie_header(scope)
     cookie = request.META.get("HTTP_COOKIE")
     return str(cookie) if cookie is not None else None
 

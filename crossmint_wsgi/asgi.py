@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 from .answers import Answer, refusal
 from .auth import AsyncCrossmintAuth
 from .errors import CrossmintAuthError, ErrorCode
+from .middleware import GatedMiddleware
 from .models import Session
-from .routes import GatedMiddleware, HttpRequest, client_address
+from .routes import HttpRequest, client_address
 
 __all__ = [
     "ASGIApp",

@@ -7,9 +7,8 @@ session to publish and which cookies to append to the app's answer.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Generator, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from .answers import (
@@ -21,35 +20,12 @@ from .answers import (
     refresh_answer,
     refusal,
 )
-from .caches import CacheStats
 from .cookies import AuthCookies, parse_auth_cookie_header
-from .errors import CrossmintAuthError, CrossmintConfigError, ErrorCode
+from .errors import CrossmintAuthError, ErrorCode
 from .flows import AuthCore, Effect, ReadBody, Resolution
 from .models import AuthMaterial, Session
 from .paths import PathMatcher
 from .recent import RecentSessions
-
-if TYPE_CHECKING:
-    from typing_extensions import TypedDict, Unpack
-
-    from .auth import _AuthBase
-
-    class GateOptions(TypedDict, total=False):
-        """:class:`Gate`'s options, as the middlewares take them."""
-
-        refresh_path: str | None
-        logout_path: str | None
-        protect: str | Iterable[str] | Callable[[str], bool]
-        login_url: str | None
-        allowed_origins: Iterable[str]
-        max_body: int
-        retry_after: int
-        client_ip_header: str | None
-
-
-__all__ = ["Gate", "GatedMiddleware", "HttpRequest", "Proceed"]
-
-logger = logging.getLogger("crossmint_wsgi")
 
 
 class HttpRequest:
@@ -412,34 +388,3 @@ class Gate:
             {"ok": True},
             cookies=self.core.clear_cookies(secure=request.secure, names=cookies.names),
         )
-
-
-AppT = TypeVar("AppT")
-AuthT = TypeVar("AuthT", bound="_AuthBase[Any, Any]")
-
-
-class GatedMiddleware(Generic[AppT, AuthT]):
-    """What both middlewares are made of: the app, the auth, and the :class:`Gate`.
-
-    The WSGI and ASGI middlewares take the same options (:class:`Gate`'s);
-    this is where they are turned into decisions, once.
-    """
-
-    #: The auth class this middleware drives.
-    AUTH: ClassVar[type[Any]]
-
-    def __init__(self, app: AppT, auth: AuthT, **options: Unpack[GateOptions]) -> None:
-        if not isinstance(auth, self.AUTH):
-            wanted = self.AUTH.__name__
-            raise CrossmintConfigError(
-                f"auth: {type(self).__name__} needs a {wanted}, not {type(auth).__name__}: "
-                f"use {wanted}(create_crossmint(api_key))",
-                setting="auth",
-            )
-        self.app = app
-        self.auth = auth
-        self.gate = Gate(auth.core, **options)
-
-    def cache_stats(self) -> list[CacheStats]:
-        """The figures of every cache behind this middleware: the auth's and its sessions'."""
-        return [*self.auth.cache_stats(), self.gate.recent.stats()]

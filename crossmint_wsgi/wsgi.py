@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .answers import Answer, refusal
 from .auth import CrossmintAuth
 from .errors import CrossmintAuthError, ErrorCode
+from .middleware import GatedMiddleware
 from .models import Session
-from .routes import GatedMiddleware, HttpRequest, client_address
+from .routes import HttpRequest, client_address
 
 if TYPE_CHECKING:
     # WSGIApplication is named in the base class's quoted type arguments.

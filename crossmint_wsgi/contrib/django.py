@@ -61,9 +61,10 @@ from ..asgi import cookie_header
 from ..auth import AsyncCrossmintAuth, CrossmintAuth, _AuthBase
 from ..config import create_crossmint
 from ..errors import CrossmintAuthError, CrossmintConfigError
+from ..middleware import GatedMiddleware
 from ..models import Session
-from ..routes import GatedMiddleware, Proceed
 from ..routes import HttpRequest as GateRequest
+from ..routes import Proceed
 
 __all__ = ["CrossmintMiddleware", "get_session", "require_session"]
 

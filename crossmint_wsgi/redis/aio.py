@@ -23,7 +23,8 @@ from ..caches import CacheStats
 from ..coordination import LOGGED_OUT, AsyncLocalCoordinator
 from ..models import AuthMaterial
 from .base import RedisCoordinatorBase, client_options
-from .protocol import Command, Exchange, Perform, Release, Sleep, queue, reply_of
+from .exchange import Exchange
+from .protocol import Command, Perform, Release, Sleep, queue, reply_of
 from .sync import send as send_blocking
 
 __all__ = ["AsyncRedisCoordinator"]

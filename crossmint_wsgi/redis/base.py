@@ -13,8 +13,9 @@ from redis.retry import Retry
 from ..coordination import GraceCache, secret_digest
 from ..errors import CrossmintAuthError, CrossmintConfigError
 from ..settings import count, seconds
+from .exchange import Exchange
 from .health import Health
-from .protocol import Exchange, Settings
+from .protocol import Settings
 
 __all__ = ["RedisCoordinatorBase", "client_options"]
 

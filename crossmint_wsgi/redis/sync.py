@@ -16,7 +16,8 @@ from ..caches import CacheStats
 from ..coordination import LOGGED_OUT, LocalCoordinator
 from ..models import AuthMaterial
 from .base import RedisCoordinatorBase, client_options
-from .protocol import Command, Exchange, Perform, Sleep, queue, reply_of
+from .exchange import Exchange
+from .protocol import Command, Perform, Sleep, queue, reply_of
 
 __all__ = ["RedisCoordinator", "send"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import os
 import re
 import signal
@@ -16,6 +18,7 @@ import pytest
 from support import free_port, run_server
 from werkzeug.test import Client
 
+import crossmint_wsgi
 from crossmint_wsgi.testing import CrossmintEmulator
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -192,3 +195,230 @@ def test_the_printed_export_line_is_the_readmes() -> None:
     (export,) = [line.strip() for line in printed.splitlines() if "export " in line]
     assert re.search(rf"^{re.escape(export)} +#", README, re.MULTILINE)
     assert "python -m crossmint_wsgi.testing --port 8787" in README
+
+
+# -- the guides at the end: proxy, CORS, error page
+
+PROXY = "ProxyFix(CrossmintWSGIMiddleware"
+CORS = 'FRONT_END = "https://app.example"'
+ERROR_PAGE = "SORRY = "
+UVICORN_PROXY = "uvicorn --proxy-headers --forwarded-allow-ips=127.0.0.1 module:app"
+
+
+@pytest.mark.parametrize(
+    ("proxy_fix", "status", "secure"),
+    [
+        pytest.param(True, 200, True, id="with-proxy-fix"),
+        pytest.param(False, 403, False, id="without"),
+    ],
+)
+def test_proxy_fix_example(
+    proxy_fix: bool,
+    status: int,
+    secure: bool,
+    crossmint_emulator: CrossmintEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Behind a proxy that rewrites Host and terminates TLS, sign-in works only with ProxyFix."""
+    namespace = _run(_snippet(PROXY), crossmint_emulator, monkeypatch)
+    app = namespace["app"]
+    if not proxy_fix:
+        app.wsgi_app = app.wsgi_app.app  # the middleware alone, as before the guide
+    answer = Client(app).post(
+        "/refresh",
+        base_url="http://127.0.0.1:8000",  # the Host the proxy sends
+        json={"refresh": crossmint_emulator.one_time_secret("ada")},
+        headers={
+            "Origin": "https://shop.example",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "shop.example",
+        },
+    )
+    assert answer.status_code == status, answer.text
+    cookies = answer.headers.getlist("Set-Cookie")
+    assert bool(cookies) is secure
+    assert all("; Secure" in cookie for cookie in cookies)
+
+
+@pytest.mark.slow
+def test_uvicorn_proxy_headers_example(
+    snippet_module: Path, crossmint_emulator: CrossmintEmulator
+) -> None:
+    """The README's uvicorn line: cookies are Secure when the proxy says https."""
+    (line,) = [line for line in README.splitlines() if line.startswith(UVICORN_PROXY)]
+    port = free_port()
+    command = [sys.executable, "-m", *line.split("#")[0].split(), "--port", str(port)]
+    env = {"CROSSMINT_EMULATOR_URL": crossmint_emulator.url, "SERVER_CROSSMINT_API_KEY": "unused"}
+    with run_server(command, port=port, env=env, cwd=snippet_module) as served:
+        origin = f"https://127.0.0.1:{port}"
+        signed_in = []
+        for proto in ("https", "http"):
+            answer = httpx.post(
+                f"{served.url}/refresh",
+                json={"refresh": crossmint_emulator.one_time_secret("ada")},
+                headers={"Origin": origin, "X-Forwarded-Proto": proto},
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
+            signed_in.append(answer.headers.get_list("set-cookie"))
+    https, http = signed_in
+    assert https
+    assert all("; Secure" in cookie for cookie in https)
+    assert http
+    assert not any("; Secure" in cookie for cookie in http)
+
+
+@pytest.mark.anyio
+async def test_cors_example(
+    crossmint_emulator: CrossmintEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    namespace = _run(_snippet(CORS), crossmint_emulator, monkeypatch)
+    front_end = namespace["FRONT_END"]
+    transport = httpx.ASGITransport(app=namespace["app"])
+    async with httpx.AsyncClient(transport=transport, base_url="https://api.example") as client:
+        # The preflight: no cookies, answered by CORS before the auth middleware refuses it.
+        preflight = await client.options(
+            "/api/me",
+            headers={"Origin": front_end, "Access-Control-Request-Method": "GET"},
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == front_end
+        assert preflight.headers["access-control-allow-credentials"] == "true"
+        # The browser SDK signs in from the front end: cookies it will send cross-site.
+        signed_in = await client.post(
+            "/refresh",
+            json={"refresh": crossmint_emulator.one_time_secret("ada")},
+            headers={"Origin": front_end},
+        )
+        assert signed_in.status_code == 200, signed_in.text
+        cookies = signed_in.headers.get_list("set-cookie")
+        assert cookies
+        assert all("SameSite=None" in c and "; Secure" in c for c in cookies)
+        assert signed_in.headers["access-control-allow-origin"] == front_end
+        me = await client.get("/api/me", headers={"Origin": front_end})
+        assert me.json() == {"user_id": "ada"}
+        assert me.headers["access-control-allow-origin"] == front_end
+        # A refusal carries the CORS headers too, so the front end can read the 401.
+        client.cookies.clear()
+        refused = await client.get("/api/me", headers={"Origin": front_end})
+        assert refused.status_code == 401
+        assert refused.headers["access-control-allow-origin"] == front_end
+        # Any other site may not sign in here.
+        other = await client.post(
+            "/refresh",
+            json={"refresh": crossmint_emulator.one_time_secret("ada")},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert other.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("down", "status", "shown"),
+    [
+        pytest.param(False, 200, "Your account, ada", id="signed-in"),
+        pytest.param(True, 503, "Sign-in is unavailable for a moment", id="crossmint-down"),
+    ],
+)
+def test_error_page_example(
+    down: bool,
+    status: int,
+    shown: str,
+    crossmint_emulator: CrossmintEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = _run(_snippet(ERROR_PAGE), crossmint_emulator, monkeypatch)["app"]
+    client = Client(app)
+    anonymous = client.get("/account")
+    assert (anonymous.status_code, anonymous.location) == (302, "/login?next=/account")
+    # An expired JWT with its refresh token: the session needs Crossmint to go on.
+    crossmint_emulator.configure(jwt_ttl=-60)
+    material = crossmint_emulator.create_session("ada")
+    client.set_cookie("crossmint-jwt", material.jwt)
+    client.set_cookie("crossmint-refresh-token", material.refresh_token.secret)
+    crossmint_emulator.set_down(down)
+    page = client.get("/account")
+    assert (page.status_code, shown in page.text) == (status, True), page.text
+    if down:
+        assert page.headers["Retry-After"] == "5"
+        assert "text/html" in page.content_type
+        # The JSON answer is kept for the API.
+        assert client.get("/api/x").status_code == 503
+
+
+# -- API: more names
+
+
+@pytest.mark.anyio
+async def test_closing_example(
+    crossmint_emulator: CrossmintEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crossmint_emulator.create_session("user-1", email="one@example.com")
+    namespace = _run(
+        _snippet("with CrossmintAuth(crossmint) as auth:"), crossmint_emulator, monkeypatch
+    )
+    assert namespace["user"].email == "one@example.com"
+    assert namespace["auth"]._client is None  # closed on the way out
+    assert (await namespace["main"]()).email == "one@example.com"
+
+
+def test_redis_settings_table_is_the_constructors() -> None:
+    """Both classes take their settings from one base: the table lists exactly those."""
+    from crossmint_wsgi.redis.base import RedisCoordinatorBase
+
+    section = README.split("**`crossmint_wsgi.redis.AsyncRedisCoordinator`**", 1)[1]
+    rows = re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", section, re.MULTILINE)
+    documented = {
+        name: None if default == "wait" else ast.literal_eval(default) for name, default in rows
+    }
+    parameters = inspect.signature(RedisCoordinatorBase.__init__).parameters.values()
+    actual = {
+        parameter.name: parameter.default
+        for parameter in parameters
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    assert documented == actual
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_async_redis_coordinator_example(
+    crossmint_emulator: CrossmintEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis_server import redis_server
+
+    with redis_server() as server:
+        monkeypatch.setenv("CROSSMINT_REDIS_URL", server.url)
+        namespace = _run(
+            _snippet("AsyncRedisCoordinator.from_url("), crossmint_emulator, monkeypatch
+        )
+        assert namespace["coordinator"].settings.wait == 5
+        async with namespace["auth"] as auth:
+            try:
+                material = await auth.refresh(crossmint_emulator.one_time_secret("ada"))
+            finally:
+                await namespace["coordinator"].aclose()
+        assert material.user.id == "ada"
+        with server.client() as client:
+            assert client.keys("crossmint-wsgi:refresh:*")  # the refresh went through Redis
+
+
+def test_every_logger_is_documented() -> None:
+    package = Path(crossmint_wsgi.__file__).parent
+    names = {
+        name
+        for path in package.rglob("*.py")
+        for name in re.findall(r'getLogger\("([\w.]+)"\)', path.read_text())
+    }
+    assert "crossmint_wsgi" in names
+    section = README.split("**Logging.**", 1)[1]
+    for name in names:
+        assert f"`{name}`" in section, name
+
+
+def test_logging_example(crossmint_emulator: CrossmintEmulator) -> None:
+    code = _snippet('logging.getLogger("crossmint_wsgi")')
+    script = f"{code}\nlogging.getLogger('crossmint_wsgi.keys').info('seen')\n"
+    shown = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert re.search(r" crossmint_wsgi\.keys INFO seen$", shown.stderr.strip())

@@ -67,7 +67,7 @@ _find_interpreters()
 
 
 def _pytest(session: nox.Session, python: str, *args: str) -> None:
-    # --exitfirst would hide later failures; exit code 5 (no tests ran) fails the session.
+    # Any exit code but 0 fails the session: pytest's 5 (no test ran) too.
     session.run(python, "-m", "pytest", *args, external=True)
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "is_token_text",
     "read_auth_cookies",
     "session_cookie_headers",
+    "written_names",
 ]
 
 JWT_COOKIE = "crossmint-jwt"
@@ -28,7 +30,12 @@ REFRESH_COOKIE = "crossmint-refresh-token"
 
 @dataclasses.dataclass(frozen=True)
 class AuthCookies:
-    """The auth cookies a request carried, and the names they were found under."""
+    """The auth cookies a request carried, and every auth cookie name it carried.
+
+    ``names`` lists the unscoped and project-scoped names that held a value,
+    used or not: a refresh writes under each of them (so no stale secret is
+    left for the browser SDK to send) and a logout clears each of them.
+    """
 
     jwt: str | None = dataclasses.field(default=None, repr=False)
     refresh: str | None = dataclasses.field(default=None, repr=False)
@@ -61,12 +68,13 @@ def read_auth_cookies(cookies: Mapping[str, str], project_id: str) -> AuthCookie
     names: list[str] = []
 
     def pick(base: str) -> str | None:
+        found = None
         for name in (base, f"{base}-{project_id}"):
             value = cookies.get(name)
             if value:
                 names.append(name)
-                return value
-        return None
+                found = found or value
+        return found
 
     jwt = pick(JWT_COOKIE)
     refresh = pick(REFRESH_COOKIE)
@@ -139,10 +147,20 @@ def _cookie(
     secure: bool,
     http_only: bool,
     expires: datetime | int | None,
+    now: float | None = None,
 ) -> str:
+    max_age = None
+    if options.max_age is not None and now is not None:
+        # Max-Age wins over Expires in browsers: bound it by the token's own expiry.
+        until = expires.timestamp() if isinstance(expires, datetime) else expires
+        deadline = int(now) + options.max_age
+        if until is not None:
+            deadline = min(deadline, int(until))
+        max_age, expires = max(0, deadline - int(now)), deadline
     return dump_cookie(
         name,
         value,
+        max_age=max_age,
         expires=expires,
         path=options.path,
         domain=options.domain,
@@ -152,8 +170,49 @@ def _cookie(
     )
 
 
+def written_names(
+    options: CookieOptions, project_id: str | None, names: Iterable[str] = ()
+) -> tuple[list[str], list[str]]:
+    """The JWT and refresh cookie names new material is written under.
+
+    The names ``options.names`` chooses, plus the scope (unscoped or
+    project-scoped) of every auth cookie the request carried, so a refresh
+    replaces every copy the browser holds: a scoped secret left behind would
+    be sent again by the browser SDK, refused as already used, and end the
+    session there.
+
+    :param project_id: the project the scoped names carry; without it only
+        the unscoped names are written.
+    :param names: the auth cookie names the request carried (:attr:`AuthCookies.names`).
+    """
+    scoped = {
+        JWT_COOKIE: f"{JWT_COOKIE}-{project_id}",
+        REFRESH_COOKIE: f"{REFRESH_COOKIE}-{project_id}",
+    }
+    carried = set(names)
+    want_unscoped = options.names != "scoped" or bool(carried & set(scoped))
+    want_scoped = project_id is not None and (
+        options.names != "unscoped" or bool(carried & set(scoped.values()))
+    )
+    jwt_names: list[str] = []
+    refresh_names: list[str] = []
+    for base, out in ((JWT_COOKIE, jwt_names), (REFRESH_COOKIE, refresh_names)):
+        if want_unscoped or not want_scoped:
+            out.append(base)
+        if want_scoped:
+            out.append(scoped[base])
+    return jwt_names, refresh_names
+
+
 def session_cookie_headers(
-    material: AuthMaterial, jwt_expires: int | None, options: CookieOptions, *, secure: bool
+    material: AuthMaterial,
+    jwt_expires: int | None,
+    options: CookieOptions,
+    *,
+    secure: bool,
+    project_id: str | None = None,
+    names: Iterable[str] = (),
+    now: float | None = None,
 ) -> list[str]:
     """``Set-Cookie`` values that store a session in the browser.
 
@@ -162,19 +221,38 @@ def session_cookie_headers(
     :param options: the cookie attributes.
     :param secure: whether the request came over https; used when
         ``options.secure`` is ``None``.
+    :param project_id: the project id, for the project-scoped names.
+    :param names: the auth cookie names the request carried: see :func:`written_names`.
+    :param now: the current time, for ``options.max_age``.
     """
+    if now is None:
+        now = time.time()
+    jwt_names, refresh_names = written_names(options, project_id, names)
     return [
         # The browser SDK reads the JWT cookie: never HttpOnly.
-        _cookie(
-            JWT_COOKIE, material.jwt, options, secure=secure, http_only=False, expires=jwt_expires
+        *(
+            _cookie(
+                name,
+                material.jwt,
+                options,
+                secure=secure,
+                http_only=False,
+                expires=jwt_expires,
+                now=now,
+            )
+            for name in jwt_names
         ),
-        _cookie(
-            REFRESH_COOKIE,
-            material.refresh_token.secret,
-            options,
-            secure=secure,
-            http_only=options.http_only,
-            expires=material.refresh_token.expires_at,
+        *(
+            _cookie(
+                name,
+                material.refresh_token.secret,
+                options,
+                secure=secure,
+                http_only=options.http_only,
+                expires=material.refresh_token.expires_at,
+                now=now,
+            )
+            for name in refresh_names
         ),
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from .errors import CrossmintConfigError
 
 __all__ = ["AuthMaterial", "CookieOptions", "RefreshToken", "Session", "User"]
+
+logger = logging.getLogger("crossmint_wsgi")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +158,7 @@ class Session:
 
 
 _SAME_SITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+_NAMES = ("unscoped", "scoped", "both")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,14 +169,31 @@ class CookieOptions:
         ``None`` (the default) lets the middleware set it when the request
         came over https.
     :param http_only: whether the refresh cookie is ``HttpOnly``. The JWT
-        cookie never is: the browser SDK reads it.
+        cookie never is: the browser SDK reads it. With ``False`` a logout
+        from Crossmint's browser SDK is not revoked at Crossmint (the SDK
+        deletes the readable cookie before it calls the logout route), so
+        constructing it logs a warning.
     :param same_site: ``"Lax"`` (default), ``"Strict"`` or ``"None"``
         (which browsers accept only with ``Secure``).
     :param domain: the cookies' ``Domain``, or ``None`` for host-only cookies.
     :param path: the cookies' ``Path``.
+    :param max_age: seconds an auth cookie may live at most (``Max-Age``),
+        never beyond its token's own expiry; ``None``: until the token
+        expires.
+    :param names: which names new cookies are written under:
+        ``"unscoped"`` (default, ``crossmint-jwt`` and
+        ``crossmint-refresh-token``), ``"scoped"`` (the browser SDK's
+        ``crossmint-jwt-<projectId>`` and ``crossmint-refresh-token-<projectId>``)
+        or ``"both"``. A refresh always writes back under the names the
+        request used as well, so the browser SDK's own cookies stay in step.
+    :param expose_refresh_secret: whether the refresh route's JSON answer
+        carries the new refresh secret even though the refresh cookie is
+        ``HttpOnly`` (for an ``onTokenRefresh`` that needs it). By default it
+        is left out: any script of the page could read it there.
     :raises CrossmintConfigError: a value of the wrong type, an unknown
-        ``same_site``, ``same_site="None"`` without ``secure``, or a ``path``
-        not starting with ``/``; ``setting`` names the field.
+        ``same_site`` or ``names``, ``same_site="None"`` without ``secure``,
+        a ``path`` not starting with ``/``, or a negative ``max_age``;
+        ``setting`` names the field.
     """
 
     secure: bool | None = None
@@ -180,6 +201,9 @@ class CookieOptions:
     same_site: str = "Lax"
     domain: str | None = None
     path: str = "/"
+    max_age: int | None = None
+    names: str = "unscoped"
+    expose_refresh_secret: bool = False
 
     def __post_init__(self) -> None:
         for name, kinds in (
@@ -188,9 +212,12 @@ class CookieOptions:
             ("same_site", (str,)),
             ("domain", (str, type(None))),
             ("path", (str,)),
+            ("max_age", (int, type(None))),
+            ("names", (str,)),
+            ("expose_refresh_secret", (bool,)),
         ):
             value = getattr(self, name)
-            if not isinstance(value, kinds):
+            if not isinstance(value, kinds) or (name == "max_age" and isinstance(value, bool)):
                 allowed = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
                 raise CrossmintConfigError(
                     f"{name} must be {allowed}, not {type(value).__name__}", setting=name
@@ -207,4 +234,20 @@ class CookieOptions:
         if not self.path.startswith("/"):
             raise CrossmintConfigError(
                 f"cookie path must start with '/', not {self.path!r}", setting="path"
+            )
+        if self.max_age is not None and self.max_age < 0:
+            raise CrossmintConfigError(
+                f"max_age must be 0 or more seconds, not {self.max_age}", setting="max_age"
+            )
+        if self.names not in _NAMES:
+            raise CrossmintConfigError(
+                f"names must be 'unscoped', 'scoped' or 'both', not {self.names!r}",
+                setting="names",
+            )
+        if not self.http_only:
+            # Said once per options object, at start-up: the trade is the deployer's to make.
+            logger.warning(
+                "the refresh cookie is readable by scripts (http_only=False): Crossmint's"
+                " browser SDK deletes it before it calls the logout route, so its logouts"
+                " are not revoked at Crossmint (the refresh secret stays valid until it expires)"
             )

@@ -26,6 +26,7 @@ from crossmint_wsgi.cookies import (
     parse_auth_cookie_header,
     read_auth_cookies,
     session_cookie_headers,
+    written_names,
 )
 
 PROJECT = "proj-1"
@@ -86,7 +87,7 @@ def set_cookie(value: str) -> tuple[str, str, dict[str, str | bool]]:
             f"{JWT_COOKIE}-{PROJECT}=scoped; {JWT_COOKIE}=plain",
             "plain",
             None,
-            (JWT_COOKIE,),
+            (JWT_COOKIE, f"{JWT_COOKIE}-{PROJECT}"),
             id="unscoped-before-scoped",
         ),
         pytest.param(
@@ -366,3 +367,122 @@ def test_clearing_is_empty_and_expired_in_1970(names: tuple[str, ...], expected:
         assert attributes["path"] == "/"
         assert attributes["domain"] == "example.com"
         assert attributes["samesite"] == "Lax"
+
+
+# -- names written, max_age ---------------------------------------------------------------
+
+SCOPED_JWT = f"{JWT_COOKIE}-{PROJECT}"
+SCOPED_REFRESH = f"{REFRESH_COOKIE}-{PROJECT}"
+
+
+@pytest.mark.parametrize(
+    ("choice", "carried", "jwt_names", "refresh_names"),
+    [
+        pytest.param("unscoped", (), [JWT_COOKIE], [REFRESH_COOKIE], id="unscoped"),
+        pytest.param("scoped", (), [SCOPED_JWT], [SCOPED_REFRESH], id="scoped"),
+        pytest.param(
+            "both", (), [JWT_COOKIE, SCOPED_JWT], [REFRESH_COOKIE, SCOPED_REFRESH], id="both"
+        ),
+        # The browser SDK's own cookies (no refresh route): written back, so its
+        # scoped secret is not left behind, used.
+        pytest.param(
+            "unscoped",
+            (SCOPED_JWT, SCOPED_REFRESH),
+            [JWT_COOKIE, SCOPED_JWT],
+            [REFRESH_COOKIE, SCOPED_REFRESH],
+            id="unscoped-request-carried-scoped",
+        ),
+        pytest.param(
+            "unscoped",
+            (JWT_COOKIE, SCOPED_REFRESH),
+            [JWT_COOKIE, SCOPED_JWT],
+            [REFRESH_COOKIE, SCOPED_REFRESH],
+            id="one-scoped-name-is-enough",
+        ),
+        pytest.param(
+            "scoped",
+            (JWT_COOKIE,),
+            [JWT_COOKIE, SCOPED_JWT],
+            [REFRESH_COOKIE, SCOPED_REFRESH],
+            id="scoped-request-carried-unscoped",
+        ),
+        pytest.param(
+            "scoped",
+            (SCOPED_JWT, SCOPED_REFRESH),
+            [SCOPED_JWT],
+            [SCOPED_REFRESH],
+            id="scoped-request-carried-scoped",
+        ),
+    ],
+)
+def test_written_names(
+    choice: str, carried: tuple[str, ...], jwt_names: list[str], refresh_names: list[str]
+) -> None:
+    options = CookieOptions(names=choice)
+    assert written_names(options, PROJECT, carried) == (jwt_names, refresh_names)
+
+
+def test_without_a_project_id_only_unscoped_names_are_written() -> None:
+    assert written_names(CookieOptions(names="scoped"), None) == ([JWT_COOKIE], [REFRESH_COOKIE])
+
+
+def test_a_refresh_writes_every_name_the_request_carried() -> None:
+    """The browser SDK's scoped cookies, read and refreshed, get the new values:
+    none is left holding the used secret."""
+    carried = read_auth_cookies(
+        {SCOPED_JWT: "old-jwt", SCOPED_REFRESH: "used-secret", REFRESH_COOKIE: "other"}, PROJECT
+    )
+    headers = session_cookie_headers(
+        _material(), JWT_EXP, CookieOptions(), secure=False, project_id=PROJECT, names=carried.names
+    )
+    written = {name: value for name, value, _ in map(set_cookie, headers)}
+    assert written == {
+        JWT_COOKIE: JWT,
+        SCOPED_JWT: JWT,
+        REFRESH_COOKIE: "refresh-secret",
+        SCOPED_REFRESH: "refresh-secret",
+    }
+    scoped_refresh = next(h for h in headers if h.startswith(SCOPED_REFRESH + "="))
+    assert set_cookie(scoped_refresh)[2]["httponly"] is True
+
+
+NOW = JWT_EXP - 3600  # the JWT has an hour left; the refresh token much longer
+
+
+@pytest.mark.parametrize(
+    ("max_age", "jwt_max_age", "refresh_max_age"),
+    [
+        pytest.param(None, None, None, id="unset"),
+        pytest.param(600, "600", "600", id="shorter-than-both"),
+        pytest.param(7 * 86400, "3600", "604800", id="jwt-expires-first"),
+        pytest.param(
+            10**9, "3600", str(int(EXPIRES_AT.timestamp()) - NOW), id="never-beyond-the-token"
+        ),
+        pytest.param(0, "0", "0", id="zero"),
+    ],
+)
+def test_max_age_bounds_each_cookie_by_its_token(
+    max_age: int | None, jwt_max_age: str | None, refresh_max_age: str | None
+) -> None:
+    jwt_cookie, refresh_cookie = session_cookie_headers(
+        _material(), JWT_EXP, CookieOptions(max_age=max_age), secure=False, now=NOW
+    )
+    jwt_attributes, refresh_attributes = set_cookie(jwt_cookie)[2], set_cookie(refresh_cookie)[2]
+    assert jwt_attributes.get("max-age") == jwt_max_age
+    assert refresh_attributes.get("max-age") == refresh_max_age
+    # Expires says the same moment, for clients that ignore Max-Age.
+    for attributes, max_age_text in (
+        (jwt_attributes, jwt_max_age),
+        (refresh_attributes, refresh_max_age),
+    ):
+        if max_age_text is not None:
+            expires = datetime.strptime(str(attributes["expires"]), "%a, %d %b %Y %H:%M:%S GMT")
+            assert int(expires.replace(tzinfo=timezone.utc).timestamp()) == NOW + int(max_age_text)
+
+
+def test_max_age_with_an_unknown_expiry() -> None:
+    material = AuthMaterial(JWT, RefreshToken("refresh-secret"))
+    headers = session_cookie_headers(
+        material, None, CookieOptions(max_age=60), secure=False, now=NOW
+    )
+    assert [set_cookie(header)[2]["max-age"] for header in headers] == ["60", "60"]

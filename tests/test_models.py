@@ -212,8 +212,45 @@ def test_cookie_options_same_site_is_normalized(given: str, normalized: str) -> 
         pytest.param({"same_site": "sometimes"}, "same_site must be", id="unknown-same-site"),
         pytest.param({"same_site": "None", "secure": False}, "needs secure", id="none-not-secure"),
         pytest.param({"path": "api"}, "must start with '/'", id="relative-path"),
+        pytest.param({"max_age": -1}, "max_age must be 0 or more", id="negative-max-age"),
+        pytest.param({"max_age": 1.5}, "max_age must be int or None", id="float-max-age"),
+        pytest.param({"max_age": True}, "max_age must be int or None", id="bool-max-age"),
+        pytest.param({"names": "project"}, "names must be 'unscoped'", id="unknown-names"),
+        pytest.param(
+            {"expose_refresh_secret": "yes"}, "expose_refresh_secret must be bool", id="expose-text"
+        ),
     ],
 )
 def test_cookie_options_rejects(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(CrossmintConfigError, match=message):
         CookieOptions(**kwargs)
+
+
+def test_cookie_options_new_defaults() -> None:
+    options = CookieOptions()
+    assert (options.max_age, options.names, options.expose_refresh_secret) == (
+        None,
+        "unscoped",
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("http_only", "warned"),
+    [
+        pytest.param(True, False, id="http-only-quiet"),
+        pytest.param(False, True, id="readable-warns"),
+    ],
+)
+def test_a_readable_refresh_cookie_warns_at_construction(
+    caplog: pytest.LogCaptureFixture, http_only: bool, warned: bool
+) -> None:
+    """The browser SDK deletes a readable refresh cookie before it calls the
+    logout route: such logouts are not revoked, and the deployer is told."""
+    with caplog.at_level("WARNING", logger="crossmint_wsgi"):
+        CookieOptions(http_only=http_only)
+    messages = [r.getMessage() for r in caplog.records if r.name == "crossmint_wsgi"]
+    assert [m for m in messages if "not revoked at Crossmint" in m] == (
+        [messages[0]] if warned else []
+    )
+    assert len(messages) == int(warned)

@@ -281,19 +281,19 @@ class AsyncRefreshCoordinator(Protocol):
         ...
 
 
-class _InProcess:
-    """The grace cache both in-process coordinators keep, and what they do with outcomes.
-
-    :param grace: seconds the result of a refresh is served to requests that
-        still carry the old secret.
-    :param max_entries: bound on the grace cache's entries.
-    :param budget: bound on the grace cache's bytes.
-    """
+class _InProcess(Generic[T]):
+    """What both in-process coordinators keep (the grace cache, a single-flight
+    of type ``T``) and do with Crossmint's outcomes."""
 
     def __init__(
         self, grace: float = 30.0, max_entries: int = 10_000, budget: int = DEFAULT_BUDGET // 4
     ) -> None:
         self.cache = GraceCache(grace, max_entries, budget=budget)
+        self._flight = self._new_flight()
+
+    @staticmethod
+    def _new_flight() -> T:
+        raise NotImplementedError
 
     def stats(self) -> CacheStats:
         """The grace cache's figures."""
@@ -308,7 +308,7 @@ class _InProcess:
         return outcome
 
 
-class LocalCoordinator(_InProcess):
+class LocalCoordinator(_InProcess[SingleFlight[AuthMaterial]]):
     """In-process coordination for threads: single-flight plus the grace cache.
 
     :param grace: seconds the result of a refresh is served to requests that
@@ -317,11 +317,7 @@ class LocalCoordinator(_InProcess):
     :param budget: bound on the grace cache's bytes.
     """
 
-    def __init__(
-        self, grace: float = 30.0, max_entries: int = 10_000, budget: int = DEFAULT_BUDGET // 4
-    ) -> None:
-        super().__init__(grace, max_entries, budget)
-        self._flight: SingleFlight[AuthMaterial] = SingleFlight()
+    _new_flight = staticmethod(SingleFlight[AuthMaterial])
 
     def refresh(self, secret: str, perform: Callable[[], AuthMaterial]) -> AuthMaterial:
         digest = secret_digest(secret)
@@ -345,17 +341,13 @@ class LocalCoordinator(_InProcess):
         return self.cache.revoke(secret_digest(secret))
 
 
-class AsyncLocalCoordinator(_InProcess):
+class AsyncLocalCoordinator(_InProcess[AsyncSingleFlight[AuthMaterial]]):
     """In-process coordination for tasks: single-flight plus the grace cache.
 
     Takes :class:`LocalCoordinator`'s parameters.
     """
 
-    def __init__(
-        self, grace: float = 30.0, max_entries: int = 10_000, budget: int = DEFAULT_BUDGET // 4
-    ) -> None:
-        super().__init__(grace, max_entries, budget)
-        self._flight: AsyncSingleFlight[AuthMaterial] = AsyncSingleFlight()
+    _new_flight = staticmethod(AsyncSingleFlight[AuthMaterial])
 
     async def refresh(
         self, secret: str, perform: Callable[[], Awaitable[AuthMaterial]]

@@ -19,12 +19,11 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ..caches import CacheStats
 from ..coordination import LOGGED_OUT, AsyncLocalCoordinator
 from ..models import AuthMaterial
 from .base import RedisCoordinatorBase, client_options
 from .exchange import Exchange
-from .protocol import Command, Perform, Release, Sleep, queue, reply_of
+from .protocol import Command, Perform, Release, Sleep, Step, queue, reply_of
 from .sync import send as send_blocking
 
 __all__ = ["AsyncRedisCoordinator"]
@@ -104,10 +103,6 @@ class AsyncRedisCoordinator(RedisCoordinatorBase):
             self._pid = os.getpid()
         return self._local
 
-    def stats(self) -> CacheStats:
-        """This process's grace cache's figures."""
-        return self._process().stats()
-
     def _sync_redis(self) -> redis.Redis:
         with self._sync_lock:
             if self._sync is None:
@@ -162,27 +157,24 @@ class AsyncRedisCoordinator(RedisCoordinatorBase):
     ) -> Any:
         """As :meth:`RedisCoordinator._drive`, awaited."""
         with contextlib.closing(exchange):
-            try:
-                while (step := exchange.next()) is not None:
-                    if isinstance(step, Perform):
-                        assert perform is not None
-                        try:
-                            exchange.answer(await perform())
-                        except BaseException as failure:
-                            exchange.fail(failure)
-                    elif isinstance(step, Sleep):
-                        await anyio.sleep(step.seconds)
-                    else:
-                        # A release runs while this task is being cancelled: shield it, briefly.
-                        timeout = _RELEASE_TIMEOUT if isinstance(step, Release) else None
-                        try:
-                            with anyio.move_on_after(timeout, shield=timeout is not None):
-                                exchange.redis_answered(await self._send(step))
-                        except RedisError as failure:
-                            exchange.redis_failed(failure)
-            except RedisError:
-                return exchange.fallback
+            for step in exchange:
+                with exchange.outcome():
+                    exchange.answer(await self._perform(step, perform))
         return exchange.result
+
+    async def _perform(
+        self, step: Step, perform: Callable[[], Awaitable[AuthMaterial]] | None
+    ) -> Any:
+        if isinstance(step, Perform):
+            assert perform is not None
+            return await perform()
+        if isinstance(step, Sleep):
+            return await anyio.sleep(step.seconds)
+        # A release runs while this task is being cancelled: shield it, briefly.
+        timeout = _RELEASE_TIMEOUT if isinstance(step, Release) else None
+        with anyio.move_on_after(timeout, shield=timeout is not None):
+            return await self._send(step)
+        return None
 
     async def aclose(self) -> None:
         """Close the connections of the current event loop and of the worker threads."""

@@ -10,7 +10,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..coordination import GraceCache, secret_digest
+from ..caches import CacheStats
+from ..coordination import AsyncLocalCoordinator, GraceCache, LocalCoordinator, secret_digest
 from ..errors import CrossmintAuthError, CrossmintConfigError
 from ..settings import count, seconds
 from .exchange import Exchange
@@ -80,6 +81,14 @@ class RedisCoordinatorBase:
             seconds("log_interval", log_interval),
         )
         self._pid = -1
+
+    def _process(self) -> LocalCoordinator | AsyncLocalCoordinator:
+        """This process's in-process coordinator (a new one after a fork)."""
+        raise NotImplementedError
+
+    def stats(self) -> CacheStats:
+        """This process's grace cache's figures."""
+        return self._process().stats()
 
     def _exchange(self, secret: str) -> Exchange | None:
         """A refresh through Redis, or ``None`` while Redis is left alone after a failure."""

@@ -6,7 +6,8 @@ reports back; it decides nothing. See :mod:`crossmint_wsgi.redis.protocol`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+import contextlib
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -14,7 +15,7 @@ from redis.exceptions import RedisError
 from ..coordination import secret_digest
 from ..errors import CrossmintAuthError
 from .health import Health
-from .protocol import Keys, Settings, Step, coordinate, revoke, revoked_any
+from .protocol import Keys, Perform, Settings, Sleep, Step, coordinate, revoke, revoked_any
 from .record import RecordCipher
 
 __all__ = ["Exchange"]
@@ -44,6 +45,7 @@ class Exchange:
         self._health = health
         self._reply: Any = None
         self._error: BaseException | None = None
+        self._step: Step | None = None
         self.result: Any = None
 
     @classmethod
@@ -65,34 +67,45 @@ class Exchange:
         """Whether any of ``secrets_`` was logged out: :attr:`result` is a bool."""
         return cls(revoked_any(secrets_, settings), secret_digest(secrets_[0]), health, False)
 
-    def next(self) -> Step | None:
-        """The next step to perform, or ``None`` when :attr:`result` is ready."""
-        reply, error, self._reply, self._error = self._reply, self._error, None, None
+    def __iter__(self) -> Iterator[Step]:
+        """The steps to perform, in order; report each one's outcome within
+        :meth:`outcome`. Ends with :attr:`result` ready (the fallback when a
+        Redis failure ended a flow that does not absorb it)."""
         try:
-            step = self._flow.throw(error) if error is not None else self._flow.send(reply)
-        except StopIteration as done:
-            self.result = done.value
-            return None
-        return step
+            while True:
+                reply, error, self._reply, self._error = self._reply, self._error, None, None
+                try:
+                    step = self._flow.throw(error) if error is not None else self._flow.send(reply)
+                except StopIteration as done:
+                    self.result = done.value
+                    return
+                self._step = step
+                yield step
+        except RedisError:
+            self.result = self.fallback
+
+    @contextlib.contextmanager
+    def outcome(self) -> Iterator[None]:
+        """Around performing the current step: whatever it raises goes to the flow."""
+        try:
+            yield
+        except BaseException as error:
+            self._fail(error)
 
     def answer(self, reply: Any) -> None:
-        """The result of the last step (for a Redis command, Redis answered)."""
+        """The result of the current step."""
+        if not isinstance(self._step, (Perform, Sleep)):
+            self._health.succeeded()
         self._reply = reply
 
-    def redis_answered(self, reply: Any) -> None:
-        self._health.succeeded()
-        self._reply = reply
-
-    def redis_failed(self, error: RedisError) -> None:
-        self._health.failed(error, self._digest)
-        self._error = error
-
-    def fail(self, error: BaseException) -> None:
-        """The last step raised ``error``; Crossmint's own refusal is a value for the flow."""
-        if isinstance(error, CrossmintAuthError):
+    def _fail(self, error: BaseException) -> None:
+        if isinstance(error, CrossmintAuthError) and isinstance(self._step, Perform):
+            # Crossmint's own refusal is a value the flow stores.
             self._reply = error
-        else:
-            self._error = error
+            return
+        if isinstance(error, RedisError):
+            self._health.failed(error, self._digest)
+        self._error = error
 
     def close(self) -> None:
         """Let a flow left suspended (a cancelled task, an interrupted thread) undo its part."""

@@ -10,14 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from redis.exceptions import RedisError
 
-from ..caches import CacheStats
 from ..coordination import LOGGED_OUT, LocalCoordinator
 from ..models import AuthMaterial
 from .base import RedisCoordinatorBase, client_options
 from .exchange import Exchange
-from .protocol import Command, Perform, Sleep, queue, reply_of
+from .protocol import Command, Perform, Sleep, Step, queue, reply_of
 
 __all__ = ["RedisCoordinator", "send"]
 
@@ -94,10 +92,6 @@ class RedisCoordinator(RedisCoordinatorBase):
                     self._pid = os.getpid()
         return self._local
 
-    def stats(self) -> CacheStats:
-        """This process's grace cache's figures."""
-        return self._process().stats()
-
     def _redis(self) -> redis.Redis:
         client = self._client
         if client is None:
@@ -143,27 +137,20 @@ class RedisCoordinator(RedisCoordinatorBase):
         return result
 
     def _drive(self, exchange: Exchange, perform: Callable[[], AuthMaterial] | None = None) -> Any:
-        """Step a flow of the protocol to its result; a Redis failure it does not
-        absorb ends a revocation or a vetting with their fallbacks (none found)."""
+        """Step a flow of the protocol to its result."""
         with contextlib.closing(exchange):
-            try:
-                while (step := exchange.next()) is not None:
-                    if isinstance(step, Perform):
-                        assert perform is not None
-                        try:
-                            exchange.answer(perform())
-                        except BaseException as failure:
-                            exchange.fail(failure)
-                    elif isinstance(step, Sleep):
-                        time.sleep(step.seconds)
-                    else:
-                        try:
-                            exchange.redis_answered(send(self._redis(), step))
-                        except RedisError as failure:
-                            exchange.redis_failed(failure)
-            except RedisError:
-                return exchange.fallback
+            for step in exchange:
+                with exchange.outcome():
+                    exchange.answer(self._perform(step, perform))
         return exchange.result
+
+    def _perform(self, step: Step, perform: Callable[[], AuthMaterial] | None) -> Any:
+        if isinstance(step, Perform):
+            assert perform is not None
+            return perform()
+        if isinstance(step, Sleep):
+            return time.sleep(step.seconds)
+        return send(self._redis(), step)
 
     def close(self) -> None:
         """Close this process's Redis connections."""

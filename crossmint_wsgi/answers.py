@@ -12,9 +12,11 @@ import json
 from collections.abc import Generator, Iterable
 from typing import Any
 
-from .cookies import AuthCookies, is_token_text
+from .cookies import AuthCookies, is_token_text, session_cookie_headers
 from .errors import CrossmintAuthError, ErrorCode
 from .flows import AuthCore, Effect
+from .models import AuthMaterial
+from .tokens import TokenExpired, TokenInvalid, trusted_claims
 
 __all__ = [
     "MAX_BODY",
@@ -134,6 +136,69 @@ def invalid_request(message: str) -> Answer:
     return refusal(CrossmintAuthError(ErrorCode.INVALID_REQUEST, message))
 
 
+def _shows_secret(core: AuthCore) -> bool:
+    """Whether the refresh answer's JSON may carry the refresh secret.
+
+    An HttpOnly cookie exists so that no script reads the secret; the body
+    of an answer to the page's own ``fetch`` is readable by any script of the
+    page. The browser SDK uses only ``jwt`` from a refresh route's answer.
+    """
+    options = core.cookie_options
+    return options.expose_refresh_secret or not options.http_only
+
+
+def _material_json(core: AuthCore, material: AuthMaterial) -> dict[str, Any]:
+    data = material.to_json()
+    if not _shows_secret(core):
+        # Same shape, so onTokenRefresh still finds refreshToken.expiresAt.
+        del data["refreshToken"]["secret"]
+    return data
+
+
+def _new_cookies(
+    core: AuthCore, material: AuthMaterial, cookies: AuthCookies, secure: bool
+) -> list[str]:
+    """``Set-Cookie`` values for new material, under every name the request carried."""
+    try:
+        exp: int | None = int(trusted_claims(material.jwt)["exp"])
+    except TokenInvalid:
+        exp = None
+    return session_cookie_headers(
+        material,
+        exp,
+        core.cookie_options,
+        secure=secure,
+        project_id=core.crossmint.project_id,
+        names=cookies.names,
+        now=core.clock(),
+    )
+
+
+def _still_valid(core: AuthCore, jwt: str) -> Generator[Effect, Any, dict[str, Any] | None]:
+    """The claims of the request's JWT when it still verifies, else ``None``."""
+    try:
+        return (yield from core.verify(jwt))
+    except (TokenExpired, TokenInvalid, CrossmintAuthError):
+        return None
+
+
+def _kept_session(core: AuthCore, cookies: AuthCookies, claims: dict[str, Any]) -> Answer:
+    """``200`` with the JWT the request already holds, and no new cookies.
+
+    Crossmint's browser SDK logs the user out on any answer that is not a
+    2xx, and it asks 120 s before ``exp``, while that JWT is still good. So
+    when Crossmint cannot be reached and the JWT is good, it gets the JWT it
+    has: it keeps the session and schedules no refresh; the server refreshes
+    the cookies on a later request, once Crossmint answers.
+    """
+    refresh_token: dict[str, Any] = {"expiresAt": None}
+    if _shows_secret(core) and cookies.refresh:
+        refresh_token["secret"] = cookies.refresh
+    assert cookies.jwt is not None
+    body = {"jwt": cookies.jwt, "refreshToken": refresh_token, "user": {"id": claims["sub"]}}
+    return json_answer(200, body)
+
+
 def refresh_answer(
     core: AuthCore,
     body: bytes | None,
@@ -147,7 +212,13 @@ def refresh_answer(
     """The refresh route's answer to a body (``None``: too large) and the request's cookies.
 
     The browser SDK posts ``{"refresh": secret}``, or ``{}`` when the refresh
-    cookie is HttpOnly and it cannot read it: then the cookie is used.
+    cookie is HttpOnly and it cannot read it: then the cookie is used. The
+    answer is the browser SDK's ``{"jwt", "refreshToken", "user"}``, without
+    ``refreshToken.secret`` when the cookie is HttpOnly (see
+    :class:`~crossmint_wsgi.CookieOptions`). When Crossmint is unavailable
+    and the request's own session JWT is still valid, that JWT is answered
+    with ``200`` and no cookies, so the browser SDK does not log the user
+    out; ``503`` only when nothing valid is left.
     """
     if body is None:
         return invalid_request(f"body is larger than {limit} bytes")
@@ -164,6 +235,9 @@ def refresh_answer(
             return invalid_request("'refresh' must be a string")
         if secret and not is_token_text(secret):
             return invalid_request("'refresh' must be printable ASCII")
+    # Only the session the request holds may be kept through an outage: a
+    # login's one-time secret must not be answered with another session's JWT.
+    own = not secret or secret == cookies.refresh
     secret = secret or cookies.refresh
     if not secret:
         return refusal(
@@ -174,10 +248,16 @@ def refresh_answer(
     try:
         material = yield from core.refresh(secret, client)
     except CrossmintAuthError as error:
+        if error.code is ErrorCode.UPSTREAM_UNAVAILABLE and own and cookies.jwt:
+            claims = yield from _still_valid(core, cookies.jwt)
+            if claims is not None:
+                return _kept_session(core, cookies, claims)
         cleared = (
             core.clear_cookies(secure=secure, names=cookies.names) if error.clears_cookies else []
         )
         return refusal(error, cookies=cleared, retry_after=retry_after)
     return json_answer(
-        200, material.to_json(), cookies=core.session_cookies(material, secure=secure)
+        200,
+        _material_json(core, material),
+        cookies=_new_cookies(core, material, cookies, secure),
     )

@@ -250,11 +250,14 @@ def test_handle_custom_refresh(auth: CrossmintAuth, crossmint_emulator: Crossmin
     set_cookies = [value for name, value in answer.headers if name == "Set-Cookie"]
     assert len(set_cookies) == 2
     assert all("; Secure" in value for value in set_cookies)
+    # The refresh cookie is HttpOnly: its secret is in the cookie, not the body.
+    assert "secret" not in data["refreshToken"]
+    secret = set_cookies[1].split(";")[0].partition("crossmint-refresh-token=")[2]
     # The browser SDK posts {} when the refresh cookie is HttpOnly: the cookie is used.
-    cookie = {"crossmint-refresh-token": data["refreshToken"]["secret"]}
+    cookie = {"crossmint-refresh-token": secret}
     again = auth.handle_custom_refresh(cookie, body=b"{}")
     assert again.status == 200
-    assert again.json()["refreshToken"]["secret"] != data["refreshToken"]["secret"]
+    assert "crossmint-refresh-token=" in dict(again.headers)["Set-Cookie"]
     assert crossmint_emulator.requests["refresh"] == 2
     refused = auth.handle_custom_refresh({}, body="{}")
     assert (refused.status, refused.json()["error"]) == (401, "MISSING_SESSION")
@@ -436,6 +439,59 @@ def test_fork_safety(auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator)
         == "again"
     )
     assert crossmint_emulator.requests["refresh"] == 1
+
+
+def _outage_answers(answers: list[Any], material: AuthMaterial) -> None:
+    kept, expired, after = answers
+    # A valid JWT through an outage: 200 with that JWT, no cookies (the browser
+    # SDK would log the user out on a 503).
+    assert kept.status == 200
+    assert kept.json() == {
+        "jwt": material.jwt,
+        "refreshToken": {"expiresAt": None},
+        "user": {"id": "user-9"},
+    }
+    assert [name for name, _ in kept.headers if name == "Set-Cookie"] == []
+    # Nothing valid left: 503, cookies kept.
+    assert expired.status == 503
+    assert expired.json()["error"] == "UPSTREAM_UNAVAILABLE"
+    assert [name for name, _ in expired.headers if name == "Set-Cookie"] == []
+    # Crossmint back: the same secret, never used through the outage, refreshes.
+    assert after.status == 200
+    assert after.json()["jwt"] != material.jwt
+
+
+def test_handle_custom_refresh_keeps_a_valid_session_through_an_outage(
+    auth: CrossmintAuth, crossmint_emulator: CrossmintEmulator
+) -> None:
+    material = crossmint_emulator.create_session("user-9", jwt_ttl=100)
+    expired = crossmint_emulator.create_session("user-9", jwt_ttl=-5)
+    auth.verify_crossmint_jwt(material.jwt)  # the key set, fetched before the outage
+    crossmint_emulator.set_down(True)
+    answers = [
+        auth.handle_custom_refresh(cookie_mapping(material), body=b"{}"),
+        auth.handle_custom_refresh(cookie_mapping(expired), body=b"{}"),
+    ]
+    crossmint_emulator.set_down(False)
+    answers.append(auth.handle_custom_refresh(cookie_mapping(material), body=b"{}"))
+    _outage_answers(answers, material)
+
+
+@pytest.mark.anyio
+async def test_async_handle_custom_refresh_keeps_a_valid_session_through_an_outage(
+    async_auth: AsyncCrossmintAuth, crossmint_emulator: CrossmintEmulator
+) -> None:
+    material = crossmint_emulator.create_session("user-9", jwt_ttl=100)
+    expired = crossmint_emulator.create_session("user-9", jwt_ttl=-5)
+    await async_auth.verify_crossmint_jwt(material.jwt)
+    crossmint_emulator.set_down(True)
+    answers = [
+        await async_auth.handle_custom_refresh(scope_with(cookie_header(material)), body=b"{}"),
+        await async_auth.handle_custom_refresh(cookie_mapping(expired), body=None),
+    ]
+    crossmint_emulator.set_down(False)
+    answers.append(await async_auth.handle_custom_refresh(cookie_mapping(material), body=b"{}"))
+    _outage_answers(answers, material)
 
 
 # -- async, on asyncio and trio -------------------------------------------------------------------

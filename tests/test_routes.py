@@ -8,10 +8,17 @@ from typing import Any
 import pytest
 from stepping import NOW, Signer, crossmint_of, drive
 
-from crossmint_wsgi import AuthMaterial, CrossmintAuthError, ErrorCode, RefreshToken, User
+from crossmint_wsgi import (
+    AuthMaterial,
+    CookieOptions,
+    CrossmintAuthError,
+    ErrorCode,
+    RefreshToken,
+    User,
+)
 from crossmint_wsgi.answers import MAX_BODY, Answer
 from crossmint_wsgi.config import Crossmint
-from crossmint_wsgi.flows import AuthCore, Logout, ReadBody, Refresh, Revoke
+from crossmint_wsgi.flows import AuthCore, FetchKeys, Logout, ReadBody, Refresh, Revoke
 from crossmint_wsgi.routes import Gate, HttpRequest, Proceed, route_path
 
 PROJECT = "project-r"
@@ -106,7 +113,9 @@ def test_refresh_route_success(
     assert effects == [ReadBody(MAX_BODY), Refresh(secret)]
     assert isinstance(answer, Answer)
     assert answer.status == 200
-    assert answer.json() == new.to_json()
+    expected = new.to_json()
+    del expected["refreshToken"]["secret"]  # the refresh cookie is HttpOnly: not in the body
+    assert answer.json() == expected
     assert headers(answer, "Content-Type") == ["application/json"]
     assert headers(answer, "Cache-Control") == ["no-store"]
     set_cookies = headers(answer, "Set-Cookie")
@@ -138,6 +147,136 @@ def test_refresh_route_refusals_without_a_call(
     assert (answer.status, answer.json()["error"]) == (status, code)
     assert answer.json()["message"]
     assert headers(answer, "Set-Cookie") == []
+
+
+def test_refresh_answer_keeps_the_secret_out_of_the_body_when_the_cookie_is_http_only(
+    crossmint: Crossmint, signer: Signer
+) -> None:
+    """The answer to ``POST /refresh {}`` is readable by every script of the page:
+    the secret of an HttpOnly cookie stays in the cookie."""
+    new = material(signer)
+    for options, shown in (
+        (CookieOptions(), False),
+        (CookieOptions(http_only=False), True),
+        (CookieOptions(expose_refresh_secret=True), True),
+    ):
+        core = AuthCore(crossmint, jwks=signer.jwks(), clock=lambda: NOW, cookie_options=options)
+        cookie = f"crossmint-refresh-token={SECRET}"
+        answer, _ = drive(make_gate(core).handle(post("/refresh", cookie=cookie)), b"{}", new)
+        assert answer.status == 200
+        body = answer.json()
+        assert body["jwt"] == new.jwt
+        assert body["refreshToken"]["expiresAt"] == "2030-01-01T00:00:00.000Z"
+        assert ("secret" in body["refreshToken"]) is shown, options
+        if shown:
+            assert body["refreshToken"]["secret"] == NEW_SECRET
+        # The cookie carries it either way.
+        refresh_cookie = headers(answer, "Set-Cookie")[1]
+        assert refresh_cookie.startswith(f"crossmint-refresh-token={NEW_SECRET};")
+
+
+@pytest.mark.parametrize(
+    ("jwt_ttl", "body", "kept"),
+    [
+        pytest.param(100, b"{}", True, id="valid-jwt-kept"),
+        pytest.param(100, f'{{"refresh": "{SECRET}"}}'.encode(), True, id="readable-secret-kept"),
+        pytest.param(-1, b"{}", False, id="expired-jwt-503"),
+        pytest.param(None, b"{}", False, id="no-jwt-503"),
+        pytest.param(100, b'{"refresh": "one-time"}', False, id="login-secret-not-kept"),
+    ],
+)
+def test_refresh_route_outage_keeps_a_valid_session(
+    core: AuthCore, signer: Signer, jwt_ttl: int | None, body: bytes, kept: bool
+) -> None:
+    """Crossmint's browser SDK logs the user out on any error status: through
+    an outage, a JWT still valid is answered 200, as it is, with no cookies."""
+    jwt = signer.token(ttl=jwt_ttl) if jwt_ttl is not None else None
+    cookie = f"crossmint-refresh-token={SECRET}" + (f"; crossmint-jwt={jwt}" if jwt else "")
+    answer, effects = drive(
+        make_gate(core).handle(post("/refresh", cookie=cookie)), body, upstream()
+    )
+    assert effects[0] == ReadBody(MAX_BODY)
+    assert headers(answer, "Set-Cookie") == []
+    if kept:
+        assert answer.status == 200
+        assert answer.json() == {
+            "jwt": jwt,
+            "refreshToken": {"expiresAt": None},
+            "user": {"id": "user-1"},
+        }
+        assert headers(answer, "Retry-After") == []
+    else:
+        assert answer.status == 503
+        assert answer.json()["error"] == "UPSTREAM_UNAVAILABLE"
+
+
+def test_refresh_route_outage_shows_the_readable_secret_it_kept(
+    crossmint: Crossmint, signer: Signer
+) -> None:
+    core = AuthCore(
+        crossmint,
+        jwks=signer.jwks(),
+        clock=lambda: NOW,
+        cookie_options=CookieOptions(http_only=False),
+    )
+    jwt = signer.token(ttl=100)
+    cookie = f"crossmint-refresh-token={SECRET}; crossmint-jwt={jwt}"
+    answer, _ = drive(make_gate(core).handle(post("/refresh", cookie=cookie)), b"{}", upstream())
+    assert answer.status == 200
+    assert answer.json()["refreshToken"] == {"expiresAt": None, "secret": SECRET}
+
+
+def test_refresh_route_outage_fetches_keys_to_judge_the_jwt(
+    crossmint: Crossmint, signer: Signer
+) -> None:
+    core = AuthCore(crossmint, clock=lambda: NOW)  # no key set yet
+    jwt = signer.token(ttl=100)
+    cookie = f"crossmint-refresh-token={SECRET}; crossmint-jwt={jwt}"
+    gate = make_gate(core)
+    answer, effects = drive(
+        gate.handle(post("/refresh", cookie=cookie)), b"{}", upstream(), signer.jwks()
+    )
+    assert effects == [ReadBody(MAX_BODY), Refresh(SECRET), FetchKeys()]
+    assert answer.status == 200
+    # Without keys nothing is known to be valid: 503.
+    core = AuthCore(crossmint, clock=lambda: NOW)
+    answer, _ = drive(
+        make_gate(core).handle(post("/refresh", cookie=cookie)), b"{}", upstream(), upstream()
+    )
+    assert answer.status == 503
+
+
+@pytest.mark.parametrize(
+    ("cookie", "written"),
+    [
+        pytest.param(
+            f"crossmint-refresh-token-{PROJECT}={SECRET}; {SCOPED_JWT}=old",
+            [
+                "crossmint-jwt",
+                SCOPED_JWT,
+                "crossmint-refresh-token",
+                f"crossmint-refresh-token-{PROJECT}",
+            ],
+            id="scoped-request-written-back-scoped",
+        ),
+        pytest.param(
+            f"crossmint-refresh-token={SECRET}",
+            ["crossmint-jwt", "crossmint-refresh-token"],
+            id="unscoped-request-unscoped",
+        ),
+    ],
+)
+def test_refresh_route_writes_back_under_the_names_the_request_used(
+    core: AuthCore, signer: Signer, cookie: str, written: list[str]
+) -> None:
+    """A scoped secret left in place after its use would be sent again by the
+    browser SDK, refused as already used, and log the user out."""
+    new = material(signer)
+    answer, _ = drive(make_gate(core).handle(post("/refresh", cookie=cookie)), b"{}", new)
+    set_cookies = headers(answer, "Set-Cookie")
+    assert cookie_names(set_cookies) == written
+    refresh_values = [v for v in set_cookies if v.startswith("crossmint-refresh-token")]
+    assert all(v.split(";")[0].endswith(f"={NEW_SECRET}") for v in refresh_values)
 
 
 @pytest.mark.parametrize(

@@ -422,3 +422,31 @@ def test_logging_example(crossmint_emulator: CrossmintEmulator) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
     assert re.search(r" crossmint_wsgi\.keys INFO seen$", shown.stderr.strip())
+
+
+JWT, SCOPED_JWT, REFRESH = "crossmint-jwt", "crossmint-jwt-{project}", "crossmint-refresh-token"
+
+
+@pytest.mark.parametrize(
+    ("cookies", "names"),
+    [
+        pytest.param({JWT: "J", REFRESH: "R"}, (JWT, REFRESH), id="unscoped"),
+        pytest.param({SCOPED_JWT: "J"}, (SCOPED_JWT,), id="sdk-scoped"),
+        pytest.param({JWT: "J", SCOPED_JWT: "X"}, (JWT, SCOPED_JWT), id="unscoped-wins"),
+    ],
+)
+def test_read_cookies_as_documented(
+    cookies: dict[str, str], names: tuple[str, ...], auth: Any
+) -> None:
+    project = auth.crossmint.project_id
+    jwt, refresh = "eyJ.secret-jwt.sig", "secret-refresh-value"
+    values = {"J": jwt, "R": refresh, "X": "eyJ.other.sig"}
+    found = auth.read_cookies({n.format(project=project): values[v] for n, v in cookies.items()})
+    assert found.names == tuple(name.format(project=project) for name in names)
+    assert found.jwt == jwt
+    assert found.refresh == (refresh if "R" in cookies.values() else None)
+    assert jwt not in repr(found)
+    assert refresh not in repr(found)
+    # The keywords override what the cookies say.
+    assert auth.read_cookies({JWT: jwt}, jwt="eyJ.given.sig").jwt == "eyJ.given.sig"
+    assert "**`read_cookies(source=None, *, jwt=None, refresh_token=None)`**" in README

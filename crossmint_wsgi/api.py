@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from .config import Crossmint
-from .cookies import is_token_text
+from .cookies import REFRESH_COOKIE, is_token_text
 from .errors import CrossmintAuthError, CrossmintConfigError, ErrorCode
 from .keys import import_public_keys
 from .models import AuthMaterial, RefreshToken, User, parse_timestamp
@@ -28,8 +29,12 @@ __all__ = [
     "not_crossmint",
     "parse_jwks_answer",
     "parse_refresh_answer",
+    "parse_refresh_route_answer",
     "parse_user_answer",
+    "refresh_call",
     "refresh_request",
+    "refresh_route_request",
+    "refresh_route_url",
     "unreachable",
     "upstream_unavailable",
     "user_request",
@@ -81,6 +86,47 @@ def _post_secret(crossmint: Crossmint, name: str, secret: str) -> ApiRequest:
 def refresh_request(crossmint: Crossmint, secret: str) -> ApiRequest:
     """Trade a refresh secret (or a login's one-time secret) for new material."""
     return _post_secret(crossmint, "refresh", secret)
+
+
+def refresh_route_url(url: str) -> str:
+    """Check a ``refresh_route`` setting: an absolute ``http`` or ``https`` URL.
+
+    :raises CrossmintConfigError: ``setting == "refresh_route"``.
+    """
+    if not isinstance(url, str):
+        raise CrossmintConfigError(
+            f"refresh_route must be a URL string, not {type(url).__name__}",
+            setting="refresh_route",
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise CrossmintConfigError(
+            f"refresh_route must be an absolute http or https URL, not {url!r}",
+            setting="refresh_route",
+        )
+    return url
+
+
+def refresh_route_request(url: str, secret: str) -> ApiRequest:
+    """Trade a refresh secret at an app's own refresh route, as the browser SDK does.
+
+    The body is the browser SDK's ``{"refresh": secret}``. The API key is not
+    sent: the route belongs to another app, which holds its own.
+    """
+    from . import __version__
+
+    return ApiRequest(
+        name="refresh route",
+        method="POST",
+        url=url,
+        headers={
+            "x-client-name": CLIENT_NAME,
+            "x-client-version": __version__,
+            "accept": "application/json",
+            "content-type": "application/json",
+        },
+        body=json.dumps({"refresh": secret}).encode(),
+    )
 
 
 def logout_request(crossmint: Crossmint, secret: str) -> ApiRequest:
@@ -232,6 +278,86 @@ def parse_refresh_answer(status: int, body: bytes) -> AuthMaterial:
     except (KeyError, TypeError, ValueError, AttributeError, TokenInvalid) as error:
         raise upstream_unavailable("refresh", f"answer has an unexpected shape ({error})") from None
     return AuthMaterial(jwt=jwt, refresh_token=RefreshToken(secret, expires_at), user=user)
+
+
+def _secret_from_cookies(set_cookies: Iterable[str]) -> str | None:
+    """The refresh secret a refresh route stored in its cookie (unscoped or scoped name)."""
+    for header in set_cookies:
+        name, _, rest = header.partition("=")
+        name = name.strip()
+        if name == REFRESH_COOKIE or name.startswith(REFRESH_COOKIE + "-"):
+            value = rest.split(";", 1)[0].strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            if value:
+                return value
+    return None
+
+
+def parse_refresh_route_answer(
+    status: int, body: bytes, set_cookies: Iterable[str] = ()
+) -> AuthMaterial:
+    """Read an app's refresh route's answer: the browser SDK's
+    ``{"jwt", "refreshToken": {"secret", "expiresAt"}, "user"}``.
+
+    A route that keeps the secret of an HttpOnly cookie out of its body (as
+    this library's does) still sends it in ``Set-Cookie``: it is read there.
+
+    :raises CrossmintAuthError: ``SESSION_EXPIRED`` on a 401 (the route did
+        not accept the secret); ``UPSTREAM_UNAVAILABLE`` on anything else
+        that is not a new session: a 5xx, another 4xx (a wrong URL or a
+        route that refuses us is no reason to log users out), JSON of
+        another shape, or a 2xx without a new secret (a route keeping a
+        session through its own outage answers its old JWT that way).
+    """
+    if status == 401:
+        raise CrossmintAuthError(
+            ErrorCode.SESSION_EXPIRED,
+            "the refresh route did not accept the refresh token (HTTP 401)",
+        )
+    if 400 <= status < 500:
+        raise upstream_unavailable("refresh route", f"HTTP {status} (check refresh_route)")
+    data = _json_object("refresh route", status, body)
+    if not 200 <= status < 300:
+        raise upstream_unavailable("refresh route", f"unexpected HTTP {status}")
+    try:
+        jwt = data["jwt"]
+        refresh = data["refreshToken"]
+        secret = refresh.get("secret") or _secret_from_cookies(set_cookies)
+        if not isinstance(jwt, str) or not jwt:
+            raise TypeError("jwt must be a non-empty string")
+        if not isinstance(secret, str) or not secret:
+            raise ValueError("no new refresh secret in the body or the cookies")
+        if not is_token_text(jwt) or not is_token_text(secret):
+            raise ValueError("jwt and the refresh secret must be printable ASCII")
+        trusted_claims(jwt)
+        expires = refresh.get("expiresAt")
+        expires_at = parse_timestamp(expires) if expires is not None else None
+        user_data = data.get("user")
+        user = User.from_json(user_data) if isinstance(user_data, dict) else None
+    except (KeyError, TypeError, ValueError, AttributeError, TokenInvalid) as error:
+        raise upstream_unavailable(
+            "refresh route", f"answer has an unexpected shape ({error})"
+        ) from None
+    return AuthMaterial(jwt=jwt, refresh_token=RefreshToken(secret, expires_at), user=user)
+
+
+#: Reads a refresh answer: status, body and the answer's ``Set-Cookie`` values.
+RefreshParser = Callable[[int, bytes, list[str]], AuthMaterial]
+
+
+def _parse_crossmint_refresh(status: int, body: bytes, set_cookies: list[str]) -> AuthMaterial:
+    return parse_refresh_answer(status, body)
+
+
+def refresh_call(
+    crossmint: Crossmint, secret: str, route: str | None = None
+) -> tuple[ApiRequest, RefreshParser]:
+    """The refresh call to make and how to read its answer: Crossmint's, or
+    the app's own refresh route when ``route`` is set (the JS SDK's ``refreshRoute``)."""
+    if route is None:
+        return refresh_request(crossmint, secret), _parse_crossmint_refresh
+    return refresh_route_request(route, secret), parse_refresh_route_answer
 
 
 def parse_user_answer(status: int, body: bytes) -> User:

@@ -27,9 +27,9 @@ from .api import (
     jwks_request,
     logout_request,
     parse_jwks_answer,
-    parse_refresh_answer,
     parse_user_answer,
-    refresh_request,
+    refresh_call,
+    refresh_route_url,
     unreachable,
     user_request,
 )
@@ -108,6 +108,7 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         refresh_failure_limit: int = 20,
         refresh_failure_window: float = 60.0,
         max_concurrent_refreshes: int = 16,
+        refresh_route: str | None = None,
         coordinator: CoordinatorT | None = None,
         transport: TransportT | None = None,
         clock: Callable[[], float] = time.time,
@@ -116,6 +117,8 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         self.crossmint = instance("crossmint", crossmint, Crossmint, "create_crossmint(api_key)")
         self.timeout = seconds("timeout", timeout, positive=True)
         self.refresh_grace = seconds("refresh_grace", refresh_grace)
+        #: An app's own refresh route that refreshes are traded at instead of Crossmint.
+        self.refresh_route = None if refresh_route is None else refresh_route_url(refresh_route)
         if coordinator is not None:
             coordinator_for(coordinator, asynchronous=self._ASYNC, auth=name)
         if transport is not None:
@@ -267,6 +270,12 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
     :param max_concurrent_refreshes: refresh calls to Crossmint in flight at
         once in this process; beyond it a request is answered
         ``UPSTREAM_UNAVAILABLE`` at once. ``0`` means no bound.
+    :param refresh_route: the absolute URL of an app's own refresh route (the
+        JS SDK's ``refreshRoute``, e.g. one service holding the server key for
+        several apps): refreshes POST ``{"refresh": secret}`` there instead of
+        calling Crossmint, with the same coordination, caching and outcomes
+        (a 401 is ``SESSION_EXPIRED``, anything else that is no new session
+        ``UPSTREAM_UNAVAILABLE``). The API key is never sent there.
     :param transport: an ``httpx`` transport, for tests.
     :param clock: the current time in seconds, for tests.
     :raises CrossmintConfigError: a setting is wrong (its ``setting``
@@ -341,12 +350,15 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
 
     # -- I/O ----------------------------------------------------------------------------
 
-    def _send(self, request: ApiRequest) -> tuple[int, bytes]:
+    def _send(self, request: ApiRequest, set_cookies: list[str] | None = None) -> tuple[int, bytes]:
+        """Send a request; the answer's ``Set-Cookie`` values go to ``set_cookies``."""
         client = self._own_process()
         try:
             response = client.request(
                 request.method, request.url, headers=request.headers, content=request.body
             )
+            if set_cookies is not None:
+                set_cookies.extend(response.headers.get_list("set-cookie"))
             return response.status_code, response.content
         except (httpx.HTTPError, OSError) as error:
             raise unreachable(request, error) from None
@@ -364,9 +376,11 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
 
                 def perform() -> AuthMaterial:
                     with self.core.upstream_call(refresh):
-                        return parse_refresh_answer(
-                            *self._send(refresh_request(self.crossmint, refresh.secret))
+                        request, parse = refresh_call(
+                            self.crossmint, refresh.secret, self.refresh_route
                         )
+                        set_cookies: list[str] = []
+                        return parse(*self._send(request, set_cookies), set_cookies)
 
                 return self.coordinator.refresh(refresh.secret, perform)
             if isinstance(effect, Revoke):
@@ -536,13 +550,18 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
 
     # -- I/O ----------------------------------------------------------------------------
 
-    async def _send(self, request: ApiRequest) -> tuple[int, bytes]:
+    async def _send(
+        self, request: ApiRequest, set_cookies: list[str] | None = None
+    ) -> tuple[int, bytes]:
+        """As :meth:`CrossmintAuth._send`, awaited."""
         client = self._current_client()
         try:
             with anyio.fail_after(self.timeout):
                 response = await client.request(
                     request.method, request.url, headers=request.headers, content=request.body
                 )
+            if set_cookies is not None:
+                set_cookies.extend(response.headers.get_list("set-cookie"))
             return response.status_code, response.content
         except (httpx.HTTPError, OSError, TimeoutError) as error:
             raise unreachable(request, error) from None
@@ -564,9 +583,11 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
 
                 async def perform() -> AuthMaterial:
                     with self.core.upstream_call(refresh):
-                        return parse_refresh_answer(
-                            *await self._send(refresh_request(self.crossmint, refresh.secret))
+                        request, parse = refresh_call(
+                            self.crossmint, refresh.secret, self.refresh_route
                         )
+                        set_cookies: list[str] = []
+                        return parse(*await self._send(request, set_cookies), set_cookies)
 
                 return await self.coordinator.refresh(refresh.secret, perform)
             if isinstance(effect, Revoke):

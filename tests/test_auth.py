@@ -7,9 +7,11 @@ import dataclasses
 import json
 import os
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -921,3 +923,121 @@ async def test_async_check(
         except (CrossmintAuthError, CrossmintConfigError) as raised:
             error = raised
     _expect_check(crossmint, error, kind, words)
+
+
+# -- refresh_route: refreshing at another app's refresh route -------------------------------
+
+
+@contextlib.contextmanager
+def _refresh_service(crossmint_emulator: CrossmintEmulator) -> Iterator[str]:
+    """App A: the middleware's refresh route, holding the server key, served over loopback.
+
+    Its refresh cookie is HttpOnly, so its answers carry the new secret only in
+    ``Set-Cookie``: app B must read it there.
+    """
+    from werkzeug.serving import make_server
+
+    from crossmint_wsgi import CrossmintWSGIMiddleware
+
+    def nothing(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b""]
+
+    with CrossmintAuth(crossmint_emulator.crossmint()) as service:
+        app = CrossmintWSGIMiddleware(nothing, service)
+        server = make_server("127.0.0.1", free_port(), app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}/refresh"
+        finally:
+            server.shutdown()
+            thread.join()
+
+
+@pytest.fixture
+def refresh_service(crossmint_emulator: CrossmintEmulator) -> Iterator[str]:
+    with _refresh_service(crossmint_emulator) as url:
+        yield url
+
+
+def test_refresh_route_is_validated(crossmint_emulator: CrossmintEmulator) -> None:
+    for wrong in ("/refresh", "ftp://a.example/refresh", "https://", 5):
+        with pytest.raises(CrossmintConfigError) as caught:
+            CrossmintAuth(crossmint_emulator.crossmint(), refresh_route=wrong)  # type: ignore[arg-type]
+        assert caught.value.setting == "refresh_route"
+
+
+def test_get_session_refreshes_at_the_refresh_route(
+    crossmint_emulator: CrossmintEmulator, refresh_service: str
+) -> None:
+    """App B refreshes an expired session through app A's route, never calling
+    Crossmint itself, with the same coordination, caching and outcomes."""
+    crossmint_emulator.configure(reuse_window=0)
+    expired = crossmint_emulator.create_session("user-r", email="r@example.com", jwt_ttl=-5)
+    with CrossmintAuth(crossmint_emulator.crossmint(), refresh_route=refresh_service) as app_b:
+        # Fifty concurrent requests with one expired session: one refresh, shared.
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            sessions = list(
+                pool.map(lambda _: app_b.get_session(cookie_mapping(expired)), range(50))
+            )
+        assert crossmint_emulator.requests["refresh"] == 1
+        assert {s.jwt for s in sessions} == {sessions[0].jwt}
+        session = sessions[0]
+        assert (session.user_id, session.refreshed) == ("user-r", True)
+        assert session.user is not None
+        assert session.user.email == "r@example.com"
+        # A's answer left the HttpOnly secret out of its body: B read it from Set-Cookie.
+        new = session.refresh_token
+        assert new is not None
+        assert new.secret != expired.refresh_token.secret
+        assert new.expires_at is not None
+        # The new secret works, through A, for B's next refresh.
+        again = app_b.refresh(new.secret)
+        assert crossmint_emulator.requests["refresh"] == 2
+        assert app_b.verify_crossmint_jwt(again.jwt)["sub"] == "user-r"
+        # Outcomes: a refused secret ends the session; an outage behind A does not.
+        with pytest.raises(CrossmintAuthError) as caught:
+            app_b.get_session(refresh_token="no-such-secret")
+        assert code_of(caught) is ErrorCode.SESSION_EXPIRED
+        crossmint_emulator.set_down(True)
+        with pytest.raises(CrossmintAuthError) as caught:
+            app_b.refresh(again.refresh_token.secret)
+        assert code_of(caught) is ErrorCode.UPSTREAM_UNAVAILABLE
+
+
+def test_refresh_route_unreachable_is_upstream_unavailable(
+    crossmint_emulator: CrossmintEmulator,
+) -> None:
+    route = f"http://127.0.0.1:{free_port()}/refresh"  # nothing listens there
+    with (
+        CrossmintAuth(crossmint_emulator.crossmint(), refresh_route=route) as app_b,
+        pytest.raises(CrossmintAuthError) as caught,
+    ):
+        app_b.refresh("some-secret")
+    assert code_of(caught) is ErrorCode.UPSTREAM_UNAVAILABLE
+    assert crossmint_emulator.requests["refresh"] == 0
+
+
+@pytest.mark.anyio
+async def test_async_get_session_refreshes_at_the_refresh_route(
+    crossmint_emulator: CrossmintEmulator,
+) -> None:
+    expired = crossmint_emulator.create_session("user-a", jwt_ttl=-5)
+    with _refresh_service(crossmint_emulator) as route:
+        async with AsyncCrossmintAuth(crossmint_emulator.crossmint(), refresh_route=route) as app_b:
+            sessions = []
+
+            async def one() -> None:
+                sessions.append(await app_b.get_session(cookie_mapping(expired)))
+
+            async with anyio.create_task_group() as group:
+                for _ in range(20):
+                    group.start_soon(one)
+            with pytest.raises(CrossmintAuthError) as caught:
+                await app_b.refresh("no-such-secret")
+    assert code_of(caught) is ErrorCode.SESSION_EXPIRED
+    assert {s.jwt for s in sessions} == {sessions[0].jwt}
+    assert sessions[0].refreshed
+    assert sessions[0].refresh_token is not None
+    assert crossmint_emulator.requests["refresh"] == 2  # the twenty shared one, plus the refused

@@ -45,10 +45,21 @@ from .coordination import (
     SingleFlight,
 )
 from .errors import CrossmintAuthError, ErrorCode
-from .flows import AuthCore, Effect, FetchKeys, Logout, ReadBody, Refresh, Revoke, ano_body, no_body
+from .flows import (
+    AuthCore,
+    Effect,
+    FetchKeys,
+    Logout,
+    ReadBody,
+    Refresh,
+    Revoke,
+    RevokeToken,
+    ano_body,
+    no_body,
+)
 from .models import AuthMaterial, CookieOptions, Session, User
 from .settings import coordinator_for, count, instance, key_set, seconds, text
-from .tokens import TokenExpired, TokenInvalid
+from .tokens import TokenExpired, TokenInvalid, TokenRevoked
 from .workers import warn_without_shared_coordinator, workers
 
 __all__ = ["AsyncCrossmintAuth", "CrossmintAuth"]
@@ -72,6 +83,8 @@ def _as_bytes(body: bytes | str | Mapping[str, Any] | None) -> bytes:
 
 def _jwt_error(error: TokenExpired | TokenInvalid) -> CrossmintAuthError:
     """What :meth:`verify_crossmint_jwt` raises for a token that failed."""
+    if isinstance(error, TokenRevoked):
+        return CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "the session was logged out")
     if isinstance(error, TokenExpired):
         return CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "the JWT has expired")
     return CrossmintAuthError(ErrorCode.INVALID_TOKEN, f"the JWT is not valid: {error}")
@@ -144,6 +157,7 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
             refresh_failure_window=seconds("refresh_failure_window", refresh_failure_window),
             max_concurrent_refreshes=count("max_concurrent_refreshes", max_concurrent_refreshes),
         )
+        self._listening_pid = -1
         self._init_driver(coordinator, transport)
         if coordinator is None:
             # Workers that each refresh on their own log users out: say so at start-up.
@@ -152,6 +166,16 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
     def _init_driver(self, coordinator: CoordinatorT | None, transport: TransportT | None) -> None:
         """Set up what only this driver has (clients, flights, the coordinator)."""
         raise NotImplementedError
+
+    def _listen(self) -> None:
+        """Once in each process: a coordinator that reaches other processes
+        (Redis) starts telling this one about their logouts."""
+        pid = os.getpid()
+        if self._listening_pid != pid:
+            self._listening_pid = pid
+            listen = getattr(getattr(self, "coordinator", None), "listen", None)
+            if callable(listen):
+                listen(self.core.revoked)
 
     @property
     def cookie_options(self) -> CookieOptions:
@@ -195,7 +219,7 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         """The claims of a token verified before, without driving a flow: the hot path."""
         core = self.core
         try:
-            return core.tokens.get(token, core.clock(), core.leeway)
+            return core.cached_claims(token, core.clock())
         except TokenExpired as error:
             raise _jwt_error(error) from None
 
@@ -385,6 +409,8 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
                 return self.coordinator.refresh(refresh.secret, perform)
             if isinstance(effect, Revoke):
                 return self.coordinator.revoke(effect.secret)
+            if isinstance(effect, RevokeToken):
+                return self.coordinator.revoke_token(effect.digest, effect.exp)
             if isinstance(effect, Logout):
                 # Crossmint's answer to a logout carries nothing we use.
                 self._send(logout_request(self.crossmint, effect.secret))
@@ -401,6 +427,7 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
         read_body: Callable[[int], bytes | None] = no_body,
     ) -> R:
         """Drive a flow to its end, performing each effect it yields."""
+        self._listen()
         try:
             effect = next(flow)
             while True:
@@ -452,14 +479,25 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
         """
         return self.run(self.core.refresh(secret))
 
-    def logout(self, source: Any = None, *, refresh_token: str | None = None) -> list[str]:
-        """Revoke the session's refresh token at Crossmint (best effort).
+    def logout(
+        self,
+        source: Any = None,
+        *,
+        refresh_token: str | None = None,
+        jwt: str | None = None,
+    ) -> list[str]:
+        """End the session (best effort): its JWT is refused from now on, in
+        every process that shares this auth's coordinator, and its refresh
+        chain is revoked here and at Crossmint.
 
+        :param source: the request (for its cookies), as for :meth:`get_session`.
+        :param refresh_token: the refresh secret, instead of the cookie.
+        :param jwt: the JWT, instead of the cookie.
         :returns: the ``Set-Cookie`` values that clear both cookies.
         """
-        secret = self.read_cookies(source, refresh_token=refresh_token).refresh
-        if secret:
-            self.run(self.core.logout(secret))
+        cookies = self.read_cookies(source, jwt=jwt, refresh_token=refresh_token)
+        if cookies.refresh or cookies.jwt:
+            self.run(self.core.logout(cookies.refresh, cookies.jwt))
         return self.clear_cookies(secure=self.cookie_options.secure)
 
     def get_user(self, user_id: str) -> User:
@@ -592,6 +630,8 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
                 return await self.coordinator.refresh(refresh.secret, perform)
             if isinstance(effect, Revoke):
                 return await self.coordinator.revoke(effect.secret)
+            if isinstance(effect, RevokeToken):
+                return await self.coordinator.revoke_token(effect.digest, effect.exp)
             if isinstance(effect, Logout):
                 await self._send(logout_request(self.crossmint, effect.secret))
                 return None
@@ -607,6 +647,7 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
         read_body: Callable[[int], Awaitable[bytes | None]] = ano_body,
     ) -> R:
         """Drive a flow to its end, performing each effect it yields."""
+        self._listen()
         try:
             effect = next(flow)
             while True:
@@ -639,11 +680,17 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
         """As :meth:`CrossmintAuth.refresh`."""
         return await self.run(self.core.refresh(secret))
 
-    async def logout(self, source: Any = None, *, refresh_token: str | None = None) -> list[str]:
+    async def logout(
+        self,
+        source: Any = None,
+        *,
+        refresh_token: str | None = None,
+        jwt: str | None = None,
+    ) -> list[str]:
         """As :meth:`CrossmintAuth.logout`."""
-        secret = self.read_cookies(source, refresh_token=refresh_token).refresh
-        if secret:
-            await self.run(self.core.logout(secret))
+        cookies = self.read_cookies(source, jwt=jwt, refresh_token=refresh_token)
+        if cookies.refresh or cookies.jwt:
+            await self.run(self.core.logout(cookies.refresh, cookies.jwt))
         return self.clear_cookies(secure=self.cookie_options.secure)
 
     async def get_user(self, user_id: str) -> User:

@@ -265,6 +265,11 @@ class RefreshCoordinator(Protocol):
         """
         ...
 
+    def revoke_token(self, digest: str, exp: float) -> None:
+        """Tell every process this coordinator reaches that a JWT was logged
+        out (by :func:`~crossmint_wsgi.revocations.token_digest`), until ``exp``."""
+        ...
+
 
 @runtime_checkable
 class AsyncRefreshCoordinator(Protocol):
@@ -278,6 +283,10 @@ class AsyncRefreshCoordinator(Protocol):
 
     async def revoke(self, secret: str) -> list[str]:
         """As :meth:`RefreshCoordinator.revoke`."""
+        ...
+
+    async def revoke_token(self, digest: str, exp: float) -> None:
+        """As :meth:`RefreshCoordinator.revoke_token`."""
         ...
 
 
@@ -340,6 +349,9 @@ class LocalCoordinator(_InProcess[SingleFlight[AuthMaterial]]):
     def revoke(self, secret: str) -> list[str]:
         return self.cache.revoke(secret_digest(secret))
 
+    def revoke_token(self, digest: str, exp: float) -> None:
+        """Nothing to do: in one process, the auth's own set of revoked JWTs is the whole story."""
+
 
 class AsyncLocalCoordinator(_InProcess[AsyncSingleFlight[AuthMaterial]]):
     """In-process coordination for tasks: single-flight plus the grace cache.
@@ -367,3 +379,6 @@ class AsyncLocalCoordinator(_InProcess[AsyncSingleFlight[AuthMaterial]]):
 
     async def revoke(self, secret: str) -> list[str]:
         return self.cache.revoke(secret_digest(secret))
+
+    async def revoke_token(self, digest: str, exp: float) -> None:
+        """As :meth:`LocalCoordinator.revoke_token`."""

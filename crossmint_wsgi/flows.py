@@ -25,9 +25,11 @@ from .errors import CrossmintAuthError, ErrorCode
 from .keys import KeySetCache
 from .limits import FailedRefreshes, UpstreamSlots
 from .models import AuthMaterial, CookieOptions, RefreshToken, Session
+from .revocations import RevokedTokens, token_digest
 from .tokens import (
     TokenExpired,
     TokenInvalid,
+    TokenRevoked,
     VerifiedTokenCache,
     read_header,
     trusted_claims,
@@ -44,6 +46,7 @@ __all__ = [
     "Refresh",
     "Resolution",
     "Revoke",
+    "RevokeToken",
     "ano_body",
     "no_body",
 ]
@@ -84,6 +87,15 @@ class Revoke:
 
 
 @dataclasses.dataclass(frozen=True)
+class RevokeToken:
+    """Tell every process that a JWT was logged out (by digest, until ``exp``).
+    Result: ``None``, or an error; coordinators that reach no other process ignore it."""
+
+    digest: str
+    exp: float
+
+
+@dataclasses.dataclass(frozen=True)
 class ReadBody:
     """Read the request body. Result: the bytes, or ``None`` when over ``limit``."""
 
@@ -100,7 +112,7 @@ async def ano_body(limit: int) -> bytes:
     return b""
 
 
-Effect = Union[FetchKeys, Refresh, Logout, Revoke, ReadBody]  # noqa: UP007 - a runtime alias on 3.10
+Effect = Union[FetchKeys, Refresh, Logout, Revoke, RevokeToken, ReadBody]  # noqa: UP007 - a runtime alias on 3.10
 Flow = Generator[Effect, Any, Any]
 
 FETCH_KEYS = FetchKeys()
@@ -156,6 +168,18 @@ class AuthCore:
         self.clock = clock
         self.failed_refreshes = FailedRefreshes(refresh_failure_limit, refresh_failure_window)
         self.upstream_slots = UpstreamSlots(max_concurrent_refreshes)
+        #: JWTs logged out before their ``exp``, here or (with Redis) anywhere.
+        self.revoked = RevokedTokens()
+
+    def cached_claims(self, token: str, now: float) -> dict[str, Any] | None:
+        """The claims of a token verified before, with no I/O: the hot path.
+
+        :raises TokenExpired: expired since, or (:class:`TokenRevoked`) logged out.
+        """
+        revoked = self.revoked.digests
+        if revoked and token_digest(token) in revoked:
+            raise TokenRevoked("the session was logged out")
+        return self.tokens.get(token, now, self.leeway)
 
     # -- verification -------------------------------------------------------------------
 
@@ -168,7 +192,7 @@ class AuthCore:
             could be had at all.
         """
         now = self.clock()
-        cached = self.tokens.get(token, now, self.leeway)
+        cached = self.cached_claims(token, now)
         if cached is not None:
             return cached
         header = read_header(token)
@@ -212,14 +236,20 @@ class AuthCore:
 
     # -- sessions -------------------------------------------------------------------------
 
-    def logout(self, secret: str) -> Generator[Effect, Any, None]:
-        """End the session of a refresh secret, best effort.
+    def logout(self, secret: str | None, jwt: str | None = None) -> Generator[Effect, Any, None]:
+        """End a session, best effort: its JWT and every refresh secret of its chain.
 
-        Every secret of its chain that this deployment has seen stops
+        The JWT, if it verifies, is refused from now on in this process and,
+        through the coordinator, in every process that shares it, until its
+        ``exp``. Every secret of the chain that this deployment has seen stops
         yielding material (the coordinator's part), and each still-valid one
-        is revoked at Crossmint. Neither can fail the logout: the cookies
-        are cleared whatever Crossmint says.
+        is revoked at Crossmint. Nothing can fail the logout: the cookies are
+        cleared whatever Crossmint says.
         """
+        if jwt:
+            yield from self._revoke_token(jwt)
+        if not secret:
+            return
         successors = yield Revoke(secret)
         if isinstance(successors, CrossmintAuthError):
             logger.warning("logout could not reach the coordinator: %s", successors.message)
@@ -228,6 +258,20 @@ class AuthCore:
             result = yield Logout(each)
             if isinstance(result, CrossmintAuthError):
                 logger.warning("%s (best effort: the cookies are cleared anyway)", result.message)
+
+    def _revoke_token(self, jwt: str) -> Generator[Effect, Any, None]:
+        # Only a genuine, live JWT: anything else needs no revoking, and a
+        # forged one must not fill the set.
+        try:
+            claims = yield from self.verify(jwt)
+        except (TokenExpired, TokenInvalid, CrossmintAuthError):
+            return
+        digest, exp = token_digest(jwt), float(claims["exp"]) + self.leeway
+        self.revoked.add(digest, exp, self.clock())
+        self.tokens.discard(jwt)
+        result = yield RevokeToken(digest, exp)
+        if isinstance(result, CrossmintAuthError):
+            logger.warning("logout could not tell the other processes: %s", result.message)
 
     def refresh(
         self, secret: str, client: str | None = None

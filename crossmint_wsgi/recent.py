@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 
 from .caches import EXPIRED, BoundedCache, CacheStats
 from .models import Session
+from .revocations import RevokedTokens, token_digest
 
 V = TypeVar("V")
 
@@ -40,30 +41,42 @@ class RecentSessions(Generic[V]):
     :param max_sessions: the most sessions it holds.
     """
 
-    def __init__(self, budget: int, max_sessions: int) -> None:
+    def __init__(
+        self, budget: int, max_sessions: int, revoked: RevokedTokens | None = None
+    ) -> None:
         # Up to three keys a session: the header as text, as ASGI's bytes, and its auth pairs.
-        self._cache: BoundedCache[str | bytes, V] = BoundedCache(
+        # Each holds the decision and its JWT's digest, checked against logouts.
+        self._cache: BoundedCache[str | bytes, tuple[V, str]] = BoundedCache(
             "sessions", budget if max_sessions > 0 else 0, max_entries=3 * max_sessions
         )
         self._entries = self._cache._entries
+        # The dict itself: empty (one truth test) until a logout happens.
+        self._revoked = (revoked if revoked is not None else RevokedTokens()).digests
 
     def __len__(self) -> int:
         return len(self._cache)
 
     def find(self, cookie: str | bytes, now: float) -> V | None:
-        """The decision for a ``Cookie`` header (ASGI's raw bytes or text), if remembered."""
+        """The decision for a ``Cookie`` header (ASGI's raw bytes or text), if
+        remembered and its JWT not logged out since."""
         # The exact header first: a browser resending the same cookies costs one
         # hash. This is every returning request's path: the cache's dict is read
         # directly, a method call less.
         entry = self._entries.get(cookie)
         if entry is not None and entry[0] > now:  # type: ignore[operator]
-            self._cache.hits += 1
-            return entry[1]  # type: ignore[return-value]
-        if (b"crossmint-" if isinstance(cookie, bytes) else "crossmint-") not in cookie:  # type: ignore[operator]
+            found: tuple[V, str] = entry[1]  # type: ignore[assignment]
+        else:
+            if (b"crossmint-" if isinstance(cookie, bytes) else "crossmint-") not in cookie:  # type: ignore[operator]
+                return None
+            text = cookie.decode("latin-1") if isinstance(cookie, bytes) else cookie
+            pairs = self._cache.get(auth_pairs(text), now)
+            if pairs is None or pairs is EXPIRED:
+                return None
+            found = pairs
+        if self._revoked and found[1] in self._revoked:
             return None
-        text = cookie.decode("latin-1") if isinstance(cookie, bytes) else cookie
-        found = self._cache.get(auth_pairs(text), now)
-        return None if found is EXPIRED else found
+        self._cache.hits += 1
+        return found[0]
 
     def remember(
         self,
@@ -77,9 +90,10 @@ class RecentSessions(Generic[V]):
         """Remember the decision about ``session`` for a header until ``deadline``."""
         refresh = session.refresh_token.secret if session.refresh_token else ""
         size = len(session.jwt) + len(refresh) + SESSION_OVERHEAD
+        value = (decision, token_digest(session.jwt))
         for key in (cookie, auth_pairs(cookie), raw_cookie):
             if key is not None and len(key) <= MAX_KEY:
-                self._cache.put(key, decision, deadline, size + len(key), now)
+                self._cache.put(key, value, deadline, size + len(key), now)
 
     def stats(self) -> CacheStats:
         """Entries (up to three a session), bytes, hits, misses and evictions."""

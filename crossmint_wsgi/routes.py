@@ -191,7 +191,7 @@ class Gate:
         self._post_paths = frozenset(p for p in (refresh_path, logout_path) if p)
         #: Sessions verified moments ago: a returning browser costs a lookup.
         self.recent: RecentSessions[Proceed] = RecentSessions(
-            core.cache_budget // 2, core.tokens.max_size
+            core.cache_budget // 2, core.tokens.max_size, core.revoked
         )
         self._clock = core.clock
 
@@ -381,8 +381,8 @@ class Gate:
         cookies: AuthCookies = parse_auth_cookie_header(
             request.cookie, self.core.crossmint.project_id
         )
-        if cookies.refresh:
-            yield from self.core.logout(cookies.refresh)
+        if cookies.refresh or cookies.jwt:
+            yield from self.core.logout(cookies.refresh, cookies.jwt)
         return json_answer(
             200,
             {"ok": True},

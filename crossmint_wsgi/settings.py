@@ -94,27 +94,30 @@ def key_set(setting: str, value: Mapping[str, Any] | None) -> Mapping[str, Any] 
 def coordinator_for(value: T, *, asynchronous: bool, auth: str) -> T:
     """A refresh coordinator whose methods suit the auth class it is given to.
 
-    :param asynchronous: whether ``refresh`` and ``revoke`` must be coroutine functions.
+    :param asynchronous: whether the methods must be coroutine functions.
     :param auth: the auth class's name, for the message.
     :raises CrossmintConfigError: ``setting == "coordinator"``; the message
         names the class to use.
     """
     name = _kind(value)
-    methods = [getattr(value, method, None) for method in ("refresh", "revoke")]
+    methods = [getattr(value, method, None) for method in ("refresh", "revoke", "revoke_token")]
     if not all(callable(method) for method in methods):
         wanted = "AsyncRefreshCoordinator" if asynchronous else "RefreshCoordinator"
         raise CrossmintConfigError(
-            f"coordinator: {name} has no refresh() and revoke(): {auth} needs a {wanted}",
+            f"coordinator: {name} lacks refresh(), revoke() or revoke_token():"
+            f" {auth} needs a {wanted}",
             setting="coordinator",
         )
     if all(inspect.iscoroutinefunction(method) == asynchronous for method in methods):
         return value
     if asynchronous:
         counterpart = f"Async{name}"
-        why = f"{name} blocks; {auth} needs one whose refresh() and revoke() are async"
+        why = f"{name} blocks; {auth} needs one whose methods are async"
     else:
         counterpart = name[len("Async") :] if name.startswith("Async") else f"a sync {name}"
-        why = f"{name} is async; {auth} needs one whose refresh() and revoke() block"
+        why = (
+            f"{name} is async; {auth} needs one whose refresh(), revoke() and revoke_token() block"
+        )
     other = "CrossmintAuth" if asynchronous else "AsyncCrossmintAuth"
     raise CrossmintConfigError(
         f"coordinator: {why}: use {counterpart} (or give {name} to {other})",

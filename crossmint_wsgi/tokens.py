@@ -23,6 +23,7 @@ __all__ = [
     "MAX_TOKEN_LENGTH",
     "TokenExpired",
     "TokenInvalid",
+    "TokenRevoked",
     "VerifiedTokenCache",
     "check_claims",
     "read_header",
@@ -69,6 +70,10 @@ class TokenInvalid(Exception):
 
 class TokenExpired(Exception):
     """The token is genuine but its ``exp`` has passed."""
+
+
+class TokenRevoked(TokenExpired):
+    """The token is genuine but its session was logged out: treated as expired."""
 
 
 def _numeric_date(value: object) -> bool:

@@ -515,9 +515,9 @@ def test_logout_through_the_middleware_ends_stolen_and_stale_secrets(
         login = crossmint_emulator.create_session("user-chain", jwt_ttl=-30)
         s1 = login.refresh_token.secret
         post = _poster(crossmint_emulator, middleware)
-        status, body, _ = post("/refresh", {"refresh": s1}, "")
+        status, _, set_cookies = post("/refresh", {"refresh": s1}, "")
         assert status == 200
-        s2 = json.loads(body)["refreshToken"]["secret"]
+        s2 = cookie_value(set_cookies, REFRESH_COOKIE)
         logout_secret = s1 if presented_at_logout == "old" else s2
         status, _, _ = post("/logout", None, f"{REFRESH_COOKIE}={logout_secret}")
         assert status == 200

@@ -1,0 +1,131 @@
+"""Every process learns every logout: a listener on Redis's revocation channel.
+
+A logout records the JWT's digest in a sorted set (scored by the JWT's
+``exp``) and publishes it (:func:`crossmint_wsgi.redis.protocol.announce`).
+Each process runs one :class:`Listener`, a daemon thread with a blocking
+client: it subscribes, then reads the set (so nothing published between the
+two is missed), and adds each digest to the auth's
+:class:`~crossmint_wsgi.revocations.RevokedTokens`, which every cache checks.
+After a lost connection it reconnects and reads the set again: a process
+that was cut off catches up. Requests never wait for any of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ..revocations import RevokedTokens
+
+__all__ = ["Listener"]
+
+logger = logging.getLogger("crossmint_wsgi")
+
+#: Seconds between reconnection attempts, doubling up to the last.
+_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class Listener:
+    """One process's subscription to logouts.
+
+    :param connect: makes a blocking client (``redis.Redis`` or ``RedisCluster``)
+        for the subscription.
+    :param key: the sorted set and channel name.
+    :param revoked: where the digests go.
+    :param clock: the current time, to skip what has expired.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        key: str,
+        revoked: RevokedTokens,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._connect = connect
+        self.key = key
+        self.revoked = revoked
+        self._clock = clock
+        self._stop = threading.Event()
+        #: Set whenever the listener is subscribed and has read the set.
+        self.ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="crossmint-wsgi revocations", daemon=True
+        )
+
+    def start(self) -> Listener:
+        """Read the active revocations once, now (a new process must not serve a
+        JWT logged out before it started), then listen in the background."""
+        try:
+            self._read_active(self._connect())
+        except (RedisError, OSError) as error:
+            logger.warning(
+                "could not read earlier logouts from Redis (%s): listening for new ones",
+                type(error).__name__,
+            )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self._listen()
+                failures = 0
+            except (RedisError, OSError) as error:
+                self.ready.clear()
+                if failures == 0:
+                    logger.warning(
+                        "logouts from other processes are not reaching this one"
+                        " (Redis: %s); retrying",
+                        type(error).__name__,
+                    )
+                wait = _BACKOFF[min(failures, len(_BACKOFF) - 1)]
+                failures += 1
+                self._stop.wait(wait)
+
+    def _listen(self) -> None:
+        client = self._connect()
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(self.key)
+            # Subscribed first, then read: a logout published meanwhile arrives twice, never not.
+            self._read_active(client)
+            self.ready.set()
+            while not self._stop.is_set():
+                message = pubsub.get_message(timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    self._apply(message.get("data"))
+        finally:
+            # The client may be the app's own: only the subscription's connection goes.
+            pubsub.close()
+
+    def _read_active(self, client: Any) -> None:
+        now = self._clock()
+        active: list[tuple[bytes, float]] = client.zrangebyscore(
+            self.key, now, "+inf", withscores=True
+        )
+        for digest, exp in active:
+            self._add(digest, float(exp), now)
+
+    def _apply(self, data: object) -> None:
+        text = data.decode("latin-1") if isinstance(data, bytes) else str(data)
+        digest, _, exp = text.partition(" ")
+        try:
+            self._add(digest, float(exp), self._clock())
+        except ValueError:
+            logger.warning("ignoring a malformed logout message on the revocation channel")
+
+    def _add(self, digest: object, exp: float, now: float) -> None:
+        name = digest.decode("latin-1") if isinstance(digest, bytes) else str(digest)
+        if len(name) == 64:
+            self.revoked.add(name, exp, now)

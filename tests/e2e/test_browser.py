@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import BrowserContext, Cookie, Page, Request, Response
+from playwright.sync_api import BrowserContext, Cookie, Page, Response
 from playwright.sync_api import Error as PlaywrightError
 from redis_server import redis_server
 from support import Server, free_port, require_program, run_server
@@ -398,14 +400,59 @@ class Scenario:
             signed_in_at(self.page, self.base)
 
 
-def navigation_to(url: str) -> Callable[[Request | Response], bool]:
-    """Matches the navigation request to ``url``, or its response."""
-
-    def matches(event: Request | Response) -> bool:
-        request = event if isinstance(event, Request) else event.request
-        return request.url == url and request.is_navigation_request()
+def navigation_to(url: str) -> Callable[[Response], bool]:
+    def matches(response: Response) -> bool:
+        return response.url == url and response.request.is_navigation_request()
 
     return matches
+
+
+class SentWatch:
+    """Calls ``on_sent`` once ``tab``'s navigation to ``url`` has left the browser.
+
+    "Left" means with its final headers, the Cookie header included. Playwright's
+    ``request`` event is Chromium's ``Network.requestWillBeSent``, which comes
+    before the network service has read the cookie jar for the request: a
+    response landing in between still changes the cookies the request carries
+    (seen under load). ``Network.requestWillBeSentExtraInfo`` carries the
+    headers as sent (what ``Request.all_headers()`` reports), so once it is in,
+    the request's cookies are settled. The two events come in either order.
+
+    The tab's HTTP cache is off ("Disable cache" in DevTools): Chromium's cache
+    lets one request per URL go to the network at a time, and a tab opening a
+    URL another tab is already loading would wait for that tab's answer (and
+    for the refresh this tab is meant to overlap). The tests drive Chromium
+    only, so its DevTools protocol is at hand.
+    """
+
+    def __init__(self, tab: Page, url: str, on_sent: Callable[[], None]) -> None:
+        self.url = url
+        self.sent = False
+        self._on_sent = on_sent
+        self._navigations: set[str] = set()
+        self._with_headers: set[str] = set()
+        self._session = tab.context.new_cdp_session(tab)
+        self._session.on("Network.requestWillBeSent", self._will_be_sent)
+        self._session.on("Network.requestWillBeSentExtraInfo", self._headers_sent)
+        self._session.send("Network.enable")
+        self._session.send("Network.setCacheDisabled", {"cacheDisabled": True})
+
+    def _will_be_sent(self, event: dict[str, Any]) -> None:
+        if event["request"]["url"] == self.url and event.get("type") == "Document":
+            self._navigations.add(event["requestId"])
+            self._check()
+
+    def _headers_sent(self, event: dict[str, Any]) -> None:
+        self._with_headers.add(event["requestId"])
+        self._check()
+
+    def _check(self) -> None:
+        if not self.sent and self._navigations & self._with_headers:
+            self.sent = True
+            self._on_sent()
+
+    def close(self) -> None:
+        self._session.detach()
 
 
 def open_at_once(
@@ -413,26 +460,41 @@ def open_at_once(
 ) -> list[Response]:
     """Start a navigation in every tab before any answers; their main responses.
 
-    Crossmint's refresh answers are held at ``upstream`` until the browser has
-    issued every tab's request: no answer, so no new cookie, can reach the
-    browser before then, however slowly it gets to each tab. (The caller
-    checks, from the headers as sent, that every request carried the old
-    refresh secret.)
+    Crossmint's refresh answers are held at ``upstream`` until every tab's
+    request has left the browser with its cookies: no answer, so no new
+    cookie, can reach the browser before then, however slowly it gets to each
+    tab. (The caller checks, from the headers as sent, that every request
+    carried the old refresh secret.)
     """
-    with contextlib.ExitStack() as stack:
-        waiting = [
-            stack.enter_context(tab.expect_response(navigation_to(url)))
-            for tab, url in zip(tabs, urls, strict=True)
+    pending = set(range(len(tabs)))
+
+    def sent(index: int) -> None:
+        pending.discard(index)
+        if not pending:
+            upstream.release()
+
+    with upstream.holding_refreshes(), contextlib.ExitStack() as watching:
+        watches = [
+            SentWatch(tab, url, functools.partial(sent, index))
+            for index, (tab, url) in enumerate(zip(tabs, urls, strict=True))
         ]
-        with upstream.holding_refreshes(), contextlib.ExitStack() as sending:
-            for tab, url in zip(tabs, urls, strict=True):
-                sending.enter_context(tab.expect_request(navigation_to(url)))
-            for tab, url in zip(tabs, urls, strict=True):
-                # Returns at once: the navigation runs after this script.
-                tab.evaluate("url => { setTimeout(() => { location.href = url; }, 0); }", url)
-        # Leaving ``sending`` waited for every request; leaving the gate let the
-        # held refresh through.
-    responses = [info.value for info in waiting]
+        for watch in watches:
+            watching.callback(watch.close)
+        try:
+            with contextlib.ExitStack() as stack:
+                waiting = [
+                    stack.enter_context(tab.expect_response(navigation_to(url)))
+                    for tab, url in zip(tabs, urls, strict=True)
+                ]
+                for tab, url in zip(tabs, urls, strict=True):
+                    # Returns at once: the navigation runs after this script.
+                    tab.evaluate("url => { setTimeout(() => { location.href = url; }, 0); }", url)
+                # Leaving waits for the responses: the last SentWatch releases the
+                # held refresh on the way.
+        except PlaywrightError as error:
+            unsent = [watch.url for watch in watches if not watch.sent]
+            raise AssertionError(f"requests never seen leaving the browser: {unsent}") from error
+        responses = [info.value for info in waiting]
     for tab in tabs:
         # A response is in before its page commits: wait until the tab has left
         # about:blank and loaded. Where it landed (maybe the login page) is for

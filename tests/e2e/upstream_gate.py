@@ -1,11 +1,11 @@
 """A pass-through proxy in front of the Crossmint emulator that can hold refresh calls.
 
 The app under test talks to Crossmint through :class:`UpstreamGate` instead of
-the emulator itself. While :meth:`UpstreamGate.holding_refreshes` is open,
-every refresh call waits at the gate, so no session can be refreshed (and no
-new cookie can reach the browser) until the test has seen the event it is
-waiting for, for example every tab's request leaving the browser, and closes
-the block. Everything else goes straight through.
+the emulator itself. Inside :meth:`UpstreamGate.holding_refreshes`, every
+refresh call waits at the gate, so no session can be refreshed (and no new
+cookie can reach the browser) until the test has seen the event it is waiting
+for, for example every tab's request leaving the browser, and calls
+:meth:`UpstreamGate.release`. Everything else goes straight through.
 """
 
 from __future__ import annotations
@@ -93,12 +93,19 @@ class UpstreamGate:
 
     @contextlib.contextmanager
     def holding_refreshes(self) -> Iterator[None]:
-        """Hold every refresh call that arrives inside the block until the block ends."""
+        """Hold every refresh call that arrives inside the block.
+
+        They go through when :meth:`release` is called, or when the block ends.
+        """
         self._open.clear()
         try:
             yield
         finally:
             self._open.set()
+
+    def release(self) -> None:
+        """Let the held refresh calls (and any later one) through. Any thread may call it."""
+        self._open.set()
 
     def __enter__(self) -> UpstreamGate:
         self._thread.start()

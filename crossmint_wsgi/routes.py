@@ -345,12 +345,23 @@ class Gate:
         # No Origin: a non-browser client, or a browser that would send Sec-Fetch-Site.
         return request.fetch_site in (None, "same-origin", "none")
 
+    def _why_cross_site(self, request: HttpRequest) -> str:
+        """What was compared, for the deployer behind a proxy that rewrites ``Host``.
+
+        Neither header is a secret; both are shortened, and JSON escapes them.
+        """
+        start = "cross-site requests may not use the session routes: "
+        if request.origin is None:
+            return start + f"Sec-Fetch-Site is {request.fetch_site!r:.40}"
+        allowed = ", ".join(sorted(self.allowed_origins)) or "none"
+        return start + (
+            f"Origin {request.origin!r:.120} is not this host ({request.host!r:.120})"
+            f" nor in allowed_origins ({allowed:.200})"
+        )
+
     def _check_post(self, request: HttpRequest) -> Answer | None:
         if not self._same_origin(request):
-            error = CrossmintAuthError(
-                ErrorCode.FORBIDDEN_ORIGIN,
-                "cross-site requests may not use the session routes",
-            )
+            error = CrossmintAuthError(ErrorCode.FORBIDDEN_ORIGIN, self._why_cross_site(request))
             return refusal(error)
         if request.content_length is not None and request.content_length > self.max_body:
             return invalid_request(f"body is larger than {self.max_body} bytes")

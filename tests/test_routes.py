@@ -442,6 +442,29 @@ def test_origin_checks(
         assert headers(answer, "Set-Cookie") == []
 
 
+@pytest.mark.parametrize(
+    ("origin", "fetch_site", "named"),
+    [
+        pytest.param(
+            "https://proxy.internal",
+            None,
+            ["'https://proxy.internal'", f"'{HOST}'", "https://partner.example"],
+            id="origin-host-and-allowed",
+        ),
+        pytest.param(None, "cross-site", ["Sec-Fetch-Site is 'cross-site'"], id="fetch-site"),
+        pytest.param("https://" + "x" * 5000, None, ["'https://xxx"], id="long-origin-shortened"),
+    ],
+)
+def test_a_cross_site_refusal_says_what_was_compared(
+    core: AuthCore, origin: str | None, fetch_site: str | None, named: list[str]
+) -> None:
+    gate = make_gate(core, allowed_origins=["https://partner.example"])
+    answer, _ = drive(gate.handle(post("/refresh", origin=origin, fetch_site=fetch_site)))
+    message = answer.json()["message"]
+    assert all(part in message for part in named), message
+    assert len(message) < 600
+
+
 def test_origin_without_host_is_refused(core: AuthCore) -> None:
     answer, _ = drive(
         make_gate(core).handle(request("POST", "/logout", host=None, origin="http://x"))

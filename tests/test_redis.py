@@ -350,7 +350,7 @@ def test_redis_killed_mid_test_requests_still_succeed(
     own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     coordinators = [
-        RedisCoordinator.from_url(own_redis.url, retry_interval=0.2, log_interval=3600)
+        RedisCoordinator.from_url(own_redis.url, retry_interval=0.2, log_interval=3600, wait=1)
         for _ in range(2)
     ]
     first = Upstream(material("first"), delay=0.05)
@@ -360,7 +360,8 @@ def test_redis_killed_mid_test_requests_still_succeed(
     )
     assert first.calls == 1
 
-    # Killed while a waiter polls for a winner's result: the waiter refreshes itself.
+    # Killed while a waiter polls for a winner's result: the waiter tries Redis again
+    # until its wait is over (a failover would be over by then), then refreshes itself.
     gate = threading.Event()
     slow = Upstream(material("slow"), gate=gate)
     waiting_secret = new_secret()

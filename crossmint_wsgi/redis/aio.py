@@ -13,15 +13,12 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
-import redis
-import redis.asyncio
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..coordination import LOGGED_OUT, AsyncLocalCoordinator
 from ..models import AuthMaterial
-from .base import RedisCoordinatorBase, client_options
+from .base import RedisCoordinatorBase
+from .clients import ASYNC_KINDS, SYNC_KINDS, AsyncClient, SyncClient, Target, accept
 from .exchange import Exchange
 from .protocol import Command, Perform, Release, Sleep, Step, queue, reply_of
 from .sync import send as send_blocking
@@ -31,7 +28,7 @@ __all__ = ["AsyncRedisCoordinator"]
 _RELEASE_TIMEOUT = 2.0
 
 
-async def _send(client: redis.asyncio.Redis, step: Command) -> Any:
+async def _send(client: AsyncClient, step: Command) -> Any:
     """As :func:`crossmint_wsgi.redis.sync.send`, awaited."""
     pipe = client.pipeline(transaction=False)
     queue(pipe, step)
@@ -50,31 +47,34 @@ class AsyncRedisCoordinator(RedisCoordinatorBase):
 
         auth = AsyncCrossmintAuth(crossmint, coordinator=AsyncRedisCoordinator.from_url(url))
 
-    :param client: a ``redis.asyncio.Redis``, or a function returning one
+    :param client: a ``redis.asyncio.Redis`` (a ``redis.asyncio.sentinel``
+        Sentinel's ``master_for(...)`` is one), a
+        ``redis.asyncio.cluster.RedisCluster``, or a function returning one
         (called once per event loop), used on asyncio.
-    :param sync_client: a ``redis.Redis``, or a function returning one, used
-        on trio; without it, trio runs coordinate in-process only.
+    :param sync_client: a blocking client as
+        :class:`~crossmint_wsgi.redis.RedisCoordinator` takes, or a function
+        returning one, used on trio; without it, trio coordinates in-process only.
+    :raises CrossmintConfigError: a client is of another kind (``setting`` is
+        ``"client"`` or ``"sync_client"``), or a setting is out of range.
 
     The other settings are :class:`~crossmint_wsgi.redis.RedisCoordinator`'s.
     """
 
     def __init__(
         self,
-        client: redis.asyncio.Redis | Callable[[], redis.asyncio.Redis],
+        client: AsyncClient | Callable[[], AsyncClient],
         *,
-        sync_client: redis.Redis | Callable[[], redis.Redis] | None = None,
+        sync_client: SyncClient | Callable[[], SyncClient] | None = None,
         **settings: Any,
     ) -> None:
         super().__init__(**settings)
-        self._connect: Callable[[], redis.asyncio.Redis] = (
-            (lambda: client) if isinstance(client, redis.asyncio.Redis) else client
-        )
-        self._connect_sync: Callable[[], redis.Redis] | None = (
-            (lambda: sync_client) if isinstance(sync_client, redis.Redis) else sync_client
+        self._connect: Callable[[], AsyncClient] = accept(client, ASYNC_KINDS, "client")
+        self._connect_sync: Callable[[], SyncClient] | None = (
+            None if sync_client is None else accept(sync_client, SYNC_KINDS, "sync_client")
         )
         self._loop: object = None
-        self._client: redis.asyncio.Redis | None = None
-        self._sync: redis.Redis | None = None
+        self._client: AsyncClient | None = None
+        self._sync: SyncClient | None = None
         self._sync_lock = threading.Lock()
         self._local: AsyncLocalCoordinator | None = None
 
@@ -87,13 +87,8 @@ class AsyncRedisCoordinator(RedisCoordinatorBase):
         :raises CrossmintConfigError: the URL is malformed (``setting == "url"``),
             or a setting is out of range.
         """
-        options = client_options(url)
-        async_options = {**options, "retry": AsyncRetry(NoBackoff(), 1)}
-        return cls(
-            lambda: redis.asyncio.Redis.from_url(url, **async_options),
-            sync_client=lambda: redis.Redis.from_url(url, **options),
-            **settings,
-        )
+        target = Target.parse(url)
+        return cls(target.async_factory(), sync_client=target.sync_factory(), **settings)
 
     def _process(self) -> AsyncLocalCoordinator:
         if self._forked() or self._local is None:
@@ -103,7 +98,7 @@ class AsyncRedisCoordinator(RedisCoordinatorBase):
             self._pid = os.getpid()
         return self._local
 
-    def _sync_redis(self) -> redis.Redis:
+    def _sync_redis(self) -> SyncClient:
         with self._sync_lock:
             if self._sync is None:
                 if self._connect_sync is None:
@@ -143,6 +138,15 @@ class AsyncRedisCoordinator(RedisCoordinatorBase):
             return successors
         return self._merge(successors, await self._drive(exchange))
 
+    async def revoke_token(self, digest: str, exp: float) -> None:
+        """As :meth:`RedisCoordinator.revoke_token`."""
+        exchange = self._announcement(digest, exp)
+        if exchange is not None:
+            await self._drive(exchange)
+
+    def _blocking_client(self) -> Callable[[], Any] | None:
+        return self._connect_sync
+
     async def _shared(
         self, secret: str, perform: Callable[[], Awaitable[AuthMaterial]]
     ) -> AuthMaterial:
@@ -177,7 +181,9 @@ class AsyncRedisCoordinator(RedisCoordinatorBase):
         return None
 
     async def aclose(self) -> None:
-        """Close the connections of the current event loop and of the worker threads."""
+        """Close the connections of the current event loop and of the worker threads,
+        and stop listening for logouts."""
+        self._stop_listening()
         client, self._client, self._loop = self._client, None, None
         if client is not None:
             await client.aclose()

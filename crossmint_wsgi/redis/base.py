@@ -2,45 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
-
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from ..caches import CacheStats
 from ..coordination import AsyncLocalCoordinator, GraceCache, LocalCoordinator, secret_digest
-from ..errors import CrossmintAuthError, CrossmintConfigError
+from ..errors import CrossmintAuthError
+from ..revocations import RevokedTokens
 from ..settings import count, seconds
 from .exchange import Exchange
 from .health import Health
-from .protocol import Settings
+from .protocol import Settings, revocations_key
+from .revocations import Listener
 
-__all__ = ["RedisCoordinatorBase", "client_options"]
+__all__ = ["RedisCoordinatorBase"]
 
-
-def client_options(url: str) -> dict[str, Any]:
-    """Connection settings for a coordinator's client; the URL's query string wins.
-
-    Short timeouts and a single immediate retry: a Redis that does not answer
-    must cost a request little, since the request goes on without it.
-
-    :raises CrossmintConfigError: the URL is malformed (``setting == "url"``);
-        the message never contains the URL, which may hold a password.
-    """
-    options: dict[str, Any] = {
-        "socket_timeout": 1.0,
-        "socket_connect_timeout": 1.0,
-        "retry": Retry(NoBackoff(), 1),
-    }
-    # Parses the URL now (no connection is made), so a bad one fails at startup.
-    try:
-        redis.ConnectionPool.from_url(url, **options)
-    except ValueError as error:
-        raise CrossmintConfigError(f"the Redis URL is not usable: {error}", setting="url") from None
-    return options
+logger = logging.getLogger("crossmint_wsgi")
 
 
 class RedisCoordinatorBase:
@@ -81,6 +61,8 @@ class RedisCoordinatorBase:
             seconds("log_interval", log_interval),
         )
         self._pid = -1
+        self._listener: Listener | None = None
+        self._listener_pid = -1
 
     def _process(self) -> LocalCoordinator | AsyncLocalCoordinator:
         """This process's in-process coordinator (a new one after a fork)."""
@@ -89,6 +71,40 @@ class RedisCoordinatorBase:
     def stats(self) -> CacheStats:
         """This process's grace cache's figures."""
         return self._process().stats()
+
+    def _blocking_client(self) -> Callable[[], Any] | None:
+        """What the revocation listener connects with; ``None``: it cannot."""
+        raise NotImplementedError
+
+    def listen(self, revoked: RevokedTokens) -> None:
+        """Have this process learn every logout through Redis, into ``revoked``.
+
+        Called by the auth on its first flow in each process; a thread here
+        subscribes, and catches up after any lost connection.
+        """
+        if self._listener_pid == os.getpid():
+            return
+        self._listener_pid = os.getpid()
+        connect = self._blocking_client()
+        if connect is None:
+            logger.warning(
+                "logouts from other processes cannot reach this one: the Redis"
+                " coordinator has no blocking client (give it sync_client)"
+            )
+            return
+        self._listener = Listener(connect, revocations_key(self.settings), revoked).start()
+
+    def _stop_listening(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None and self._listener_pid == os.getpid():
+            listener.stop()
+        self._listener_pid = -1
+
+    def _announcement(self, digest: str, exp: float) -> Exchange | None:
+        """A logout of a JWT told through Redis, or ``None`` while Redis is left alone."""
+        if not self._health.usable():
+            return None
+        return Exchange.announce(digest, exp, self.settings, self._health, time.time())
 
     def _exchange(self, secret: str) -> Exchange | None:
         """A refresh through Redis, or ``None`` while Redis is left alone after a failure."""

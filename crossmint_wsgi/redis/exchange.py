@@ -15,7 +15,17 @@ from redis.exceptions import RedisError
 from ..coordination import secret_digest
 from ..errors import CrossmintAuthError
 from .health import Health
-from .protocol import Keys, Perform, Settings, Sleep, Step, coordinate, revoke, revoked_any
+from .protocol import (
+    Keys,
+    Perform,
+    Settings,
+    Sleep,
+    Step,
+    announce,
+    coordinate,
+    revoke,
+    revoked_any,
+)
 from .record import RecordCipher
 
 __all__ = ["Exchange"]
@@ -52,15 +62,27 @@ class Exchange:
     def refresh(
         cls, secret: str, settings: Settings, health: Health, clock: Callable[[], float]
     ) -> Exchange:
-        """A refresh of ``secret``: :attr:`result` is the material."""
+        """A refresh of ``secret``: :attr:`result` is the material.
+
+        Redis failures are ridden out (a failover) while Redis answered this
+        process last time; once it is known down, they are not.
+        """
         keys = Keys.of(secret, settings.prefix)
         cipher = RecordCipher.of(secret, keys.result, keys.short)
-        return cls(coordinate(keys, cipher, settings, clock), keys.digest, health)
+        flow = coordinate(keys, cipher, settings, clock, ride_out=health.answering())
+        return cls(flow, keys.digest, health)
 
     @classmethod
     def revoke(cls, secret: str, settings: Settings, health: Health) -> Exchange:
         """A logout of ``secret``: :attr:`result` is the successor secrets found."""
         return cls(revoke(secret, settings), secret_digest(secret), health, fallback=[])
+
+    @classmethod
+    def announce(
+        cls, digest: str, exp: float, settings: Settings, health: Health, now: float
+    ) -> Exchange:
+        """A logout of a JWT, told to every process."""
+        return cls(announce(digest, exp, settings, now), digest, health)
 
     @classmethod
     def vet(cls, secrets_: tuple[str, ...], settings: Settings, health: Health) -> Exchange:

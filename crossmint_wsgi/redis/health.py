@@ -39,6 +39,10 @@ class Health:
     def usable(self) -> bool:
         return self._clock() >= self._skip_until
 
+    def answering(self) -> bool:
+        """Whether Redis answered the last time it was asked (or was never asked)."""
+        return not self._down
+
     def failed(self, error: BaseException, digest: str) -> None:
         with self._lock:
             now = self._clock()

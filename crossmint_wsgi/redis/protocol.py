@@ -42,6 +42,7 @@ from ..models import AuthMaterial
 from .record import Outcome, RecordCipher, unwrap
 
 __all__ = [
+    "FAILOVER_POLL",
     "RELEASE",
     "TURN",
     "MAX_CHAIN",
@@ -56,9 +57,11 @@ __all__ = [
     "Store",
     "Tombstone",
     "Turn",
+    "announce",
     "coordinate",
     "queue",
     "reply_of",
+    "revocations_key",
     "revoke",
     "revoked_any",
 ]
@@ -67,6 +70,9 @@ logger = logging.getLogger("crossmint_wsgi")
 
 # How far a chain of refreshes is followed (see crossmint_wsgi.coordination).
 MAX_CHAIN = 8
+
+# Seconds between tries of a Redis that failed mid-flow (a failover takes seconds).
+FAILOVER_POLL = 0.1
 
 # The record if there is one, else the lock if it is free: one atomic step, so a
 # winner that stores and releases between a look and a claim cannot be missed.
@@ -189,6 +195,17 @@ class Tombstone:
 
 
 @dataclasses.dataclass(frozen=True)
+class Announce:
+    """Record a logged-out JWT in the set of active revocations (until ``exp``), drop
+    the expired ones, and publish it to every listening process."""
+
+    key: str
+    digest: str
+    exp: float
+    now: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Sleep:
     seconds: float
 
@@ -198,33 +215,53 @@ class Perform:
     """Call Crossmint: the driver sends back the material or the CrossmintAuthError."""
 
 
-Command = Union[Turn, Store, Release, Get, Exists, Tombstone]  # noqa: UP007 - runtime on 3.10
+Command = Union[Turn, Store, Release, Get, Exists, Tombstone, Announce]  # noqa: UP007 - runtime on 3.10
 Step = Union[Command, Sleep, Perform]  # noqa: UP007 - a runtime alias on 3.10
 Flow = Generator[Step, Any, AuthMaterial]
 
 
 def queue(pipe: Any, step: Command) -> None:
-    """Queue the commands of ``step`` on a redis-py pipeline, sync or asyncio alike."""
+    """Queue the commands of ``step`` on a redis-py pipeline, sync or asyncio alike.
+
+    The pipeline is no transaction, so on a Redis Cluster its commands may go to
+    several nodes: each command's keys share one slot (one secret's hash tag),
+    and a step's commands for different secrets are independent.
+    """
+    # EVAL through execute_command: a Cluster pipeline's eval() takes no script.
     if isinstance(step, Turn):
-        pipe.eval(
-            TURN, 3, step.result, step.lock, step.revoked, step.token, step.ttl_ms, step.unreadable
+        pipe.execute_command(
+            "EVAL",
+            TURN,
+            3,
+            step.result,
+            step.lock,
+            step.revoked,
+            step.token,
+            step.ttl_ms,
+            step.unreadable,
         )
     elif isinstance(step, Store):
         pipe.set(step.key, step.value, px=step.ttl_ms, nx=step.only_new)
         if step.token is not None:
-            pipe.eval(RELEASE, 1, step.lock, step.token)
+            pipe.execute_command("EVAL", RELEASE, 1, step.lock, step.token)
         if step.link is not None:
             pipe.set(step.link[0], step.link[1], px=step.ttl_ms)
     elif isinstance(step, Release):
-        pipe.eval(RELEASE, 1, step.key, step.token)
+        pipe.execute_command("EVAL", RELEASE, 1, step.key, step.token)
     elif isinstance(step, Get):
         pipe.get(step.key)
     elif isinstance(step, Exists):
         for key in step.keys:
             pipe.exists(key)
-    else:
+    elif isinstance(step, Tombstone):
         for key in step.keys:
             pipe.set(key, b"1", px=step.ttl_ms)
+    else:
+        # The set and the channel share one name: one key, one slot, on a cluster too.
+        pipe.zadd(step.key, {step.digest: step.exp})
+        pipe.zremrangebyscore(step.key, "-inf", step.now)
+        # (PUBLISH through execute_command: a Cluster pipeline blocks its publish().)
+        pipe.execute_command("PUBLISH", step.key, f"{step.digest} {step.exp}")
 
 
 def reply_of(step: Command, replies: list[Any]) -> Any:
@@ -247,15 +284,27 @@ def _ms(seconds: float) -> int:
 
 
 def coordinate(
-    keys: Keys, cipher: RecordCipher, settings: Settings, clock: Callable[[], float]
+    keys: Keys,
+    cipher: RecordCipher,
+    settings: Settings,
+    clock: Callable[[], float],
+    ride_out: bool = False,
 ) -> Flow:
     """One refresh of a secret, shared through Redis.
 
     The driver performs each step yielded and sends its result back; a Redis
     failure is thrown in as the ``RedisError``.
+
+    :param ride_out: Redis answered this process last time: a failure now is
+        likely a failover (a Cluster's replica or Sentinel's promoting itself),
+        so the flow keeps trying until its deadline (``wait``) instead of
+        refreshing beside the process that holds the lock. The waiter keeps
+        polling, the winner keeps trying to store its result, which the
+        waiters then find on the new primary.
     """
+    deadline = clock() + settings.wait
     try:
-        turn = yield from _take_turn(keys, cipher, settings, clock)
+        turn = yield from _take_turn(keys, cipher, settings, clock, deadline if ride_out else None)
     except RedisError:
         # Redis failed before this process called Crossmint: go on as without Redis.
         return unwrap((yield Perform()))
@@ -268,7 +317,7 @@ def coordinate(
                 return unwrap(LOGGED_OUT)
     if isinstance(turn, (AuthMaterial, CrossmintAuthError)):
         return unwrap(turn)
-    return (yield from _lead(keys, cipher, settings, turn))
+    return (yield from _lead(keys, cipher, settings, turn, clock, deadline if ride_out else None))
 
 
 def revoke(secret: str, settings: Settings) -> Generator[Step, Any, list[str]]:
@@ -306,14 +355,39 @@ def revoke(secret: str, settings: Settings) -> Generator[Step, Any, list[str]]:
     return successors
 
 
+def revocations_key(settings: Settings) -> str:
+    """The sorted set of logged-out JWTs (digest scored by ``exp``), and the channel
+    each logout is published on."""
+    return f"{settings.prefix}revoked-jwts"
+
+
+def announce(digest: str, exp: float, settings: Settings, now: float) -> Generator[Step, Any, None]:
+    """Tell every process that the JWT with this digest is logged out until ``exp``."""
+    yield Announce(revocations_key(settings), digest, exp, now)
+
+
 def revoked_any(secrets_: tuple[str, ...], settings: Settings) -> Generator[Step, Any, bool]:
     """Whether any of these secrets has a tombstone."""
     keys = tuple(Keys.of(secret, settings.prefix).revoked for secret in secrets_)
     return bool((yield Exists(keys)))
 
 
+def _riding_out(
+    error: RedisError, clock: Callable[[], float], deadline: float | None
+) -> Generator[Step, Any, None]:
+    """After a Redis failure: wait a moment to try again, or raise it again when
+    not riding failures out or past the deadline."""
+    if deadline is None or clock() >= deadline:
+        raise error
+    yield Sleep(min(FAILOVER_POLL, max(0.0, deadline - clock())))
+
+
 def _take_turn(
-    keys: Keys, cipher: RecordCipher, settings: Settings, clock: Callable[[], float]
+    keys: Keys,
+    cipher: RecordCipher,
+    settings: Settings,
+    clock: Callable[[], float],
+    ride_out_until: float | None,
 ) -> Generator[Step, Any, Outcome | str | None]:
     """Another process's outcome; our lock token when we won; ``None`` when we waited enough."""
     token = secrets.token_hex(16)
@@ -321,9 +395,13 @@ def _take_turn(
     unreadable = b""
     while True:
         # Winning after a wait is the takeover: a winner that died leaves its lock to expire.
-        record, won, revoked = yield Turn(
-            keys.result, keys.lock, keys.revoked, token, _ms(settings.lock_ttl), unreadable
-        )
+        try:
+            record, won, revoked = yield Turn(
+                keys.result, keys.lock, keys.revoked, token, _ms(settings.lock_ttl), unreadable
+            )
+        except RedisError as error:
+            yield from _riding_out(error, clock, ride_out_until)
+            continue
         if revoked:
             return LOGGED_OUT
         if won:
@@ -346,8 +424,16 @@ def _take_turn(
         yield Sleep(min(settings.poll_interval, remaining))
 
 
-def _lead(keys: Keys, cipher: RecordCipher, settings: Settings, token: str | None) -> Flow:
-    """Call Crossmint and publish the outcome; Redis failures no longer matter."""
+def _lead(
+    keys: Keys,
+    cipher: RecordCipher,
+    settings: Settings,
+    token: str | None,
+    clock: Callable[[], float],
+    ride_out_until: float | None,
+) -> Flow:
+    """Call Crossmint and publish the outcome; a Redis failure is ridden out until
+    ``ride_out_until`` (when given), then no longer matters."""
     try:
         outcome = yield Perform()
     except GeneratorExit:
@@ -370,8 +456,15 @@ def _lead(keys: Keys, cipher: RecordCipher, settings: Settings, token: str | Non
     if isinstance(outcome, AuthMaterial):
         link = (Keys.of(outcome.refresh_token.secret, settings.prefix).previous, keys.digest)
     with contextlib.suppress(RedisError):
-        if ttl > 0:
-            yield Store(keys.result, cipher.seal(outcome), _ms(ttl), failed, keys.lock, token, link)
-        elif token is not None:
-            yield Release(keys.lock, token)
+        if ttl <= 0:
+            if token is not None:
+                yield Release(keys.lock, token)
+            return unwrap(outcome)
+        store = Store(keys.result, cipher.seal(outcome), _ms(ttl), failed, keys.lock, token, link)
+        while True:
+            try:
+                yield store
+                break
+            except RedisError as error:
+                yield from _riding_out(error, clock, ride_out_until)
     return unwrap(outcome)

@@ -9,19 +9,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
 from ..coordination import LOGGED_OUT, LocalCoordinator
 from ..models import AuthMaterial
-from .base import RedisCoordinatorBase, client_options
+from .base import RedisCoordinatorBase
+from .clients import SYNC_KINDS, SyncClient, Target, accept
 from .exchange import Exchange
 from .protocol import Command, Perform, Sleep, Step, queue, reply_of
 
 __all__ = ["RedisCoordinator", "send"]
 
 
-def send(client: redis.Redis, step: Command) -> Any:
-    """Send one protocol step to Redis in one round trip; its reply for the flow."""
+def send(client: SyncClient, step: Command) -> Any:
+    """Send one protocol step to Redis in one round trip; its reply for the flow.
+
+    Not a transaction: on a Cluster the step's commands may go to several nodes
+    (each command's keys share one slot).
+    """
     pipe = client.pipeline(transaction=False)
     queue(pipe, step)
     return reply_of(step, pipe.execute())
@@ -40,8 +43,9 @@ class RedisCoordinator(RedisCoordinatorBase):
     before gunicorn forks. See :mod:`crossmint_wsgi.redis` for what is stored
     and how failures are handled.
 
-    :param client: a ``redis.Redis``, or a function returning one (called
-        once in each process).
+    :param client: a ``redis.Redis`` (a Sentinel's ``master_for(...)`` is one), a
+        ``redis.cluster.RedisCluster``, or a function returning one (called
+        once in each process, where it is used).
     :param grace: seconds a refresh result is served to requests that still
         carry the old secret: its lifetime in Redis and in each process's
         cache (a process that reads it late may keep it up to ``grace`` more).
@@ -56,32 +60,35 @@ class RedisCoordinator(RedisCoordinatorBase):
     :param log_interval: at most one warning about Redis per this many seconds.
     :param prefix: the start of every Redis key this coordinator writes.
     :param max_entries: bound on each process's grace cache.
-    :raises CrossmintConfigError: a setting is out of range; ``setting`` names it.
+    :raises CrossmintConfigError: a setting is out of range, or ``client`` is
+        none of these (later, from a function that returns something else);
+        ``setting`` names it.
     """
 
-    def __init__(self, client: redis.Redis | Callable[[], redis.Redis], **settings: Any) -> None:
+    def __init__(self, client: SyncClient | Callable[[], SyncClient], **settings: Any) -> None:
         super().__init__(**settings)
-        self._connect: Callable[[], redis.Redis] = (
-            (lambda: client) if isinstance(client, redis.Redis) else client
-        )
-        self._client: redis.Redis | None = None
+        self._connect: Callable[[], SyncClient] = accept(client, SYNC_KINDS, "client")
+        self._client: SyncClient | None = None
         self._local: LocalCoordinator | None = None
         self._process_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, **settings: Any) -> RedisCoordinator:
-        """A coordinator on the Redis at ``url`` (``redis://``, ``rediss://``, ``unix://``).
+        """A coordinator on the Redis at ``url``: one server (``redis://``,
+        ``rediss://``, ``unix://``), a Cluster (``redis+cluster://host:port,...``)
+        or a Sentinel-guarded primary (``redis+sentinel://host:port,.../service``);
+        see :mod:`crossmint_wsgi.redis.clients` for every form.
 
         Connection options go in the URL's query string
-        (``?socket_timeout=2``); the defaults are one-second timeouts and one
-        immediate retry. Nothing connects until the first refresh.
+        (``?socket_timeout=2``, ``?ssl_ca_certs=/path/ca.pem``); the defaults are
+        one-second timeouts and one immediate retry. Nothing connects until the
+        first refresh.
 
         :param settings: the coordinator's settings, as for the constructor.
         :raises CrossmintConfigError: the URL is malformed (``setting == "url"``),
             or a setting is out of range.
         """
-        options = client_options(url)
-        return cls(lambda: redis.Redis.from_url(url, **options), **settings)
+        return cls(Target.parse(url).sync_factory(), **settings)
 
     def _process(self) -> LocalCoordinator:
         if self._forked() or self._local is None:
@@ -92,7 +99,7 @@ class RedisCoordinator(RedisCoordinatorBase):
                     self._pid = os.getpid()
         return self._local
 
-    def _redis(self) -> redis.Redis:
+    def _redis(self) -> SyncClient:
         client = self._client
         if client is None:
             with self._process_lock:
@@ -129,6 +136,15 @@ class RedisCoordinator(RedisCoordinatorBase):
             return successors
         return self._merge(successors, self._drive(exchange))
 
+    def revoke_token(self, digest: str, exp: float) -> None:
+        """Tell every process, through Redis, that a JWT was logged out until ``exp``."""
+        exchange = self._announcement(digest, exp)
+        if exchange is not None:
+            self._drive(exchange)
+
+    def _blocking_client(self) -> Callable[[], Any] | None:
+        return self._connect
+
     def _shared(self, secret: str, perform: Callable[[], AuthMaterial]) -> AuthMaterial:
         exchange = self._exchange(secret)
         if exchange is None:
@@ -153,7 +169,8 @@ class RedisCoordinator(RedisCoordinatorBase):
         return send(self._redis(), step)
 
     def close(self) -> None:
-        """Close this process's Redis connections."""
+        """Close this process's Redis connections and stop listening for logouts."""
+        self._stop_listening()
         if self._client is not None and not self._forked():
             self._client.close()
         self._client = None

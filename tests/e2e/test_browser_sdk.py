@@ -440,3 +440,47 @@ def test_the_real_browser_sdk_against_the_examples(
             Scenario(context, server.url, crossmint_emulator, upstream, script).run()
         finally:
             print(f"--- server output ---\n{server.output()}")
+
+
+def test_same_site_strict_bounces_a_cross_site_arrival_to_login(
+    bundle: str, crossmint_emulator: CrossmintEmulator, context: BrowserContext
+) -> None:
+    """What ``CookieOptions(same_site="Strict")`` does to the login redirect, in chromium.
+
+    The auth cookies are held as ``SameSite=Strict`` (what the server writes with
+    that option). A signed-in user arriving from another site (here
+    ``localhost``, another site than ``127.0.0.1``) carries no cookie: the
+    protected page redirects to the login page. There the SDK's page-load
+    refresh, a same-origin ``fetch``, does carry them, and the next same-site
+    navigation is signed in.
+    """
+    assert crossmint_emulator.signing_key is not None
+    crossmint_emulator.configure(jwt_ttl=JWT_TTL)
+    script = trusting(bundle, crossmint_emulator.signing_key)
+    app = next(param.values[0] for param in APPS if param.id == "raw-asgi-uvicorn")
+    with (
+        UpstreamGate(crossmint_emulator.url) as upstream,
+        app_server(app, {"CROSSMINT_EMULATOR_URL": upstream.url}) as server,
+    ):
+        scenario = Scenario(context, server.url, crossmint_emulator, upstream, script)
+        scenario.signed_out_visit()
+        scenario.sign_in()
+        strict = [
+            {**cookie, "sameSite": "Strict"}
+            for cookie in context.cookies()
+            if cookie["name"] in (JWT_COOKIE, REFRESH_COOKIE)
+        ]
+        context.clear_cookies()
+        context.add_cookies(strict)  # type: ignore[arg-type]
+        page = scenario.page
+        other_site = server.url.replace("127.0.0.1", "localhost") + "/"
+        page.goto(other_site)
+        with page.expect_response(is_post(server.url, "/refresh")) as refresh:
+            page.evaluate("url => { location.href = url; }", server.url + "/protected")
+            page.wait_for_url(lambda url: url.startswith(server.url + "/login"))
+        assert "next=/protected" in page.url
+        # The SDK's refresh from the login page is same-site: the session is there.
+        assert refresh.value.status == 200
+        page.evaluate("() => { location.href = '/protected'; }")
+        page.wait_for_url(server.url + "/protected")
+        assert DEMO_USER_ID in page.inner_text("body")

@@ -243,27 +243,23 @@ class Sentinels:
                     return False
             for sentinel in self.sentinels:
                 with sentinel.client() as client:
-                    master = client.execute_command("SENTINEL", "MASTER", self.service)
-                    fields = dict(zip(master[::2], master[1::2], strict=True))
+                    fields = client.sentinel_master(self.service)  # type: ignore[no-untyped-call]
                     # Each sentinel knows the replica and the two other sentinels.
-                    if int(fields[b"num-slaves"]) < 1 or int(fields[b"num-other-sentinels"]) < 2:
+                    if fields["num-slaves"] < 1 or fields["num-other-sentinels"] < 2:
                         return False
             return True
 
         wait_for(watching, "the sentinels watch the primary and its replica", timeout=60)
         return self
 
-    def reported_primary(self) -> int:
-        """The port the sentinels agree is the primary's (all of them, or fail)."""
+    def reported_primary(self) -> int | None:
+        """The port the sentinels agree is the primary's; ``None`` while they differ."""
         ports = set()
         for sentinel in self.sentinels:
             with sentinel.client() as client:
-                _, port = client.execute_command(
-                    "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
-                )
+                _, port = client.sentinel_get_master_addr_by_name(self.service)  # type: ignore[no-untyped-call]
                 ports.add(int(port))
-        assert len(ports) == 1, ports
-        return ports.pop()
+        return ports.pop() if len(ports) == 1 else None
 
     def wait_failover(self) -> None:
         """Until every sentinel names the replica as the primary, and it says so too."""

@@ -18,7 +18,15 @@ from redis.exceptions import RedisError
 from ..coordination import LOGGED_OUT, AsyncLocalCoordinator
 from ..models import AuthMaterial
 from .base import RedisCoordinatorBase
-from .clients import ASYNC_KINDS, SYNC_KINDS, AsyncClient, SyncClient, Target, accept
+from .clients import (
+    ASYNC_KINDS,
+    SYNC_KINDS,
+    AsyncClient,
+    SyncClient,
+    Target,
+    accept,
+    cluster_errors_as_redis_errors,
+)
 from .exchange import Exchange
 from .protocol import Command, Perform, Release, Sleep, Step, queue, reply_of
 from .sync import send as send_blocking
@@ -30,9 +38,10 @@ _RELEASE_TIMEOUT = 2.0
 
 async def _send(client: AsyncClient, step: Command) -> Any:
     """As :func:`crossmint_wsgi.redis.sync.send`, awaited."""
-    pipe = client.pipeline(transaction=False)
-    queue(pipe, step)
-    return reply_of(step, await pipe.execute())
+    with cluster_errors_as_redis_errors():
+        pipe = client.pipeline(transaction=False)
+        queue(pipe, step)
+        return reply_of(step, await pipe.execute())
 
 
 class AsyncRedisCoordinator(RedisCoordinatorBase):

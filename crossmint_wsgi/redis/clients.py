@@ -20,9 +20,10 @@ Cluster client connects as soon as it is made.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Union
 
 import redis
@@ -34,6 +35,7 @@ import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.connection import parse_url
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from ..errors import CrossmintConfigError
@@ -45,6 +47,7 @@ __all__ = [
     "SyncClient",
     "Target",
     "accept",
+    "cluster_errors_as_redis_errors",
 ]
 
 SyncClient = Union[redis.Redis, redis.cluster.RedisCluster]  # noqa: UP007 - runtime on 3.10
@@ -68,6 +71,16 @@ _ACCEPTED_URLS = (
     "redis://, rediss://, unix://, redis+cluster://, rediss+cluster://, redis+sentinel://,"
     " rediss+sentinel:// (valkey for redis in any of them)"
 )
+
+
+@contextlib.contextmanager
+def cluster_errors_as_redis_errors() -> Iterator[None]:
+    """A Cluster client that reaches no node raises ``RedisClusterException``, which
+    is no ``RedisError``: here it becomes one, a Redis failure like any other."""
+    try:
+        yield
+    except RedisClusterException as error:
+        raise RedisError(f"{type(error).__name__}: {error}"[:200]) from error
 
 
 def _kinds_text(kinds: tuple[type, ...]) -> str:

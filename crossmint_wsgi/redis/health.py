@@ -33,6 +33,7 @@ class Health:
         self._clock = clock
         self._lock = threading.Lock()
         self._down = False
+        self._up = False
         self._skip_until = float("-inf")
         self._logged_at = float("-inf")
 
@@ -40,13 +41,14 @@ class Health:
         return self._clock() >= self._skip_until
 
     def answering(self) -> bool:
-        """Whether Redis answered the last time it was asked (or was never asked)."""
-        return not self._down
+        """Whether Redis answered the last time it was asked."""
+        return self._up
 
     def failed(self, error: BaseException, digest: str) -> None:
         with self._lock:
             now = self._clock()
             self._down = True
+            self._up = False
             self._skip_until = now + self.retry_interval
             if now - self._logged_at < self.log_interval:
                 return
@@ -61,6 +63,7 @@ class Health:
         )
 
     def succeeded(self) -> None:
+        self._up = True
         if not self._down:
             return
         with self._lock:

@@ -295,16 +295,17 @@ def coordinate(
     The driver performs each step yielded and sends its result back; a Redis
     failure is thrown in as the ``RedisError``.
 
-    :param ride_out: Redis answered this process last time: a failure now is
-        likely a failover (a Cluster's replica or Sentinel's promoting itself),
-        so the flow keeps trying until its deadline (``wait``) instead of
-        refreshing beside the process that holds the lock. The waiter keeps
-        polling, the winner keeps trying to store its result, which the
-        waiters then find on the new primary.
+    :param ride_out: Redis answered this process last time. A failure after
+        Redis answered (this process before, or this flow) is likely a failover
+        (a Cluster's replica or Sentinel's promoting itself), so the flow keeps
+        trying until its deadline (``wait``) instead of refreshing beside the
+        process that holds the lock: a waiter keeps polling, the winner keeps
+        trying to store its result, which the waiters then find on the new
+        primary. A Redis that never answered (down, misconfigured) is not waited for.
     """
     deadline = clock() + settings.wait
     try:
-        turn = yield from _take_turn(keys, cipher, settings, clock, deadline if ride_out else None)
+        turn = yield from _take_turn(keys, cipher, settings, clock, deadline, ride_out)
     except RedisError:
         # Redis failed before this process called Crossmint: go on as without Redis.
         return unwrap((yield Perform()))
@@ -317,7 +318,7 @@ def coordinate(
                 return unwrap(LOGGED_OUT)
     if isinstance(turn, (AuthMaterial, CrossmintAuthError)):
         return unwrap(turn)
-    return (yield from _lead(keys, cipher, settings, turn, clock, deadline if ride_out else None))
+    return (yield from _lead(keys, cipher, settings, turn, clock, deadline))
 
 
 def revoke(secret: str, settings: Settings) -> Generator[Step, Any, list[str]]:
@@ -387,11 +388,11 @@ def _take_turn(
     cipher: RecordCipher,
     settings: Settings,
     clock: Callable[[], float],
-    ride_out_until: float | None,
+    deadline: float,
+    ride_out: bool,
 ) -> Generator[Step, Any, Outcome | str | None]:
     """Another process's outcome; our lock token when we won; ``None`` when we waited enough."""
     token = secrets.token_hex(16)
-    deadline = clock() + settings.wait
     unreadable = b""
     while True:
         # Winning after a wait is the takeover: a winner that died leaves its lock to expire.
@@ -400,8 +401,9 @@ def _take_turn(
                 keys.result, keys.lock, keys.revoked, token, _ms(settings.lock_ttl), unreadable
             )
         except RedisError as error:
-            yield from _riding_out(error, clock, ride_out_until)
+            yield from _riding_out(error, clock, deadline if ride_out else None)
             continue
+        ride_out = True  # Redis answered this flow: a failure from now on is a failover.
         if revoked:
             return LOGGED_OUT
         if won:
@@ -430,10 +432,10 @@ def _lead(
     settings: Settings,
     token: str | None,
     clock: Callable[[], float],
-    ride_out_until: float | None,
+    deadline: float,
 ) -> Flow:
     """Call Crossmint and publish the outcome; a Redis failure is ridden out until
-    ``ride_out_until`` (when given), then no longer matters."""
+    ``deadline``, then no longer matters."""
     try:
         outcome = yield Perform()
     except GeneratorExit:
@@ -466,5 +468,5 @@ def _lead(
                 yield store
                 break
             except RedisError as error:
-                yield from _riding_out(error, clock, ride_out_until)
+                yield from _riding_out(error, clock, deadline)
     return unwrap(outcome)

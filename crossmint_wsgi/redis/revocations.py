@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from ..revocations import RevokedTokens
 
@@ -63,7 +63,7 @@ class Listener:
         JWT logged out before it started), then listen in the background."""
         try:
             self._read_active(self._connect())
-        except (RedisError, OSError) as error:
+        except (RedisError, RedisClusterException, OSError) as error:
             logger.warning(
                 "could not read earlier logouts from Redis (%s): listening for new ones",
                 type(error).__name__,
@@ -81,7 +81,7 @@ class Listener:
             try:
                 self._listen()
                 failures = 0
-            except (RedisError, OSError) as error:
+            except (RedisError, RedisClusterException, OSError) as error:
                 self.ready.clear()
                 if failures == 0:
                     logger.warning(

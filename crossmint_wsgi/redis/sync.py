@@ -12,7 +12,7 @@ from typing import Any
 from ..coordination import LOGGED_OUT, LocalCoordinator
 from ..models import AuthMaterial
 from .base import RedisCoordinatorBase
-from .clients import SYNC_KINDS, SyncClient, Target, accept
+from .clients import SYNC_KINDS, SyncClient, Target, accept, cluster_errors_as_redis_errors
 from .exchange import Exchange
 from .protocol import Command, Perform, Sleep, Step, queue, reply_of
 
@@ -25,9 +25,10 @@ def send(client: SyncClient, step: Command) -> Any:
     Not a transaction: on a Cluster the step's commands may go to several nodes
     (each command's keys share one slot).
     """
-    pipe = client.pipeline(transaction=False)
-    queue(pipe, step)
-    return reply_of(step, pipe.execute())
+    with cluster_errors_as_redis_errors():
+        pipe = client.pipeline(transaction=False)
+        queue(pipe, step)
+        return reply_of(step, pipe.execute())
 
 
 class RedisCoordinator(RedisCoordinatorBase):

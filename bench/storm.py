@@ -20,6 +20,13 @@ Coordinators compared, in one run:
 For each it prints upstream refreshes per burst, requests logged out per
 burst (a refused refresh clears the user's cookies), and p50/p99 latency of
 the burst's requests, with ratios against the naive run.
+
+Across hosts: ``bench/storm.py --hosts H [--workers W] [--users U] [--per-host R]``
+(root, ``ip``) makes ``H`` hosts as network namespaces, each running gunicorn
+with ``W`` workers of the Flask example, Redis and the emulator in a namespace
+of their own (``tests/multihost.py``). A burst is ``U`` expired sessions, each
+sent ``R`` times to every host at once. It runs without Redis (each worker on
+its own: the baseline) and with ``CROSSMINT_REDIS_URL``, one deployment each.
 """
 
 from __future__ import annotations
@@ -129,13 +136,67 @@ def run(
     return result
 
 
+def across_hosts(args: argparse.Namespace) -> None:
+    """The storm against real gunicorn hosts, without Redis and then with it."""
+    import tempfile
+
+    from multihost import hosts
+
+    rows: list[tuple[str, list[int], list[int], list[float]]] = []
+    for redis_on in (False, True):
+        name = f"{'Redis' if redis_on else 'no Redis'}, {args.hosts} hosts x {args.workers}"
+        refreshes: list[int] = []
+        logged_out: list[int] = []
+        times: list[float] = []
+        with (
+            tempfile.TemporaryDirectory() as logs,
+            hosts(Path(logs), args.hosts, args.workers, redis=redis_on) as made,
+        ):
+            for _ in range(args.bursts):
+                answer = made.client(
+                    "--apps", ",".join(made.app_urls), "--users", str(args.users),
+                    "--per-host", str(args.per_host), "--latency", str(args.latency),
+                )  # fmt: skip
+                answers = answer["answers"]
+                assert isinstance(answers, list)
+                refreshes.append(int(str(answer["refreshes"])))
+                logged_out.append(sum(a != "ok" for a in answers))
+                times.extend(float(t) for t in answer["times"])  # type: ignore[attr-defined]
+        rows.append((name, refreshes, logged_out, sorted(times)))
+    per_burst = args.users * args.hosts * args.per_host
+    print(
+        f"Refresh storms across hosts: {args.bursts} bursts of {args.users} expired sessions,"
+        f" each sent {args.per_host}x to each host ({per_burst} requests),"
+        f" Crossmint latency {args.latency * 1000:.0f} ms, single-use refresh tokens"
+    )
+    print(
+        f"{'deployment':26} {'refreshes/burst':>15} {'per session':>11} {'logged out/burst':>17}"
+        f" {'p50 ms':>8} {'p99 ms':>8} {'p50 vs base':>12} {'p99 vs base':>12}"
+    )
+    base = rows[0][3]
+    base_p50, base_p99 = base[len(base) // 2], base[min(len(base) - 1, int(0.99 * len(base)))]
+    for name, refreshes, logged_out, times in rows:
+        p50, p99 = times[len(times) // 2], times[min(len(times) - 1, int(0.99 * len(times)))]
+        mean = statistics.mean(refreshes)
+        print(
+            f"{name:26} {mean:15.1f} {mean / args.users:11.2f} {statistics.mean(logged_out):17.1f}"
+            f" {p50 * 1000:8.1f} {p99 * 1000:8.1f} {p50 / base_p50:11.2f}x {p99 / base_p99:11.2f}x"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--bursts", type=int, default=10, help="bursts per coordinator")
     parser.add_argument("--size", type=int, default=64, help="requests per burst")
     parser.add_argument("--workers", type=int, default=4, help="simulated worker processes")
     parser.add_argument("--latency", type=float, default=0.05, help="Crossmint latency, seconds")
+    parser.add_argument("--hosts", type=int, default=0, help="hosts (namespaces); 0: in process")
+    parser.add_argument("--users", type=int, default=12, help="sessions per burst, across hosts")
+    parser.add_argument("--per-host", type=int, default=3, help="requests per session and host")
     args = parser.parse_args(argv)
+    if args.hosts:
+        across_hosts(args)
+        return
     w = args.workers
 
     with CrossmintEmulator(reuse_window=0) as emulator, redis_server() as redis:

@@ -12,11 +12,11 @@ import json
 from collections.abc import Generator, Iterable
 from typing import Any
 
-from .cookies import AuthCookies, is_token_text, session_cookie_headers
+from .cookies import AuthCookies, is_token_text
 from .errors import CrossmintAuthError, ErrorCode
 from .flows import AuthCore, Effect
 from .models import AuthMaterial
-from .tokens import TokenExpired, TokenInvalid, trusted_claims
+from .tokens import TokenExpired, TokenInvalid
 
 __all__ = [
     "MAX_BODY",
@@ -155,25 +155,6 @@ def _material_json(core: AuthCore, material: AuthMaterial) -> dict[str, Any]:
     return data
 
 
-def _new_cookies(
-    core: AuthCore, material: AuthMaterial, cookies: AuthCookies, secure: bool
-) -> list[str]:
-    """``Set-Cookie`` values for new material, under every name the request carried."""
-    try:
-        exp: int | None = int(trusted_claims(material.jwt)["exp"])
-    except TokenInvalid:
-        exp = None
-    return session_cookie_headers(
-        material,
-        exp,
-        core.cookie_options,
-        secure=secure,
-        project_id=core.crossmint.project_id,
-        names=cookies.names,
-        now=core.clock(),
-    )
-
-
 def _still_valid(core: AuthCore, jwt: str) -> Generator[Effect, Any, dict[str, Any] | None]:
     """The claims of the request's JWT when it still verifies, else ``None``."""
     try:
@@ -259,5 +240,5 @@ def refresh_answer(
     return json_answer(
         200,
         _material_json(core, material),
-        cookies=_new_cookies(core, material, cookies, secure),
+        cookies=core.session_cookies(material, secure=secure, names=cookies.names),
     )

@@ -381,13 +381,27 @@ class AuthCore:
 
     # -- cookies --------------------------------------------------------------------------
 
-    def session_cookies(self, material: AuthMaterial, *, secure: bool) -> list[str]:
-        """``Set-Cookie`` values for new material; the JWT cookie expires with the JWT."""
+    def session_cookies(
+        self, material: AuthMaterial, *, secure: bool, names: tuple[str, ...] = ()
+    ) -> list[str]:
+        """``Set-Cookie`` values for new material; the JWT cookie expires with the JWT.
+
+        :param names: the auth-cookie names the request carried: each is written
+            again (or cleared), so no used secret stays behind under another name.
+        """
         try:
             exp: int | None = int(trusted_claims(material.jwt)["exp"])
         except TokenInvalid:
             exp = None
-        return session_cookie_headers(material, exp, self.cookie_options, secure=secure)
+        return session_cookie_headers(
+            material,
+            exp,
+            self.cookie_options,
+            secure=secure,
+            project_id=self.crossmint.project_id,
+            names=names,
+            now=self.clock(),
+        )
 
     def clear_cookies(self, *, secure: bool, names: tuple[str, ...] = ()) -> list[str]:
         """``Set-Cookie`` values that delete the auth cookies."""

@@ -67,6 +67,10 @@ VARIABLES: dict[str, str] = {
     "same_site": "CROSSMINT_COOKIE_SAMESITE",
     "domain": "CROSSMINT_COOKIE_DOMAIN",
     "http_only": "CROSSMINT_COOKIE_HTTPONLY",
+    "max_age": "CROSSMINT_COOKIE_MAX_AGE",
+    "names": "CROSSMINT_COOKIE_NAMES",
+    "expose_refresh_secret": "CROSSMINT_EXPOSE_REFRESH_SECRET",
+    "refresh_route": "CROSSMINT_REFRESH_ROUTE",
     "redis_url": "CROSSMINT_REDIS_URL",
 }
 
@@ -96,7 +100,11 @@ class WrapSettings:
     :param logout_path: ``CROSSMINT_LOGOUT_PATH``; ``off`` or empty turns the route off.
     :param allowed_origins: ``CROSSMINT_ALLOWED_ORIGINS``, comma-separated.
     :param cookie_options: ``CROSSMINT_COOKIE_SECURE`` (``true``, ``false`` or
-        ``auto``), ``_SAMESITE``, ``_DOMAIN``, ``_HTTPONLY``.
+        ``auto``), ``_SAMESITE``, ``_DOMAIN``, ``_HTTPONLY``, ``_MAX_AGE``
+        (seconds), ``_NAMES`` (``unscoped``, ``scoped`` or ``both``), and
+        ``CROSSMINT_EXPOSE_REFRESH_SECRET``.
+    :param refresh_route: ``CROSSMINT_REFRESH_ROUTE``: refresh through this
+        URL (an app's own refresh route) instead of Crossmint.
     :param redis_url: ``CROSSMINT_REDIS_URL``: share refreshes between
         processes through Redis.
     """
@@ -111,6 +119,7 @@ class WrapSettings:
     logout_path: str | None = "/logout"
     allowed_origins: tuple[str, ...] = ()
     cookie_options: CookieOptions = dataclasses.field(default_factory=CookieOptions)
+    refresh_route: str | None = None
     redis_url: str | None = dataclasses.field(default=None, repr=False)
 
     def crossmint(self) -> Crossmint:
@@ -179,6 +188,17 @@ def _flag(environ: Mapping[str, str], name: str, default: bool | None) -> bool |
     raise CrossmintConfigError(f"must be true or false, not {value!r}", setting=name)
 
 
+def _whole(environ: Mapping[str, str], name: str) -> int | None:
+    value = environ.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise CrossmintConfigError(
+            f"must be a whole number of seconds, not {value!r}", setting=name
+        )
+    return int(value)
+
+
 def _items(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in environ.get(name, "").split(",") if item.strip())
 
@@ -220,6 +240,9 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> WrapSettings:
             http_only=bool(_flag(env, "http_only", True)),
             same_site=_text(env, "same_site") or "Lax",
             domain=_text(env, "domain"),
+            max_age=_whole(env, "max_age"),
+            names=_text(env, "names") or "unscoped",
+            expose_refresh_secret=bool(_flag(env, "expose_refresh_secret", False)),
         )
         return WrapSettings(
             api_key=_text(env, "api_key"),
@@ -232,6 +255,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> WrapSettings:
             logout_path=_route(env, "logout_path", "/logout"),
             allowed_origins=_items(env, "allowed_origins"),
             cookie_options=cookie_options,
+            refresh_route=_text(env, "refresh_route"),
             redis_url=_text(env, "redis_url"),
         )
     except CrossmintConfigError as error:
@@ -259,6 +283,7 @@ def _build(
         crossmint,
         cookie_options=settings.cookie_options,
         coordinator=settings.coordinator(),
+        refresh_route=settings.refresh_route,
     )
     _check(auth, "emulator_url" if settings.emulator_url else "base_url")
     logger.info(

@@ -299,7 +299,9 @@ class Gate:
         if session is not None:
             if session.refreshed and session.refresh_token is not None:
                 material = AuthMaterial(session.jwt, session.refresh_token, session.user)
-                return self.core.session_cookies(material, secure=request.secure)
+                return self.core.session_cookies(
+                    material, secure=request.secure, names=resolution.cookies.names
+                )
             return []
         if resolution.error is not None and resolution.error.clears_cookies:
             return self.core.clear_cookies(secure=request.secure, names=resolution.cookies.names)

@@ -317,13 +317,23 @@ def test_refresh_route(
 
 
 def test_refresh_route_with_crossmint_down(site: Running) -> None:
-    cookies = site.control.session("user-1")
+    # Nothing valid left: 503, cookies kept.
+    expired = site.control.session("user-1", jwt_ttl=-30)
+    live = site.control.session("user-1")
+    with site.client(live) as http:
+        assert http.get("/api/me").status_code == 200  # the site holds Crossmint's keys
     site.control.down()
-    with site.client(cookies) as http:
+    with site.client(expired) as http:
         answer = http.post("/refresh", json={})
     assert answer.status_code == 503
     assert error_of(answer) == "UPSTREAM_UNAVAILABLE"
     assert int(answer.headers["retry-after"]) > 0
+    assert "set-cookie" not in answer.headers
+    # A JWT still valid: the browser SDK gets it back (any error status logs its user out).
+    with site.client(live) as http:
+        answer = http.post("/refresh", json={})
+    assert answer.status_code == 200
+    assert answer.json()["jwt"] == live["crossmint-jwt"]
     assert "set-cookie" not in answer.headers
 
 

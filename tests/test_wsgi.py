@@ -135,7 +135,8 @@ def assert_stored(response: TestResponse, material_json: dict[str, Any] | None =
     assert "httponly" in secret_attrs
     if material_json is not None:
         assert jwt == material_json["jwt"]
-        assert secret == material_json["refreshToken"]["secret"]
+        # The HttpOnly secret stays out of the body script can read.
+        assert "secret" not in material_json["refreshToken"]
 
 
 def error_of(response: TestResponse) -> str:
@@ -389,7 +390,7 @@ def test_refresh_route_trades_a_secret(
     assert response.status_code == 200, response.get_data()
     payload = response.get_json()
     assert set(payload) == {"jwt", "refreshToken", "user"}
-    assert set(payload["refreshToken"]) == {"secret", "expiresAt"}
+    assert set(payload["refreshToken"]) == {"expiresAt"}
     assert payload["user"]["id"] == "user-1"
     assert_stored(response, payload)
     assert response.headers["Cache-Control"] == "no-store"
@@ -827,9 +828,20 @@ def test_project_scoped_cookie_names(
     assert response.status_code == 200
     assert app.last["session"].user_id == "user-1"
     assert app.last["session"].refreshed is refreshed
-    # The server side writes the unscoped names.
-    expected = ["crossmint-jwt", "crossmint-refresh-token"] if refreshed else []
-    assert auth_cookie_names(response) == expected
+    # A refresh writes the unscoped names and again the scoped ones the request carried:
+    # no used secret stays behind under a name the browser SDK reads.
+    project = crossmint_emulator.project_id
+    expected = (
+        {
+            "crossmint-jwt",
+            "crossmint-refresh-token",
+            f"crossmint-jwt-{project}",
+            f"crossmint-refresh-token-{project}",
+        }
+        if refreshed
+        else set()
+    )
+    assert set(auth_cookie_names(response)) == expected
 
 
 def test_project_scoped_cookies_are_cleared_too(

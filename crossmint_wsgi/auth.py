@@ -342,10 +342,14 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
         return self._client
 
     def close(self) -> None:
-        """Close this process's HTTP connections."""
+        """Close this process's HTTP connections, and the coordinator's (its
+        Redis connections and logout listener), if it has a ``close()``."""
         if self._client is not None and self._pid == os.getpid():
             self._client.close()
         self._client = None
+        close = getattr(self._coordinator, "close", None)
+        if callable(close):
+            close()
 
     def __enter__(self) -> CrossmintAuth:
         return self
@@ -566,10 +570,14 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
         return self._client
 
     async def aclose(self) -> None:
-        """Close the HTTP connections of the current event loop."""
+        """Close the HTTP connections of the current event loop, and the
+        coordinator's, if it has an ``aclose()``."""
         if self._client is not None:
             await self._client.aclose()
         self._client = None
+        aclose = getattr(self.coordinator, "aclose", None)
+        if callable(aclose):
+            await aclose()
 
     async def __aenter__(self) -> AsyncCrossmintAuth:
         return self

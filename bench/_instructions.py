@@ -109,7 +109,11 @@ def server_instructions(
             start_new_session=True,
         )
         try:
-            _wait(port, process, time.monotonic() + 600)
+            try:
+                _wait(port, process, time.monotonic() + 600)
+            except SystemExit:
+                process.kill()
+                raise SystemExit(f"{command[:4]} did not serve: {process.communicate()[1][-2000:]}")
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             for _ in range(n):
                 if not keep_alive:

@@ -113,7 +113,8 @@ def server_instructions(
                 _wait(port, process, time.monotonic() + 600)
             except SystemExit:
                 process.kill()
-                raise SystemExit(f"{command[:4]} did not serve: {process.communicate()[1][-2000:]}")
+                errors = process.communicate()[1][-2000:]
+                raise SystemExit(f"{command[:4]} did not serve:\n{errors}") from None
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             for _ in range(n):
                 if not keep_alive:

@@ -63,6 +63,7 @@ VARIABLES: dict[str, str] = {
     "refresh_path": "CROSSMINT_REFRESH_PATH",
     "logout_path": "CROSSMINT_LOGOUT_PATH",
     "allowed_origins": "CROSSMINT_ALLOWED_ORIGINS",
+    "client_ip_header": "CROSSMINT_CLIENT_IP_HEADER",
     "secure": "CROSSMINT_COOKIE_SECURE",
     "same_site": "CROSSMINT_COOKIE_SAMESITE",
     "domain": "CROSSMINT_COOKIE_DOMAIN",
@@ -99,6 +100,8 @@ class WrapSettings:
     :param refresh_path: ``CROSSMINT_REFRESH_PATH``; ``off`` or empty turns the route off.
     :param logout_path: ``CROSSMINT_LOGOUT_PATH``; ``off`` or empty turns the route off.
     :param allowed_origins: ``CROSSMINT_ALLOWED_ORIGINS``, comma-separated.
+    :param client_ip_header: ``CROSSMINT_CLIENT_IP_HEADER``: the header a trusted
+        proxy writes the client's address into (``X-Forwarded-For``).
     :param cookie_options: ``CROSSMINT_COOKIE_SECURE`` (``true``, ``false`` or
         ``auto``), ``_SAMESITE``, ``_DOMAIN``, ``_HTTPONLY``, ``_MAX_AGE``
         (seconds), ``_NAMES`` (``unscoped``, ``scoped`` or ``both``), and
@@ -118,6 +121,7 @@ class WrapSettings:
     refresh_path: str | None = "/refresh"
     logout_path: str | None = "/logout"
     allowed_origins: tuple[str, ...] = ()
+    client_ip_header: str | None = None
     cookie_options: CookieOptions = dataclasses.field(default_factory=CookieOptions)
     refresh_route: str | None = None
     redis_url: str | None = dataclasses.field(default=None, repr=False)
@@ -135,6 +139,11 @@ class WrapSettings:
 
             try:
                 return connect_emulator(self.emulator_url, app_id=self.app_id)
+            except CrossmintConfigError as error:
+                # It says what is wrong and what to do; only the variable is added.
+                raise CrossmintConfigError(
+                    f"{VARIABLES['emulator_url']}: {error.message}", setting="emulator_url"
+                ) from None
             except (httpx.HTTPError, ValueError, KeyError) as error:
                 raise CrossmintConfigError(
                     f"{VARIABLES['emulator_url']}: no Crossmint emulator answers at"
@@ -254,6 +263,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> WrapSettings:
             refresh_path=_route(env, "refresh_path", "/refresh"),
             logout_path=_route(env, "logout_path", "/logout"),
             allowed_origins=_items(env, "allowed_origins"),
+            client_ip_header=_text(env, "client_ip_header"),
             cookie_options=cookie_options,
             refresh_route=_text(env, "refresh_route"),
             redis_url=_text(env, "redis_url"),
@@ -300,6 +310,7 @@ def _build(
         protect=settings.protect,
         login_url=settings.login_url,
         allowed_origins=settings.allowed_origins,
+        client_ip_header=settings.client_ip_header,
     )
 
 

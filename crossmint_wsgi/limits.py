@@ -9,7 +9,10 @@ slow Crossmint, hold every worker. Two bounds, both decided here:
   refused too often within a minute gets no more calls until the minute
   has passed. Distinct secrets are counted, so a browser retrying its one
   dead secret, or fifty requests of one expired session, count once; a
-  successful refresh never counts.
+  successful refresh never counts. Only public addresses are counted: a
+  loopback or private peer is a proxy (or a test) speaking for many
+  clients, and blocking it would block them all. Behind a proxy, the
+  middleware's ``client_ip_header`` gives the client's own address.
 - :class:`UpstreamSlots`: at most so many refresh calls in flight at once per
   process; beyond that a request is answered ``UPSTREAM_UNAVAILABLE`` (503,
   cookies kept) at once instead of waiting.
@@ -17,6 +20,8 @@ slow Crossmint, hold every worker. Two bounds, both decided here:
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -24,7 +29,18 @@ from contextlib import contextmanager
 
 from .errors import CrossmintAuthError, ErrorCode
 
-__all__ = ["FailedRefreshes", "UpstreamSlots"]
+__all__ = ["FailedRefreshes", "UpstreamSlots", "is_public"]
+
+
+@functools.lru_cache(maxsize=4096)
+def is_public(address: str) -> bool:
+    """Whether an address stands for one client on the internet: not loopback,
+    private, link-local or reserved. Text that is no address (a proxy's label)
+    counts as public: it is what the deployer's header said."""
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_global
+    except ValueError:
+        return True
 
 
 class FailedRefreshes:
@@ -46,7 +62,7 @@ class FailedRefreshes:
 
     def blocked_for(self, client: str | None, now: float) -> float:
         """Seconds until ``client`` may cause a refresh call again; 0 when it may now."""
-        if client is None or self.limit <= 0:
+        if client is None or self.limit <= 0 or not self._clients or not is_public(client):
             return 0.0
         with self._lock:
             failures = self._clients.get(client)
@@ -69,7 +85,7 @@ class FailedRefreshes:
 
     def failed(self, client: str | None, digest: str, now: float) -> None:
         """Count a secret of ``client``'s that Crossmint refused."""
-        if client is None or self.limit <= 0:
+        if client is None or self.limit <= 0 or not is_public(client):
             return
         with self._lock:
             failures = self._clients.pop(client, None) or {}

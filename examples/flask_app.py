@@ -72,7 +72,12 @@ if demo.emulator is not None and "gunicorn" in sys.modules:
 
 app = Flask(__name__)
 app.wsgi_app = CrossmintWSGIMiddleware(  # type: ignore[method-assign]
-    app.wsgi_app, auth, protect=["/protected/:path*"], login_url="/login"
+    app.wsgi_app,
+    auth,
+    protect=["/protected/:path*"],
+    login_url="/login",
+    # Behind a proxy: the header it writes the client's address into (X-Forwarded-For).
+    client_ip_header=os.environ.get("CROSSMINT_CLIENT_IP_HEADER"),
 )
 
 # The JWT carries only the user id; the pages show the email from the user record too.

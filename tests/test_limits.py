@@ -49,27 +49,46 @@ JWT = "crossmint-jwt"
 def test_failed_refreshes(failures: int, distinct: bool, at: float, blocked: bool) -> None:
     bound = FailedRefreshes(limit=20, window=60)
     for index in range(failures):
-        bound.failed("10.0.0.1", f"digest-{index if distinct else 0}", 0.0)
-    assert (bound.refusal("10.0.0.1", at) is not None) is blocked
-    assert bound.refusal("10.0.0.2", at) is None
+        bound.failed("93.184.216.34", f"digest-{index if distinct else 0}", 0.0)
+    assert (bound.refusal("93.184.216.34", at) is not None) is blocked
+    assert bound.refusal("151.101.1.69", at) is None
     assert bound.refusal(None, at) is None
 
 
 def test_failed_refreshes_tracks_a_bounded_number_of_addresses() -> None:
     bound = FailedRefreshes(limit=1, window=60, max_clients=100)
     for index in range(1000):
-        bound.failed(f"10.0.{index // 256}.{index % 256}", "d", 0.0)
+        bound.failed(f"93.184.{index // 256}.{index % 256}", "d", 0.0)
     assert len(bound._clients) == 100
 
 
 def test_a_blocked_client_is_told_when_to_come_back() -> None:
     bound = FailedRefreshes(limit=2, window=60)
-    bound.failed("a", "d1", 100.0)
-    bound.failed("a", "d2", 110.0)
-    refusal = bound.refusal("a", 130.0)
+    bound.failed("client-a", "d1", 100.0)
+    bound.failed("client-a", "d2", 110.0)
+    refusal = bound.refusal("client-a", 130.0)
     assert refusal is not None
     assert refusal.code is ErrorCode.UPSTREAM_UNAVAILABLE
     assert "try again in 31 s" in refusal.message
+
+
+@pytest.mark.parametrize(
+    ("address", "counted"),
+    [
+        pytest.param("93.184.216.34", True, id="public-v4"),
+        pytest.param("2606:2800:220:1:248:1893:25c8:1946", True, id="public-v6"),
+        pytest.param("127.0.0.1", False, id="loopback"),
+        pytest.param("10.1.2.3", False, id="private"),
+        pytest.param("192.168.0.7", False, id="private-192"),
+        pytest.param("fe80::1%eth0", False, id="link-local-v6"),
+        pytest.param("edge-proxy", True, id="not-an-address"),
+    ],
+)
+def test_only_public_addresses_are_counted(address: str, counted: bool) -> None:
+    """A private peer is a proxy speaking for many clients: blocking it would block them all."""
+    bound = FailedRefreshes(limit=1, window=60)
+    bound.failed(address, "d", 0.0)
+    assert (bound.refusal(address, 1.0) is not None) is counted
 
 
 def test_upstream_slots_never_wait() -> None:
@@ -104,7 +123,7 @@ def test_random_secrets_from_one_address_stop_reaching_crossmint(
         client = Client(
             CrossmintWSGIMiddleware(app_ok, auth, protect=["/account/:path*"]), use_cookies=False
         )
-        attacker = {"REMOTE_ADDR": "203.0.113.9"}
+        attacker = {"REMOTE_ADDR": "93.184.216.34"}
         statuses = [
             client.get(path, headers={"Cookie": random_cookie()}, environ_base=attacker).status_code
             for path in ["/", "/account"] * 30
@@ -121,7 +140,7 @@ def test_random_secrets_from_one_address_stop_reaching_crossmint(
 
         # Everybody else is served as usual, a new login included.
         login = crossmint_emulator.create_session("user-ok", jwt_ttl=-30)
-        other = {"REMOTE_ADDR": "198.51.100.7"}
+        other = {"REMOTE_ADDR": "151.101.1.69"}
         cookie = f"{JWT}={login.jwt}; {REFRESH}={login.refresh_token.secret}"
         answer = client.get("/account", headers={"Cookie": cookie}, environ_base=other)
         assert answer.status_code == 200
@@ -139,7 +158,7 @@ def test_the_refresh_route_counts_too(crossmint_emulator: CrossmintEmulator) -> 
             client.post(
                 "/refresh",
                 json={"refresh": secrets.token_urlsafe(24)},
-                environ_base={"REMOTE_ADDR": "203.0.113.9"},
+                environ_base={"REMOTE_ADDR": "93.184.216.34"},
             ).status_code
             for _ in range(6)
         ]
@@ -230,7 +249,11 @@ def server(request: pytest.FixtureRequest, emulator: CrossmintEmulator) -> Itera
     port = free_port()
     program, *args = SERVERS[request.param]
     command = [require_program(program), *(arg.replace("{port}", str(port)) for arg in args)]
-    env = {"CROSSMINT_EMULATOR_URL": emulator.url, "PORT": str(port)}
+    env = {
+        "CROSSMINT_EMULATOR_URL": emulator.url,
+        "PORT": str(port),
+        "CROSSMINT_CLIENT_IP_HEADER": "X-Forwarded-For",
+    }
     with run_server(command, port=port, env=env) as running:
         WORKERS[running.url] = 2 if program == "gunicorn" else 1
         yield running
@@ -259,11 +282,15 @@ def test_a_flood_of_random_secrets_through_a_real_server(
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             for _ in range(100):
-                client.get("/", headers={"Cookie": random_cookie()})
+                # One public client behind the trusted proxy (uvicorn trusts 127.0.0.1's
+                # X-Forwarded-For; the gunicorn example names the header).
+                client.get(
+                    "/", headers={"Cookie": random_cookie(), "X-Forwarded-For": "93.184.216.34"}
+                )
     finally:
         stop.set()
         visitor.join()
-    # One address (loopback): 20 calls reach Crossmint per worker process at most.
+    # One client address: 20 calls reach Crossmint per worker process at most.
     assert 20 <= emulator.requests["refresh"] <= 20 * WORKERS[server.url], emulator.requests
     assert served
     assert set(served) == {200}, served[:20]

@@ -42,6 +42,14 @@ USER_ID = DEMO_USER_ID
 
 #: Seconds a JWT lives in these tests: long enough for a page load, short to wait out.
 JWT_TTL = 5
+#: Seconds the JWT of the last sign-in (step 7) lives. That step checks that its
+#: cookies stay as they are across several requests, so its JWT must outlive the
+#: step on however slow a machine. And it must not be the JWT that step 6 logged
+#: out: the emulator signs JWTs deterministically (RS256) over sub, aud, iat and
+#: exp only, so a sign-in in the same second as step 5's refresh would get that
+#: very JWT, which the middleware refuses since the logout (and refreshes). A
+#: lifetime of its own makes its ``exp``, so its JWT, different.
+LAST_JWT_TTL = 600
 #: How many tabs open at once after an expiry.
 TABS = 5
 #: How often the cookie jar is looked at while waiting for a cookie to expire.
@@ -374,6 +382,7 @@ class Scenario:
         redirected_to_login(self.page, self.base, "/protected")
 
     def cross_site_logout_refused(self, cross_site: CrossSiteServer) -> None:
+        self.emulator.configure(jwt_ttl=LAST_JWT_TTL)
         response = sign_in(self.page, self.base)
         signed_in_at(self.page, self.base)
         self.handed_out(response)
@@ -580,12 +589,12 @@ def test_sign_in_refresh_and_logout(
                 request.node.user_properties.append(("screenshot", str(screenshot)))
         output = server.output()
     assert screenshot.stat().st_size > 0
-    # Two sign-ins and two refreshes: four sessions, each with its own refresh secret.
-    # Their JWTs need not differ: the emulator's JWTs are RS256 (deterministic) over
-    # sub, aud, iat and exp only, so two sessions of one user issued within the same
-    # second carry the very same JWT (the tabs' refresh and the last sign-in often do).
+    # Two sign-ins and two refreshes: four sessions, eight distinct secrets. Refresh
+    # secrets are random. JWTs are not (see LAST_JWT_TTL): each differs from the
+    # ones before it because it was issued after they expired (steps 4 and 5) or
+    # with another lifetime (step 7).
     assert len(scenario.sessions) == 4
-    assert len({session[REFRESH_COOKIE] for session in scenario.sessions}) == 4
+    assert len({value for session in scenario.sessions for value in session.values()}) == 8
     # None of the secrets handed out is in the server's log.
     handed_out = scenario.secrets.union(*(session.values() for session in scenario.sessions))
     leaked = [secret[:8] + "..." for secret in handed_out if secret in output]

@@ -59,10 +59,11 @@ HOST = "testserver"
 #: The timeout the fault cases give the auth objects, in seconds.
 TIMEOUT = 0.5
 #: How much slower than its timeout a request may finish: a correctness bound
-#: (nothing waits for Crossmint past the timeout), far below the injected latency.
-MARGIN = 0.8
+#: (nothing waits for Crossmint past the timeout), below the injected latency,
+#: and wide enough for a loaded 2-core CI machine (1.52 s was seen against 1.3).
+MARGIN = 1.8
 #: The latency injected for "Crossmint slower than the timeout".
-SLOW = 1.5
+SLOW = 3.0
 
 ERROR_CODES = frozenset(
     {
@@ -1413,7 +1414,9 @@ def _refresh_route(ctx: FaultCtx) -> Req:
 
 
 def _logout_route(ctx: FaultCtx) -> Req:
-    return Req("POST", "/logout", cookie=material_cookie(ctx.live))
+    # The refresh secret alone: a logout with the JWT would end that JWT too
+    # (tests/test_revocations.py), and later steps still use it.
+    return Req("POST", "/logout", cookie=material_cookie(ctx.live, jwt=False))
 
 
 def _new_token_request(ctx: FaultCtx) -> Req:

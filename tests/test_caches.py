@@ -128,7 +128,7 @@ def test_a_middleware_shows_every_cache_behind_it(
         )
         stats = {each.name: each for each in middleware.cache_stats()}
     assert list(stats) == ["keys", "tokens", "refreshes", "sessions"]
-    assert stats["keys"].entries == 1
+    assert stats["keys"].entries >= 1  # the emulator's (more after a rotation elsewhere)
     assert stats["tokens"].entries >= 1
     assert stats["refreshes"].entries >= 1  # the expired session's refresh, and its link
     assert stats["sessions"].hits == 2  # the second and third visits

@@ -7,7 +7,7 @@
 #   bash tools/test.sh tests/test_auth.py -k x lint, then pytest with these arguments on 3.11 only
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
-ensure_packages redis-server:redis-server chromium:chromium node:nodejs npm:npm
+ensure_packages redis-server:redis-server redis-cli:redis-tools ip:iproute2 chromium:chromium node:nodejs npm:npm
 ensure_venv test
 if [ "$#" -gt 0 ]; then
     exec "$VENV/bin/nox" --sessions lint tests-3.11 -- "$@"

@@ -16,7 +16,7 @@ from .routes import Gate
 if TYPE_CHECKING:
     from typing_extensions import TypedDict, Unpack
 
-    from .auth import _AuthBase
+    from .auth_base import _AuthBase
 
     class GateOptions(TypedDict, total=False):
         """:class:`~crossmint_wsgi.routes.Gate`'s options, as the middlewares take them."""

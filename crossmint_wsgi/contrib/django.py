@@ -58,7 +58,8 @@ from django.utils.module_loading import import_string
 
 from ..answers import Answer, refusal
 from ..asgi import cookie_header
-from ..auth import AsyncCrossmintAuth, CrossmintAuth, _AuthBase
+from ..auth import AsyncCrossmintAuth, CrossmintAuth
+from ..auth_base import _AuthBase
 from ..config import create_crossmint
 from ..errors import CrossmintAuthError, CrossmintConfigError
 from ..middleware import GatedMiddleware

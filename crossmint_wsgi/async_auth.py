@@ -1,0 +1,232 @@
+"""AsyncCrossmintAuth: the async driver of the sans-IO flows (ASGI apps), on asyncio or trio."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import httpx
+
+from .answers import Answer
+from .api import (
+    ApiRequest,
+    check_key_set_answer,
+    jwks_request,
+    logout_request,
+    parse_jwks_answer,
+    parse_user_answer,
+    refresh_call,
+    unreachable,
+    user_request,
+)
+from .auth_base import R, _AuthBase, httpx_timeout, tls_context
+from .coordination import (
+    AsyncLocalCoordinator,
+    AsyncRefreshCoordinator,
+    AsyncSingleFlight,
+)
+from .errors import CrossmintAuthError
+from .flows import (
+    Effect,
+    FetchKeys,
+    Logout,
+    ReadBody,
+    Refresh,
+    Revoke,
+    RevokeToken,
+    ano_body,
+)
+from .models import AuthMaterial, Session, User
+
+__all__ = ["AsyncCrossmintAuth"]
+
+logger = logging.getLogger("crossmint_wsgi")
+
+
+class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTransport]):
+    """Crossmint sessions for async code (ASGI apps), on asyncio or trio.
+
+    Takes the same parameters as :class:`CrossmintAuth`; ``coordinator`` is an
+    :class:`~crossmint_wsgi.coordination.AsyncRefreshCoordinator` and
+    ``transport`` an async ``httpx`` transport.
+    """
+
+    _ASYNC = True
+    _TRANSPORT = (
+        httpx.AsyncBaseTransport,
+        "httpx.AsyncHTTPTransport(...) or httpx.MockTransport(...)",
+    )
+
+    def _init_driver(
+        self,
+        coordinator: AsyncRefreshCoordinator | None,
+        transport: httpx.AsyncBaseTransport | None,
+    ) -> None:
+        self._transport = transport
+        self.coordinator: AsyncRefreshCoordinator = coordinator or AsyncLocalCoordinator(
+            self.refresh_grace, budget=self.core.cache_budget // 4
+        )
+        self._keys_flight: AsyncSingleFlight[dict[str, Any]] = AsyncSingleFlight()
+        self._loop: object = None
+        self._client: httpx.AsyncClient | None = None
+
+    def _current_client(self) -> httpx.AsyncClient:
+        # Connections belong to one event loop; a new loop (a test, a trio run) gets its own.
+        loop = anyio.lowlevel.current_token().native_token
+        if self._client is None or self._loop is not loop:
+            self._loop = loop
+            self._client = httpx.AsyncClient(
+                timeout=httpx_timeout(self.timeout),
+                transport=self._transport,
+                verify=tls_context(),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections of the current event loop, and the
+        coordinator's, if it has an ``aclose()``."""
+        if self._client is not None:
+            await self._client.aclose()
+        self._client = None
+        aclose = getattr(self.coordinator, "aclose", None)
+        if callable(aclose):
+            await aclose()
+
+    async def __aenter__(self) -> AsyncCrossmintAuth:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def check(self) -> None:
+        """As :meth:`CrossmintAuth.check`, awaited: call it from the app's start-up (lifespan)."""
+        request = jwks_request(self.crossmint)
+        try:
+            answer = await self._send(request)
+        except CrossmintAuthError as error:
+            raise unreachable(request, error) from None
+        check_key_set_answer(request, *answer)
+
+    # -- I/O ----------------------------------------------------------------------------
+
+    async def _send(
+        self, request: ApiRequest, set_cookies: list[str] | None = None
+    ) -> tuple[int, bytes]:
+        """As :meth:`CrossmintAuth._send`, awaited."""
+        client = self._current_client()
+        try:
+            with anyio.fail_after(self.timeout):
+                response = await client.request(
+                    request.method, request.url, headers=request.headers, content=request.body
+                )
+            if set_cookies is not None:
+                set_cookies.extend(response.headers.get_list("set-cookie"))
+            return response.status_code, response.content
+        except (httpx.HTTPError, OSError, TimeoutError) as error:
+            raise unreachable(request, error) from None
+
+    async def _perform(
+        self, effect: Effect, read_body: Callable[[int], Awaitable[bytes | None]]
+    ) -> Any:
+        """As :meth:`CrossmintAuth._perform`, awaited."""
+        try:
+            if isinstance(effect, FetchKeys):
+
+                async def fetch() -> dict[str, Any]:
+                    keys = jwks_request(self.crossmint)
+                    return parse_jwks_answer(*await self._send(keys), url=keys.url)
+
+                return await self._keys_flight.do("jwks", fetch)
+            if isinstance(effect, Refresh):
+                refresh = effect
+
+                async def perform() -> AuthMaterial:
+                    with self.core.upstream_call(refresh):
+                        request, parse = refresh_call(
+                            self.crossmint, refresh.secret, self.refresh_route
+                        )
+                        set_cookies: list[str] = []
+                        return parse(*await self._send(request, set_cookies), set_cookies)
+
+                return await self.coordinator.refresh(refresh.secret, perform)
+            if isinstance(effect, Revoke):
+                return await self.coordinator.revoke(effect.secret)
+            if isinstance(effect, RevokeToken):
+                return await self.coordinator.revoke_token(effect.digest, effect.exp)
+            if isinstance(effect, Logout):
+                await self._send(logout_request(self.crossmint, effect.secret))
+                return None
+            if isinstance(effect, ReadBody):
+                return await read_body(effect.limit)
+        except CrossmintAuthError as error:
+            return error
+        raise TypeError(f"unknown effect {effect!r}")
+
+    async def run(
+        self,
+        flow: Generator[Effect, Any, R],
+        read_body: Callable[[int], Awaitable[bytes | None]] = ano_body,
+    ) -> R:
+        """Drive a flow to its end, performing each effect it yields."""
+        self._listen()
+        try:
+            effect = next(flow)
+            while True:
+                effect = flow.send(await self._perform(effect, read_body))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            # Cancellation leaves the flow suspended: close it so it can undo
+            # what it began.
+            flow.close()
+
+    # -- the public API: as CrossmintAuth, awaited -----------------------------------------
+
+    async def get_session(
+        self, source: Any = None, *, jwt: str | None = None, refresh_token: str | None = None
+    ) -> Session:
+        """As :meth:`CrossmintAuth.get_session`; ``source`` may also be an ASGI scope."""
+        return await self.run(
+            self._session_flow(self.read_cookies(source, jwt=jwt, refresh_token=refresh_token))
+        )
+
+    async def verify_crossmint_jwt(self, token: str) -> dict[str, Any]:
+        """As :meth:`CrossmintAuth.verify_crossmint_jwt`."""
+        claims = self._cached_claims(token)
+        if claims is not None:
+            return claims
+        return await self.run(self._claims_flow(self.core, token))
+
+    async def refresh(self, secret: str) -> AuthMaterial:
+        """As :meth:`CrossmintAuth.refresh`."""
+        return await self.run(self.core.refresh(secret))
+
+    async def logout(
+        self,
+        source: Any = None,
+        *,
+        refresh_token: str | None = None,
+        jwt: str | None = None,
+    ) -> list[str]:
+        """As :meth:`CrossmintAuth.logout`."""
+        cookies = self.read_cookies(source, jwt=jwt, refresh_token=refresh_token)
+        if cookies.refresh or cookies.jwt:
+            await self.run(self.core.logout(cookies.refresh, cookies.jwt))
+        return self.clear_cookies(secure=self.cookie_options.secure)
+
+    async def get_user(self, user_id: str) -> User:
+        """As :meth:`CrossmintAuth.get_user`."""
+        return parse_user_answer(*await self._send(user_request(self.crossmint, user_id)))
+
+    async def handle_custom_refresh(
+        self,
+        source: Any = None,
+        *,
+        body: bytes | str | Mapping[str, Any] | None = None,
+        secure: bool = False,
+    ) -> Answer:
+        """As :meth:`CrossmintAuth.handle_custom_refresh`."""
+        return await self.run(self._refresh_answer_flow(source, body, secure))

@@ -7,13 +7,16 @@ import json
 import math
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ec import ECDSA
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc.errors import JoseError
 from joserfc.jwa import JWSAlgModel
-from joserfc.jwk import Key
+from joserfc.jwk import ECKey, Key
 from joserfc.jws import JWSRegistry
 
 from .caches import DEFAULT_BUDGET, EXPIRED, BoundedCache, CacheStats
@@ -201,10 +204,13 @@ def read_header(token: str) -> Mapping[str, Any]:
     """
     if len(token) > MAX_TOKEN_LENGTH:
         raise TokenInvalid("token is too long")
-    if token.count(".") != 2:
+    first = token.find(".")
+    second = token.find(".", first + 1) if first >= 0 else -1
+    # Exactly two dots: memchr-fast finds, where str.count walks every character.
+    if second < 0 or token.find(".", second + 1) >= 0:
         # Five parts is a JWE: encrypted, not signed, so no proof of origin.
         raise TokenInvalid("token is not a compact JWS")
-    segment = token.partition(".")[0]
+    segment = token[:first]
     cached = _HEADERS.get(segment)
     if cached is not None:
         return cached
@@ -225,16 +231,65 @@ def read_header(token: str) -> Mapping[str, Any]:
     return shared
 
 
-#: (id(key), algorithm) -> key, for pairs already found to fit. The key is
-#: held so that its id cannot be reused by another while the entry exists.
-_FITTING: dict[tuple[int, str], Key] = {}
+#: ``verify(signing_input, signature) -> bool`` for one key and algorithm.
+Verifier = Callable[[bytes, bytes], bool]
+
+#: (id(key), algorithm) -> (key, its verifier), for pairs already found to
+#: fit. The key is held so that its id cannot be reused by another while the
+#: entry exists.
+_FITTING: dict[tuple[int, str], tuple[Key, Verifier]] = {}
 _FITTING_MAX = 64
 
 
-def _check_fit(algorithm: JWSAlgModel, key: Key) -> None:
+def _verifier(algorithm: JWSAlgModel, key: Key) -> Verifier:
+    """joserfc's ``algorithm.verify`` bound to ``key``, with what it works out
+    on every call (the public key, padding, hash, signature length) worked
+    out once: RS* and ES* call ``cryptography`` directly, as joserfc does."""
+    name = algorithm.name
+    if name[:2] in ("RS", "ES"):
+        public: Any = key.get_op_key("verify")
+        hashing = algorithm.hash_alg()  # type: ignore[attr-defined]
+        if name[:2] == "RS":
+            padding = algorithm.padding  # type: ignore[attr-defined]
+
+            def verify_rsa(message: bytes, signature: bytes) -> bool:
+                try:
+                    public.verify(signature, message, padding, hashing)
+                except InvalidSignature:
+                    return False
+                return True
+
+            return verify_rsa
+        # check_key has made sure of it: an ES* algorithm only takes an EC key.
+        assert isinstance(key, ECKey)
+        length = (key.curve_key_size + 7) // 8
+        ecdsa = ECDSA(hashing)
+
+        def verify_ec(message: bytes, signature: bytes) -> bool:
+            if len(signature) != 2 * length:
+                return False
+            r = int.from_bytes(signature[:length], "big")
+            s = int.from_bytes(signature[length:], "big")
+            try:
+                public.verify(encode_dss_signature(r, s), message, ecdsa)
+            except InvalidSignature:
+                return False
+            return True
+
+        return verify_ec
+
+    def verify_other(message: bytes, signature: bytes) -> bool:
+        return bool(algorithm.verify(message, signature, key))
+
+    return verify_other
+
+
+def _check_fit(algorithm: JWSAlgModel, key: Key) -> Verifier:
     """Key type, curve, ``use`` and ``alg`` must fit the algorithm.
 
     An RSA key never checks an ES256 signature, nor an RS256 key a PS256 one.
+
+    :returns: the verifier of ``algorithm`` with ``key``.
     """
     allowed = key.get("alg")
     if allowed is not None and allowed != algorithm.name:
@@ -243,9 +298,14 @@ def _check_fit(algorithm: JWSAlgModel, key: Key) -> None:
         algorithm.check_key(key)
     except (JoseError, ValueError, TypeError) as error:
         raise TokenInvalid(f"token signature check failed: {type(error).__name__}") from None
+    try:
+        verifier = _verifier(algorithm, key)
+    except (JoseError, ValueError, TypeError) as error:
+        raise TokenInvalid(f"token signature check failed: {type(error).__name__}") from None
     if len(_FITTING) >= _FITTING_MAX:
         _FITTING.clear()
-    _FITTING[(id(key), algorithm.name)] = key
+    _FITTING[(id(key), algorithm.name)] = (key, verifier)
+    return verifier
 
 
 def verify_signed_token(
@@ -271,19 +331,16 @@ def verify_signed_token(
     algorithm = _ALGORITHMS.get(header["alg"])
     if algorithm is None:
         raise TokenInvalid("token algorithm is not an accepted asymmetric algorithm")
-    if _FITTING.get((id(key), algorithm.name)) is not key:
-        _check_fit(algorithm, key)
-    header_segment, payload_segment, signature_segment = token.split(".")
+    fitting = _FITTING.get((id(key), algorithm.name))
+    verify = fitting[1] if fitting is not None and fitting[0] is key else _check_fit(algorithm, key)
+    signing_input, _, signature_segment = token.rpartition(".")
     try:
-        signature = _b64decode(signature_segment)
-        genuine = algorithm.verify(
-            f"{header_segment}.{payload_segment}".encode("ascii"), signature, key
-        )
+        genuine = verify(signing_input.encode("ascii"), _b64decode(signature_segment))
     except (JoseError, ValueError, TypeError) as error:
         raise TokenInvalid(f"token signature check failed: {type(error).__name__}") from None
     if not genuine:
         raise TokenInvalid("token signature check failed: BadSignatureError")
-    claims = _b64_json(payload_segment)
+    claims = _b64_json(signing_input.partition(".")[2])
     if not isinstance(claims, dict):
         raise TokenInvalid("token payload is not a JSON object")
     if "exp" not in claims:

@@ -227,7 +227,15 @@ class EmulatorState:
     ) -> str:
         now = int(self._clock())
         lifetime = self._settings.jwt_ttl if ttl is None else int(ttl)
-        merged = {"sub": user_id, "aud": self.audience, "iat": now, "exp": now + lifetime}
+        # A unique jti: two sessions of one user in one second never share a JWT
+        # (RS256 is deterministic), so a logout can never end the other one.
+        merged = {
+            "sub": user_id,
+            "aud": self.audience,
+            "iat": now,
+            "exp": now + lifetime,
+            "jti": secrets.token_urlsafe(16),
+        }
         merged.update(claims or {})
         return self._keys.sign(
             {name: value for name, value in merged.items() if value is not None}, header

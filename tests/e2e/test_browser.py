@@ -434,8 +434,13 @@ class SentWatch:
     only, so its DevTools protocol is at hand.
     """
 
-    def __init__(self, tab: Page, url: str, on_sent: Callable[[], None]) -> None:
+    def __init__(
+        self, tab: Page, url: str, on_sent: Callable[[], None], kind: str = "Document"
+    ) -> None:
         self.url = url
+        #: The resource type (DevTools ``Network.ResourceType``): ``Document`` for a
+        #: navigation, ``Fetch`` for a script's ``fetch()``.
+        self.kind = kind
         self.sent = False
         self._on_sent = on_sent
         self._navigations: set[str] = set()
@@ -447,7 +452,7 @@ class SentWatch:
         self._session.send("Network.setCacheDisabled", {"cacheDisabled": True})
 
     def _will_be_sent(self, event: dict[str, Any]) -> None:
-        if event["request"]["url"] == self.url and event.get("type") == "Document":
+        if event["request"]["url"] == self.url and event.get("type") == self.kind:
             self._navigations.add(event["requestId"])
             self._check()
 

@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,7 +48,7 @@ from support import ROOT
 from crossmint_wsgi.testing import CrossmintEmulator
 from crossmint_wsgi.testing.demo import DEMO_USER_ID
 
-from .test_browser import APPS, App, app_server, step
+from .test_browser import APPS, App, SentWatch, app_server, step
 from .upstream_gate import UpstreamGate
 
 pytestmark = pytest.mark.slow
@@ -257,14 +259,35 @@ class Scenario:
                 answers.enter_context(page.expect_response(is_post(self.base, "/refresh")))
                 for page in pages
             ]
-            with self.upstream.holding_refreshes():
-                with contextlib.ExitStack() as sent:
+            with self.upstream.holding_refreshes(), contextlib.ExitStack() as watching:
+                # Released once every page's fetch has left with its cookies: the
+                # request event comes before Chromium reads the cookie jar, and an
+                # answer landing in between would change the cookies a fetch carries.
+                left = threading.Event()
+                pending = set(range(len(pages)))
+
+                def sent(index: int) -> None:
+                    pending.discard(index)
+                    if not pending:
+                        left.set()
+
+                for index, page in enumerate(pages):
+                    watch = SentWatch(
+                        page, self.base + "/refresh", functools.partial(sent, index), "Fetch"
+                    )
+                    watching.callback(watch.close)
+                with contextlib.ExitStack() as requested:
                     for page in pages:
-                        sent.enter_context(
+                        requested.enter_context(
                             page.expect_request(is_post_request(self.base, "/refresh"))
                         )
                     now_ms = self.page.evaluate("Date.now()")
                     self.context.clock.fast_forward(int(exp * 1000 - 120_000 - now_ms) + 1000)
+                # DevTools events are dispatched while Playwright is waited on: pump it.
+                deadline = time.monotonic() + 30
+                while not left.is_set():
+                    assert time.monotonic() < deadline, "a tab's refresh never left"
+                    self.page.wait_for_timeout(20)
                 self.context.clock.set_system_time(time.time())
                 self.upstream.release()
         for page, count in zip(pages, counts, strict=True):

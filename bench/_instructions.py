@@ -28,6 +28,8 @@ from pathlib import Path
 __all__ = ["need_valgrind", "per_request", "python_instructions", "server_instructions"]
 
 VALGRIND = ["valgrind", "--tool=cachegrind", "--cache-sim=no"]
+#: String hashing seeded alike in every run: dict probing, and so the counts, repeat.
+SEEDED = {"PYTHONHASHSEED": "0"}
 
 
 def need_valgrind() -> None:
@@ -59,7 +61,7 @@ def python_instructions(setup: str, step: str, few: int, many: int, env: dict[st
             out = Path(folder, "out")
             done = subprocess.run(
                 [*VALGRIND, f"--cachegrind-out-file={out}", sys.executable, str(script)],
-                env={**os.environ, **env},
+                env={**os.environ, **SEEDED, **env},
                 capture_output=True,
                 text=True,
                 check=False,
@@ -102,7 +104,7 @@ def server_instructions(
     with tempfile.TemporaryDirectory() as folder:
         process = subprocess.Popen(
             [*VALGRIND, f"--cachegrind-out-file={folder}/out.%p", *command],
-            env={**os.environ, **env},
+            env={**os.environ, **SEEDED, **env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

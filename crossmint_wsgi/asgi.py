@@ -153,8 +153,12 @@ class CrossmintASGIMiddleware(GatedMiddleware[ASGIApp, AsyncCrossmintAuth]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            # The common case inline: one coroutine frame fewer per request.
-            cookie = cookie_header(scope)
+            # The common case inline, cookie_header and _publish written out:
+            # every call saved is a few percent of a hello world's cost.
+            cookie: bytes | None = None
+            for name, value in scope.get("headers", ()):
+                if name == b"cookie":
+                    cookie = value if cookie is None else cookie + b"; " + value
             quick = self.gate.shortcut(
                 scope.get("method", "GET"),
                 scope.get("path", "") or "/",
@@ -162,7 +166,11 @@ class CrossmintASGIMiddleware(GatedMiddleware[ASGIApp, AsyncCrossmintAuth]):
                 scope.get("root_path", ""),
             )
             if quick is not None:
-                _publish(scope, quick.session, quick.error)
+                shared = scope.get("state")
+                if shared:
+                    _publish(scope, quick.session, quick.error)
+                else:
+                    scope["state"] = {SESSION_KEY: quick.session, ERROR_KEY: quick.error}
                 await self.app(scope, receive, send)
             else:
                 await self._http(scope, receive, send, cookie)

@@ -81,6 +81,7 @@ class RecentSessions(Generic[V]):
         entry = self._entries.get(cookie)
         if entry is not None and entry[0] > now:  # type: ignore[operator]
             found: tuple[V, str] = entry[1]  # type: ignore[assignment]
+            self._cache.hits += 1
         else:
             if (b"crossmint-" if isinstance(cookie, bytes) else "crossmint-") not in cookie:  # type: ignore[operator]
                 return None
@@ -91,7 +92,6 @@ class RecentSessions(Generic[V]):
             found = pairs
         if self._revoked and found[1] in self._revoked:
             return None
-        self._cache.hits += 1
         return found[0]
 
     def remember(

@@ -61,7 +61,7 @@ class GraceCache:
     (:meth:`revoke`).
 
     :param window: seconds new material is served after the refresh.
-    :param max_entries: bound on the entries.
+    :param max_entries: bound on the entries (outcomes and the links between them).
     :param clock: returns the current time in seconds.
     :param refusal_window: seconds a refusal is remembered.
     :param revoked_window: seconds a logged-out secret is refused without
@@ -85,8 +85,9 @@ class GraceCache:
         self._clock = clock
         # digest -> material or refusal; "<" + digest -> the digest whose
         # refresh produced it, so a logout with the newest secret finds the older ones.
+        # max_entries counts the links too: the outcomes alone never exceed it.
         self._cache: BoundedCache[str, AuthMaterial | CrossmintAuthError | str] = BoundedCache(
-            "refreshes", budget if max_entries > 0 else 0, max_entries=2 * max_entries
+            "refreshes", budget if max_entries > 0 else 0, max_entries=max_entries
         )
 
     def __len__(self) -> int:

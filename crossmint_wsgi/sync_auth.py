@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
@@ -103,6 +104,7 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
         self._client: httpx.Client | None = None
         self._keys_flight: SingleFlight[dict[str, Any]] = SingleFlight()
         self._local: LocalCoordinator | None = None
+        self._process_lock = threading.Lock()
 
     @property
     def coordinator(self) -> RefreshCoordinator:
@@ -114,16 +116,24 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
 
     def _own_process(self) -> httpx.Client:
         # After a fork, nothing of the parent's connections or locks is reused.
-        if self._pid != os.getpid() or self._client is None:
-            self._pid = os.getpid()
-            self._client = httpx.Client(
-                timeout=httpx_timeout(self.timeout),
-                transport=self._transport,
-                verify=tls_context(),
-            )
-            self._keys_flight = SingleFlight()
-            self._local = LocalCoordinator(self.refresh_grace, budget=self.core.cache_budget // 4)
-        return self._client
+        client = self._client
+        if client is not None and self._pid == os.getpid():
+            return client
+        with self._process_lock:
+            if self._client is None or self._pid != os.getpid():
+                # The client last: once it is set, threads that skip the lock
+                # above find everything else of this process in place.
+                self._keys_flight = SingleFlight()
+                self._local = LocalCoordinator(
+                    self.refresh_grace, budget=self.core.cache_budget // 4
+                )
+                self._pid = os.getpid()
+                self._client = httpx.Client(
+                    timeout=httpx_timeout(self.timeout),
+                    transport=self._transport,
+                    verify=tls_context(),
+                )
+            return self._client
 
     def close(self) -> None:
         """Close this process's HTTP connections, and the coordinator's (its

@@ -174,8 +174,8 @@ class Cluster:
         wait_for(ok, "the cluster is ok with every primary replicated", timeout=60)
 
     def primary_of(self, key: str) -> Node:
-        """The node serving ``key``'s slot now."""
-        with self.nodes[0].client() as client:
+        """The node serving ``key``'s slot now, as a live node sees it."""
+        with self.live()[0].client() as client:
             slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
             for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
                 if start <= slot <= end:
@@ -300,8 +300,24 @@ def make_tls_files(directory: Path) -> TlsFiles:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
+    # Python 3.13 verifies strictly (VERIFY_X509_STRICT): key identifiers are required.
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
@@ -315,6 +331,10 @@ def make_tls_files(directory: Path) -> TlsFiles:
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
     files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))

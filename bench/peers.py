@@ -46,7 +46,8 @@ BURST = 50
 
 def other_cookies() -> str:
     """Two cookies a real site also sets: an analytics id and a CSRF token."""
-    return f"_ga=GA1.1.{secrets.randbelow(10**10)}.1700000000; csrftoken={secrets.token_hex(32)}"
+    client = 10**9 + secrets.randbelow(9 * 10**9)  # ten digits: the same length every run
+    return f"_ga=GA1.1.{client}.1700000000; csrftoken={secrets.token_hex(32)}"
 
 
 def command(server: str, variant: str, port: int) -> list[str]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import importlib.util
 import os
 import secrets
 import shutil
@@ -186,6 +187,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     servers = args.servers.split(",")
     VARIANTS[:] = ["bare", *(v for v in args.variants.split(",") if v != "bare")]
+    if "pyjwt" in VARIANTS and importlib.util.find_spec("jwt") is None:
+        print("(PyJWT is not installed: pip install pyjwt; its column is left out)")
+        VARIANTS.remove("pyjwt")
     load = os.getloadavg()[0]
     print(
         f"peers: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {load:.1f};"

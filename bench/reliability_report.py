@@ -339,6 +339,65 @@ def hostile_section(emulator: CrossmintEmulator, tally: Tally) -> str:
 # -- the soak -----------------------------------------------------------------------------
 
 
+#: The security checks that run real routers, servers and Redis: each test file, what it holds.
+SECURITY_FILES = {
+    "tests/test_router_differential.py": "protected views are never reached without a session,"
+    " judged by each framework's real router (Flask, Bottle, Django, Starlette, FastAPI, Quart),"
+    " in process and through gunicorn, uvicorn and hypercorn, with mounts and root paths",
+    "tests/test_paths.py": "every reading of a path (raw, decoded, dot-resolved) and mistyped"
+    " patterns refused",
+    "tests/test_logout_servers.py": "a logout ends every secret of the session on every worker"
+    " (uvicorn, hypercorn-trio, gunicorn with Redis)",
+    "tests/test_revocations.py": "a logged-out JWT is refused at once here and within a second"
+    " in every process sharing Redis",
+    "tests/test_limits.py": "floods of made-up refresh secrets cost at most 20 Crossmint calls"
+    " per address and worker; refresh calls in flight are capped; junk cookies cannot grow memory",
+    "tests/test_caches.py": "every cache bounded by bytes and entries",
+}
+
+
+def security_section(tally: Tally) -> str:
+    """Run the security test files with pytest; one row a test, its outcome."""
+    import subprocess
+    import tempfile
+    import xml.etree.ElementTree as ElementTree
+
+    rows: list[list[object]] = []
+    for path, what in SECURITY_FILES.items():
+        with tempfile.TemporaryDirectory() as directory:
+            report = Path(directory) / "report.xml"
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    f"--junitxml={report}",
+                    path,
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                check=False,
+            )
+            cases = ElementTree.parse(report).getroot().iter("testcase")
+            outcomes = [
+                (
+                    case.get("name", "?"),
+                    not any(child.tag in ("failure", "error") for child in case),
+                )
+                for case in cases
+            ]
+        passed = sum(ok for _, ok in outcomes)
+        failed = [name for name, ok in outcomes if not ok]
+        mark = tally.mark(bool(outcomes) and not failed, path)
+        for name in failed:
+            tally.failed.append(f"{path}::{name}")
+        rows.append([f"`{path}`", what, f"{passed} of {len(outcomes)}", mark])
+    return table(["tests", "what they hold", "passed", ""], rows)
+
+
 def soak_section(results: list[soak.ServerResult]) -> str:
     def caches(result: soak.ServerResult) -> str:
         worst: dict[str, tuple[int, int]] = {}
@@ -485,6 +544,13 @@ def document(sections: dict[str, str], tally: Tally, soak_text: str | None, args
         "",
         sections["bad input"],
         "",
+        "## Security round 2",
+        "",
+        "The checks of the second security review, run from their test files (real routers,"
+        " real servers, a real redis-server); each row counts that file's test cases.",
+        "",
+        sections["security"],
+        "",
         "## Load and soak",
         "",
     ]
@@ -532,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
         ):
             print(f"running: {name}", flush=True)
             sections[name] = build(emulator, tally)
+    print("running: security", flush=True)
+    sections["security"] = security_section(tally)
     soak_text = None
     soak_failed = False
     if not args.no_soak:

@@ -94,7 +94,7 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         cache_budget: int = DEFAULT_BUDGET,
         refresh_failure_limit: int = 20,
         refresh_failure_window: float = 60.0,
-        max_concurrent_refreshes: int = 16,
+        max_concurrent_refreshes: int = 64,
         refresh_route: str | None = None,
         coordinator: CoordinatorT | None = None,
         transport: TransportT | None = None,

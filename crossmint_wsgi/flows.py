@@ -154,7 +154,7 @@ class AuthCore:
         cache_budget: int = DEFAULT_BUDGET,
         refresh_failure_limit: int = 20,
         refresh_failure_window: float = 60.0,
-        max_concurrent_refreshes: int = 16,
+        max_concurrent_refreshes: int = 64,
     ) -> None:
         self.crossmint = crossmint
         self.cookie_options = cookie_options or CookieOptions()

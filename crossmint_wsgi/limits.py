@@ -108,7 +108,7 @@ class UpstreamSlots:
     Never waits: threads and async tasks alike either get a slot or an error.
     """
 
-    def __init__(self, limit: int = 16) -> None:
+    def __init__(self, limit: int = 64) -> None:
         self.limit = limit
         self.in_flight = 0
         self._lock = threading.Lock()

@@ -14,18 +14,9 @@ from redis.exceptions import RedisError
 
 from ..coordination import secret_digest
 from ..errors import CrossmintAuthError
+from .flows import announce, coordinate, revoke, revoked_any
 from .health import Health
-from .protocol import (
-    Keys,
-    Perform,
-    Settings,
-    Sleep,
-    Step,
-    announce,
-    coordinate,
-    revoke,
-    revoked_any,
-)
+from .protocol import Keys, Perform, Settings, Sleep, Step
 from .record import RecordCipher
 
 __all__ = ["Exchange"]

@@ -152,10 +152,15 @@ def test_workers_share_one_refresh_through_redis(
     emulator: CrossmintEmulator, redis: RedisServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with gunicorn_server(emulator, redis.url) as server:
-        result = burst(emulator, server)
+        # The kernel may hand a whole burst to one worker on a busy machine: that proves
+        # nothing either way, so burst again (a new session each time) until it spreads.
+        for _ in range(5):
+            result = burst(emulator, server)
+            if result.workers > 1:
+                break
     with capsys.disabled():
         print(report("with Redis", result))
-    assert result.workers > 1, f"the burst reached {result.workers} worker(s) only"
+    assert result.workers > 1, f"five bursts reached {result.workers} worker(s) only"
     assert result.refreshes == 1, result
     assert result.statuses == {200: BURST}, result  # nobody was logged out
     assert result.user_ids == {"user-mp": BURST}

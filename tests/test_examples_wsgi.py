@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import ROOT, Server, free_port, require_program, run_server
+from support import ROOT, Server, free_port, require_program, run_server, wait_out_key_backoff
 
 from crossmint_wsgi.testing import CrossmintEmulator
 
@@ -36,6 +36,7 @@ class Control:
     def __init__(self, url: str) -> None:
         self.url = url
         self.http = httpx.Client(base_url=url, timeout=10)
+        self.was_down = False
 
     def _post(self, route: str, **data: Any) -> Any:
         answer = self.http.post(f"/_emulator/{route}", json=data)
@@ -58,9 +59,19 @@ class Control:
 
     def down(self, down: bool = True) -> None:
         self._post("down", down=down)
+        if down:
+            self.was_down = True
+        else:
+            self._settle()
 
     def reset(self) -> None:
         self._post("reset")
+        self._settle()
+
+    def _settle(self) -> None:
+        if self.was_down:
+            self.was_down = False
+            wait_out_key_backoff()
 
     def requests(self) -> dict[str, int]:
         answer = self.http.get("/_emulator/requests")

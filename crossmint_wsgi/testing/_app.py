@@ -16,7 +16,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
-from ._state import ENDPOINTS, EmulatorState, Rejected
+from ._state import ENDPOINTS, EmulatorState, Profile, Rejected
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -203,15 +203,15 @@ class EmulatorApp:
             user_id = _field(data, "user_id", str, None)
             if not user_id:
                 raise Rejected(400, "'user_id' must be a non-empty string")
-            user = {
-                "email": _field(data, "email", str, None),
-                "phone_number": _field(data, "phone_number", str, None),
-                "user_fields": _field(data, "user_fields", dict, None),
-            }
+            profile = Profile(
+                _field(data, "email", str, None),
+                _field(data, "phone_number", str, None),
+                _field(data, "user_fields", dict, None),
+            )
             if endpoint == "one-time-secrets":
-                return _json({"secret": state.one_time_secret(user_id, **user)})
+                return _json({"secret": state.one_time_secret(user_id, profile)})
             jwt_ttl = _field(data, "jwt_ttl", int, None)
-            return _json(state.create_session(user_id, jwt_ttl=jwt_ttl, **user))
+            return _json(state.create_session(user_id, profile, jwt_ttl))
         if endpoint == "jwt":
             user_id = _field(data, "user_id", str, None)
             if not user_id:

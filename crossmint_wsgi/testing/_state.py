@@ -40,6 +40,24 @@ class Settings:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """What a login says about its user; ``None`` keeps what was known.
+
+    :param email: the user's ``email``.
+    :param phone_number: the user's ``phoneNumber``.
+    :param fields: more user JSON fields, for example ``twitter``.
+    """
+
+    email: str | None = None
+    phone_number: str | None = None
+    fields: Mapping[str, Any] | None = None
+
+
+#: Claims or header entries to add; a ``None`` value removes the entry.
+Overrides = Mapping[str, Any] | None
+
+
 class Rejected(Exception):
     """A request Crossmint would refuse, with the status and message it answers."""
 
@@ -114,12 +132,9 @@ class EmulatorState:
             return self._settings
 
     def configure(
-        self,
-        *,
-        jwt_ttl: int | None = None,
-        refresh_ttl: float | None = None,
-        reuse_window: float | None = None,
+        self, jwt_ttl: int | None, refresh_ttl: float | None, reuse_window: float | None
     ) -> Settings:
+        """The settings with the values given; ``None`` keeps the current one."""
         with self._lock:
             current = self._settings
             self._settings = Settings(
@@ -207,23 +222,12 @@ class EmulatorState:
             self._keys.install(key, keep_old=keep_old)
             return self._keys.kid
 
-    def issue_jwt(
-        self,
-        user_id: str,
-        *,
-        ttl: int | None = None,
-        claims: Mapping[str, Any] | None = None,
-        header: Mapping[str, Any] | None = None,
-    ) -> str:
+    def issue_jwt(self, user_id: str, ttl: int | None, claims: Overrides, header: Overrides) -> str:
         with self._lock:
             return self._sign(user_id, ttl, claims, header)
 
     def _sign(
-        self,
-        user_id: str,
-        ttl: int | None,
-        claims: Mapping[str, Any] | None = None,
-        header: Mapping[str, Any] | None = None,
+        self, user_id: str, ttl: int | None, claims: Overrides = None, header: Overrides = None
     ) -> str:
         now = int(self._clock())
         lifetime = self._settings.jwt_ttl if ttl is None else int(ttl)
@@ -241,18 +245,12 @@ class EmulatorState:
             {name: value for name, value in merged.items() if value is not None}, header
         )
 
-    def _remember_user(
-        self,
-        user_id: str,
-        email: str | None,
-        phone_number: str | None,
-        fields: Mapping[str, Any] | None,
-    ) -> None:
-        user = {**self._users.get(user_id, {}), **(fields or {}), "id": user_id}
-        if email is not None:
-            user["email"] = email
-        if phone_number is not None:
-            user["phoneNumber"] = phone_number
+    def _remember_user(self, user_id: str, profile: Profile) -> None:
+        user = {**self._users.get(user_id, {}), **(profile.fields or {}), "id": user_id}
+        if profile.email is not None:
+            user["email"] = profile.email
+        if profile.phone_number is not None:
+            user["phoneNumber"] = profile.phone_number
         self._users[user_id] = user
 
     def _grant(self, user_id: str, *, one_time: bool, now: float) -> tuple[str, float]:
@@ -272,30 +270,16 @@ class EmulatorState:
             "user": dict(self._users[user_id]),
         }
 
-    def create_session(
-        self,
-        user_id: str,
-        *,
-        email: str | None = None,
-        phone_number: str | None = None,
-        user_fields: Mapping[str, Any] | None = None,
-        jwt_ttl: int | None = None,
-    ) -> dict[str, Any]:
+    def create_session(self, user_id: str, profile: Profile, jwt_ttl: int | None) -> dict[str, Any]:
         """A logged-in session, in the shape of Crossmint's refresh answer."""
         with self._lock:
-            self._remember_user(user_id, email, phone_number, user_fields)
+            self._remember_user(user_id, profile)
             return self._answer(user_id, jwt_ttl, self._clock())
 
-    def one_time_secret(
-        self,
-        user_id: str,
-        *,
-        email: str | None = None,
-        phone_number: str | None = None,
-        user_fields: Mapping[str, Any] | None = None,
-    ) -> str:
+    def one_time_secret(self, user_id: str, profile: Profile) -> str:
+        """A login's one-time secret, good for one refresh."""
         with self._lock:
-            self._remember_user(user_id, email, phone_number, user_fields)
+            self._remember_user(user_id, profile)
             return self._grant(user_id, one_time=True, now=self._clock())[0]
 
     # -- the Crossmint API

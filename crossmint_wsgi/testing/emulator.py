@@ -1,33 +1,26 @@
-"""A local Crossmint: a real HTTP server speaking Crossmint's auth API, for tests and demos."""
+"""A local Crossmint: a real HTTP server speaking Crossmint's auth API, for tests and demos.
+
+The public face, :class:`CrossmintEmulator`, puts together what the emulator
+knows (``_state``), its routes (``_app``), the thread that serves them
+(``_server``) and its keys (``_keys``); :func:`connect_emulator` (``_connect``)
+reaches one in another process.
+"""
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, TypedDict
-
-import httpx
-from werkzeug.serving import BaseWSGIServer, make_server
+from typing import Any
 
 from ..config import Crossmint, build_crossmint
-from ..errors import CrossmintConfigError
 from ..models import AuthMaterial, RefreshToken, User, parse_timestamp
 from ._app import EmulatorApp, make_handler
+from ._connect import EmulatorConfig, connect_emulator
 from ._keys import KeyRing, mint_api_key, parse_unverified
-from ._state import EmulatorState, Settings
+from ._server import EmulatorServer
+from ._state import EmulatorState, Profile, Settings
 
 __all__ = ["CrossmintEmulator", "EmulatorConfig", "connect_emulator"]
-
-
-class EmulatorConfig(TypedDict):
-    """What ``GET /_emulator/config`` answers."""
-
-    url: str
-    api_key: str
-    project_id: str
-    signing_key: str | None
 
 
 def _material(answer: Mapping[str, Any]) -> AuthMaterial:
@@ -37,11 +30,6 @@ def _material(answer: Mapping[str, Any]) -> AuthMaterial:
         refresh_token=RefreshToken(refresh["secret"], parse_timestamp(refresh["expiresAt"])),
         user=User.from_json(answer["user"]),
     )
-
-
-def _url_host(host: str) -> str:
-    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    return f"[{host}]" if ":" in host else host
 
 
 class CrossmintEmulator:
@@ -95,21 +83,15 @@ class CrossmintEmulator:
         if api_key is not None and project_id is not None:
             raise ValueError("give api_key or project_id, not both: the key names its project")
         self._key = mint_api_key(project_id) if api_key is None else parse_unverified(api_key)
-        self._host = host
-        self._port = port
+        self._server = EmulatorServer(host, port)
         self._state = EmulatorState(
             KeyRing(algorithm),
             self._key.project_id,
             Settings(jwt_ttl=int(jwt_ttl), refresh_ttl=refresh_ttl, reuse_window=reuse_window),
         )
-        self._stopping = threading.Event()
-        self._lifecycle = threading.Lock()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
-        self._url: str | None = None
 
     def __repr__(self) -> str:
-        where = self._url or "not started"
+        where = self._server.url or "not started"
         return f"<CrossmintEmulator {where} project_id={self.project_id!r}>"
 
     # -- lifecycle
@@ -119,35 +101,10 @@ class CrossmintEmulator:
 
         :raises OSError: the address is unusable (for example the port is taken).
         """
-        with self._lifecycle:
-            if self._server is not None:
-                return self
-            family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-            # Bind here, not in werkzeug: it calls sys.exit when a port is taken.
-            listener = socket.create_server((self._host, self._port), family=family, backlog=128)
-            try:
-                app = EmulatorApp(self._state, self._key.api_key, self.config, self._stopping)
-                server = make_server(
-                    self._host,
-                    self._port,
-                    app,
-                    threaded=True,
-                    request_handler=make_handler(self._state),
-                    fd=listener.fileno(),
-                )
-            finally:
-                listener.close()
-            self._stopping.clear()
-            self._url = f"http://{_url_host(self._host)}:{server.port}"
-            self._server = server
-            self._thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"crossmint-emulator:{server.port}",
-                daemon=True,
-            )
-            self._thread.start()
-            return self
+        server = self._server
+        app = EmulatorApp(self._state, self._key.api_key, self.config, server.stopping)
+        server.start(app, make_handler(self._state))
+        return self
 
     def stop(self) -> None:
         """Stop serving, join the thread and close the socket. Safe to call twice.
@@ -155,15 +112,7 @@ class CrossmintEmulator:
         The state (sessions, keys, settings) is kept; :meth:`start` serves it
         again, on a new port when ``port`` was ``0``.
         """
-        with self._lifecycle:
-            server, thread = self._server, self._thread
-            if server is None or thread is None:
-                return
-            self._server = self._thread = None
-            self._stopping.set()
-            server.shutdown()
-            thread.join()
-            server.server_close()
+        self._server.stop()
 
     def __enter__(self) -> CrossmintEmulator:
         return self.start()
@@ -184,9 +133,9 @@ class CrossmintEmulator:
 
         :raises RuntimeError: the emulator was never started.
         """
-        if self._url is None:
+        if self._server.url is None:
             raise RuntimeError("the emulator has no URL before start()")
-        return self._url
+        return self._server.url
 
     @property
     def api_key(self) -> str:
@@ -256,9 +205,8 @@ class CrossmintEmulator:
         :return: the settings now in force.
         :raises ValueError: a negative ``refresh_ttl`` or ``reuse_window``.
         """
-        return self._state.configure(
-            jwt_ttl=jwt_ttl, refresh_ttl=refresh_ttl, reuse_window=reuse_window
-        ).to_json()
+        settings = self._state.configure(jwt_ttl, refresh_ttl, reuse_window)
+        return settings.to_json()
 
     def reset(self) -> None:
         """Forget sessions, users, counters, faults, latency and downtime.
@@ -291,15 +239,8 @@ class CrossmintEmulator:
         :param jwt_ttl: this JWT's lifetime instead of the setting; negative
             values give an already expired JWT.
         """
-        return _material(
-            self._state.create_session(
-                user_id,
-                email=email,
-                phone_number=phone_number,
-                user_fields=user_fields,
-                jwt_ttl=jwt_ttl,
-            )
-        )
+        profile = Profile(email, phone_number, user_fields)
+        return _material(self._state.create_session(user_id, profile, jwt_ttl))
 
     def one_time_secret(
         self,
@@ -314,9 +255,7 @@ class CrossmintEmulator:
         The refresh endpoint trades it, once, for a JWT and a refresh token;
         the reuse window never applies to it.
         """
-        return self._state.one_time_secret(
-            user_id, email=email, phone_number=phone_number, user_fields=user_fields
-        )
+        return self._state.one_time_secret(user_id, Profile(email, phone_number, user_fields))
 
     def issue_jwt(
         self,
@@ -397,68 +336,3 @@ class CrossmintEmulator:
         A snapshot: ``{"jwks": 0, "refresh": 0, "logout": 0, "user": 0}``.
         """
         return self._state.counters()
-
-
-def _unreachable(error: Exception, timeout: float) -> str:
-    """Why a request to an emulator got no answer, in a few words."""
-    if isinstance(error, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return "not an http:// URL"
-    if isinstance(error, httpx.TimeoutException):
-        return f"no answer within {timeout:g} s"
-    if isinstance(error, httpx.ConnectError):
-        return "connection refused"
-    return type(error).__name__
-
-
-#: How to get a URL that works, ending every connect_emulator error.
-_HINT = (
-    "start one with `python -m crossmint_wsgi.testing` and pass the URL it prints"
-    " (also what CROSSMINT_EMULATOR_URL takes)"
-)
-
-
-def connect_emulator(url: str, *, app_id: str | None = None, timeout: float = 10.0) -> Crossmint:
-    """The :class:`~crossmint_wsgi.Crossmint` configuration for an emulator in another process.
-
-    Reads ``GET {url}/_emulator/config`` and validates the emulator's API key
-    against the signing key it publishes.
-
-    .. code-block:: python
-
-        crossmint = connect_emulator(os.environ["CROSSMINT_EMULATOR_URL"])
-        auth = CrossmintAuth(crossmint)
-
-    :param url: the emulator's URL, as printed by ``python -m crossmint_wsgi.testing``.
-    :param app_id: sent as ``x-app-identifier``.
-    :param timeout: seconds to wait for the answer.
-    :raises CrossmintConfigError: nothing answers at ``url`` (refused, timed
-        out, not an http URL), or what answers is not a Crossmint emulator;
-        the message names the URL and how to start an emulator.
-    """
-    base = url.rstrip("/")
-    try:
-        response = httpx.get(f"{base}/_emulator/config", timeout=timeout)
-    except (httpx.HTTPError, httpx.InvalidURL) as error:
-        # from None: the transport's traceback says less than the message.
-        raise CrossmintConfigError(
-            f"no Crossmint emulator answers at {base!r} ({_unreachable(error, timeout)}): {_HINT}",
-            setting="url",
-        ) from None
-    if response.status_code != 200:
-        reason = f"GET /_emulator/config answered {response.status_code}"
-    else:
-        try:
-            config = response.json()
-            return build_crossmint(
-                config["api_key"],
-                base_url=base,
-                app_id=app_id,
-                signing_key=config["signing_key"],
-            )
-        except (ValueError, KeyError, TypeError) as error:
-            if isinstance(error, CrossmintConfigError):
-                raise  # the emulator's own key failed its check: that message says why
-            reason = "GET /_emulator/config did not answer the emulator's JSON"
-    raise CrossmintConfigError(
-        f"{base!r} is not a Crossmint emulator ({reason}): {_HINT}", setting="url"
-    )

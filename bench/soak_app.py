@@ -1,19 +1,42 @@
 """The soak's pass-through, loaded by the servers: the examples plus ``GET /_soak/stats``.
 
-The route answers the worker's process id, RSS and the sizes of the library's
-in-memory caches; the caches' bounds are lowered to ``SOAK_CACHE_BOUND`` so
-they fill up during a run (memory after warm-up is then the steady state).
+The route answers the worker's process id, RSS and the figures of the
+middleware's caches (its public ``cache_stats()``). With ``SOAK_CACHE_BOUND``
+set, the example's middleware is rebuilt, with the same options, around an
+auth whose caches hold about that many sessions (``token_cache_size`` and
+``cache_budget``, and the Redis coordinator's ``max_entries``), so that they
+fill up during a run: memory after warm-up is then the steady state.
 """
 
 from __future__ import annotations
 
-import gc
+import dataclasses
 import json
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+from crossmint_wsgi.middleware import GatedMiddleware
 
 STATS_PATH = "/_soak/stats"
+
+#: Bytes of cache budget per session the soak allows: a JWT, its refresh
+#: secret and the bookkeeping of each of the caches a session passes through.
+BYTES_PER_SESSION = 4096
+
+#: The middleware options, as :class:`~crossmint_wsgi.routes.Gate` keeps them.
+GATE_OPTIONS = (
+    "refresh_path",
+    "logout_path",
+    "protect",
+    "login_url",
+    "allowed_origins",
+    "max_body",
+    "retry_after",
+    "client_ip_header",
+)
+
+MiddlewareT = TypeVar("MiddlewareT", bound=GatedMiddleware[Any, Any])
 
 
 def rss_kb(pid: int | str = "self") -> int:
@@ -25,71 +48,49 @@ def rss_kb(pid: int | str = "self") -> int:
     return 0
 
 
-def _ours(obj: object) -> bool:
-    module = getattr(type(obj), "__module__", None)
-    return isinstance(module, str) and module.startswith("crossmint_wsgi")
+def cache_stats(middleware: GatedMiddleware[Any, Any]) -> list[dict[str, Any]]:
+    """The figures of each of the middleware's caches in this process, as JSON.
 
-
-def cache_stats() -> list[dict[str, Any]]:
-    """Entries against bound of each of the library's caches in this process.
-
-    The one place that reads the caches' insides (found with :mod:`gc`, private
-    fields): once the caches have a public ``stats()`` view, only this
-    function changes.
+    ``bound`` repeats ``budget`` (bytes) for the readers that still ask for it.
     """
     found = []
-    for cache in gc.get_objects():
-        if not _ours(cache):
-            continue
-        if hasattr(cache, "max_size") and hasattr(cache, "__len__"):
-            kind, entries, bound = type(cache).__name__, len(cache), cache.max_size
-        elif hasattr(cache, "max_entries") and hasattr(cache, "_entries"):
-            kind, entries, bound = type(cache).__name__, len(cache._entries), cache.max_entries
-        elif hasattr(cache, "_recent") and hasattr(cache, "_recent_size"):
-            # The middleware's shortcut files each remembered session under several
-            # keys (the header as received, its auth pairs...): count the sessions.
-            kind, bound = "recent sessions", cache._recent_size
-            entries = len({id(entry) for entry in list(cache._recent.values())})
-        else:
-            continue
-        found.append({"type": kind, "entries": entries, "bound": int(bound)})
+    for stats in middleware.cache_stats():
+        figures = dataclasses.asdict(stats)
+        figures["type"] = figures.pop("name")
+        found.append({**figures, "bound": stats.budget})
     return found
 
 
-def _lower_bounds(bound: int) -> None:
-    for obj in gc.get_objects():
-        if not _ours(obj):
-            continue
-        # A coordinator's max_entries too: it sizes the grace cache it makes per process.
-        for name in ("max_size", "max_entries", "_recent_size"):
-            if isinstance(getattr(obj, name, None), int):
-                setattr(obj, name, bound)
+def _cache_bound() -> int | None:
+    bound = os.environ.get("SOAK_CACHE_BOUND")
+    return int(bound) if bound else None
 
 
-def _stats() -> bytes:
-    data = {"pid": os.getpid(), "rss_kb": rss_kb(), "caches": cache_stats()}
+def _small_caches(middleware: MiddlewareT, bound: int, **auth_settings: Any) -> MiddlewareT:
+    """``middleware`` again (same app, same options), its auth's caches sized for ``bound``."""
+    auth = type(middleware.auth)(
+        middleware.auth.crossmint,
+        token_cache_size=bound,
+        cache_budget=bound * BYTES_PER_SESSION,
+        **auth_settings,
+    )
+    options = {name: getattr(middleware.gate, name) for name in GATE_OPTIONS}
+    return type(middleware)(middleware.app, auth, **options)
+
+
+def _stats(middleware: GatedMiddleware[Any, Any]) -> bytes:
+    data = {"pid": os.getpid(), "rss_kb": rss_kb(), "caches": cache_stats(middleware)}
     return json.dumps(data).encode()
 
 
-def _bound_from_env() -> None:
-    bound = os.environ.get("SOAK_CACHE_BOUND")
-    if bound:
-        _lower_bounds(int(bound))
-
-
 class _WsgiStats:
-    def __init__(self, app: Callable[..., Any]) -> None:
+    def __init__(self, app: Callable[..., Any], middleware: GatedMiddleware[Any, Any]) -> None:
         self.app = app
-        self.bounded = False
+        self.middleware = middleware
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if not self.bounded:
-            # After the fork: the caches of this worker, created by now.
-            self.bounded = True
-            _bound_from_env()
         if environ.get("PATH_INFO") == STATS_PATH:
-            _bound_from_env()
-            body = _stats()
+            body = _stats(self.middleware)
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
         return self.app(environ, start_response)
@@ -99,29 +100,43 @@ def flask_app_with_stats() -> _WsgiStats:
     """gunicorn: ``soak_app:flask_app_with_stats()``, the Flask example behind the stats route."""
     import flask_app  # examples/ is gunicorn's chdir
 
-    return _WsgiStats(flask_app.app)
+    middleware = flask_app.app.wsgi_app
+    bound = _cache_bound()
+    if bound is not None:
+        # The example's coordinator, with its per-process grace cache bounded too.
+        redis_url = os.environ.get("CROSSMINT_REDIS_URL")
+        if redis_url:
+            from crossmint_wsgi.redis import RedisCoordinator
+
+            coordinator = RedisCoordinator.from_url(redis_url, max_entries=bound)
+            middleware = _small_caches(middleware, bound, coordinator=coordinator)
+        else:
+            middleware = _small_caches(middleware, bound)
+        flask_app.app.wsgi_app = middleware
+    return _WsgiStats(flask_app.app, middleware)
 
 
 class _AsgiStats:
-    def __init__(self, app: Callable[..., Any]) -> None:
-        self.app = app
-        self.bounded = False
+    def __init__(self, middleware: GatedMiddleware[Any, Any], own_auth: bool) -> None:
+        self.middleware = middleware
+        self.own_auth = own_auth
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            if not self.bounded:
-                self.bounded = True
-                _bound_from_env()
-            if scope["path"] == STATS_PATH:
-                _bound_from_env()
-                await send({"type": "http.response.start", "status": 200, "headers": []})
-                await send({"type": "http.response.body", "body": _stats()})
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] == "http" and scope["path"] == STATS_PATH:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": _stats(self.middleware)})
+            return
+        await self.middleware(scope, receive, send)
+        if scope["type"] == "lifespan" and self.own_auth:
+            # The example closes its own auth at shutdown; this one is the soak's.
+            await self.middleware.auth.aclose()
 
 
 def raw_asgi_with_stats() -> _AsgiStats:
     """uvicorn: ``--factory soak_app:raw_asgi_with_stats``: the raw ASGI example, stats route."""
     import raw_asgi
 
-    return _AsgiStats(raw_asgi.app)
+    bound = _cache_bound()
+    if bound is None:
+        return _AsgiStats(raw_asgi.app, own_auth=False)
+    return _AsgiStats(_small_caches(raw_asgi.app, bound), own_auth=True)

@@ -28,9 +28,10 @@ def report(result: ServerResult) -> str:
             f"{pid}: {result.rss_warm_kb[pid] // 1024}->{result.rss_end_kb.get(pid, 0) // 1024} MiB"
             for pid in result.rss_warm_kb
         ),
-        "caches (entries/bound)  "
+        "caches (entries, KiB/budget, evictions)  "
         + ", ".join(
-            f"{cache['type']}@{cache['pid']} {cache['entries']}/{cache['bound']}"
+            f"{cache['type']}@{cache['pid']} {cache['entries']},"
+            f" {cache['bytes'] // 1024}/{cache['budget'] // 1024}, {cache['evictions']}"
             for cache in result.caches
         ),
         f"Crossmint calls     {result.crossmint_calls}",

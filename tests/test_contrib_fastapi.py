@@ -6,25 +6,19 @@ protected path: every case compares the two answers to the same cookies.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
+from contrib_cases import GUARDED, Refusal, fetch, ours_and_reference, refusals, visitor
 from fastapi import FastAPI
-from test_asgi import (
-    UNFINISHED_BODY,
-    USER,
-    auth_cookies_set,
-    client,
-    cookie_header,
-    cookies_for,
-)
-
-# A fixture, used by name.
-from test_asgi import take_down as take_down
+from test_asgi import UNFINISHED_BODY, USER, auth_cookies_set, client, cookie_header
 from test_readme import _run as run_snippet
 from test_readme import _snippet as snippet
+
+# Fixtures, used by name.
+from contrib_cases import outage_visitor as outage_visitor  # isort: skip
+from contrib_cases import refusal as refusal  # isort: skip
+from test_asgi import take_down as take_down  # isort: skip
 
 from crossmint_wsgi import AsyncCrossmintAuth, CrossmintASGIMiddleware
 from crossmint_wsgi.contrib.fastapi import (
@@ -51,7 +45,7 @@ def build(*, handler: bool = True) -> FastAPI:
     def maybe(session: OptionalCrossmintSession) -> dict[str, Any]:
         return {"user_id": session.user_id if session else None}
 
-    @app.get("/guarded")
+    @app.get(GUARDED)
     async def guarded() -> dict[str, str]:
         return {"reached": "yes"}
 
@@ -62,47 +56,16 @@ def build(*, handler: bool = True) -> FastAPI:
     return app
 
 
-def served(app: FastAPI, auth: AsyncCrossmintAuth) -> httpx.AsyncClient:
-    # /guarded is refused by the middleware itself: the reference answer.
-    return client(CrossmintASGIMiddleware(app, auth, protect=["/guarded"]))
+def served(auth: AsyncCrossmintAuth, *, handler: bool = True) -> CrossmintASGIMiddleware:
+    """The app behind the middleware, which refuses ``GUARDED`` itself: the reference answer."""
+    return CrossmintASGIMiddleware(build(handler=handler), auth, protect=[GUARDED])
 
 
-# kind of visitor, taken down first, status, error, what happens to the cookies
-REFUSALS = [
-    pytest.param("none", False, 401, "MISSING_SESSION", "none", id="anonymous"),
-    pytest.param(
-        "expired+rejected-refresh", False, 401, "SESSION_EXPIRED", "cleared", id="expired"
-    ),
-    pytest.param("bad-signature", False, 401, "INVALID_TOKEN", "cleared", id="invalid"),
-    pytest.param("expired+good-refresh", True, 503, "UPSTREAM_UNAVAILABLE", "none", id="down"),
-]
-
-
-@pytest.mark.parametrize(("kind", "down", "status", "error", "cookies"), REFUSALS)
+@pytest.mark.parametrize("refusal", refusals(), indirect=True)
 async def test_required_session_refuses_as_the_middleware_does(
-    crossmint_emulator: CrossmintEmulator,
-    async_auth: AsyncCrossmintAuth,
-    take_down: Callable[[], None],
-    kind: str,
-    down: bool,
-    status: int,
-    error: str,
-    cookies: str,
+    async_auth: AsyncCrossmintAuth, refusal: Refusal
 ) -> None:
-    headers = cookie_header(cookies_for(kind, crossmint_emulator))
-    if down:
-        take_down()
-    async with served(build(), async_auth) as http:
-        ours = await http.get("/me", headers=headers)
-        reference = await http.get("/guarded", headers=headers)
-    assert ours.status_code == reference.status_code == status
-    assert ours.json() == reference.json()
-    assert set(ours.json()) == {"error", "message"}
-    assert ours.json()["error"] == error
-    for name in ("content-type", "cache-control", "retry-after"):
-        assert ours.headers.get(name) == reference.headers.get(name), name
-    assert ("retry-after" in ours.headers) is (status == 503)
-    assert auth_cookies_set(ours) == auth_cookies_set(reference) == cookies
+    refusal.check(*await ours_and_reference(served(async_auth), "/me", refusal.headers))
 
 
 @pytest.mark.parametrize(
@@ -119,10 +82,7 @@ async def test_required_session_is_given_to_the_route(
     refreshed: bool,
     cookies: str,
 ) -> None:
-    async with served(build(), async_auth) as http:
-        response = await http.get(
-            "/me", headers=cookie_header(cookies_for(kind, crossmint_emulator))
-        )
+    response = await fetch(served(async_auth), "/me", visitor(kind, crossmint_emulator))
     assert response.status_code == 200
     assert response.json() == {"user_id": USER, "refreshed": refreshed}
     assert auth_cookies_set(response) == cookies
@@ -142,47 +102,33 @@ async def test_optional_session(
     kind: str,
     user_id: str | None,
 ) -> None:
-    async with served(build(), async_auth) as http:
-        response = await http.get(
-            "/maybe", headers=cookie_header(cookies_for(kind, crossmint_emulator))
-        )
+    response = await fetch(served(async_auth), "/maybe", visitor(kind, crossmint_emulator))
     assert response.status_code == 200
     assert response.json() == {"user_id": user_id}
 
 
 async def test_optional_session_while_crossmint_is_down(
-    crossmint_emulator: CrossmintEmulator,
-    async_auth: AsyncCrossmintAuth,
-    take_down: Callable[[], None],
+    async_auth: AsyncCrossmintAuth, outage_visitor: dict[str, str]
 ) -> None:
-    headers = cookie_header(cookies_for("expired+good-refresh", crossmint_emulator))
-    take_down()
-    async with served(build(), async_auth) as http:
-        response = await http.get("/maybe", headers=headers)
+    response = await fetch(served(async_auth), "/maybe", outage_visitor)
     assert response.status_code == 200
     assert response.json() == {"user_id": None}
     assert auth_cookies_set(response) == "none"
 
 
 async def test_without_the_handler_fastapi_renders_the_same_refusal_under_detail(
-    crossmint_emulator: CrossmintEmulator,
-    async_auth: AsyncCrossmintAuth,
-    take_down: Callable[[], None],
+    async_auth: AsyncCrossmintAuth, outage_visitor: dict[str, str]
 ) -> None:
-    headers = cookie_header(cookies_for("expired+good-refresh", crossmint_emulator))
-    take_down()
-    async with served(build(handler=False), async_auth) as http:
-        ours = await http.get("/me", headers=headers)
-        reference = await http.get("/guarded", headers=headers)
+    app = served(async_auth, handler=False)
+    ours, reference = await ours_and_reference(app, "/me", outage_visitor)
     assert ours.status_code == reference.status_code == 503
     assert ours.json() == {"detail": reference.json()}
     assert ours.headers["retry-after"] == reference.headers["retry-after"]
 
 
 async def test_a_route_without_the_middleware_fails_loudly(async_auth: AsyncCrossmintAuth) -> None:
-    async with client(build()) as http:
-        with pytest.raises(RuntimeError, match="CrossmintASGIMiddleware"):
-            await http.get("/me")
+    with pytest.raises(RuntimeError, match="CrossmintASGIMiddleware"):
+        await fetch(build(), "/me")
 
 
 def test_refusal_is_an_http_exception_carrying_the_answer() -> None:

@@ -7,24 +7,24 @@ Under hypercorn, the Quart example is served in ``test_examples_frameworks.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from quart import Quart, jsonify
-from test_asgi import (
-    EMAIL,
-    UNFINISHED_BODY,
-    USER,
-    auth_cookies_set,
-    client,
-    cookie_header,
-    cookies_for,
+from contrib_cases import (
+    GUARDED,
+    Refusal,
+    fetch,
+    ours_and_reference,
+    readme_visits,
+    refusals,
+    visitor,
 )
+from quart import Quart, jsonify
+from test_asgi import EMAIL, UNFINISHED_BODY, USER, auth_cookies_set
 
-# A fixture, used by name.
-from test_asgi import take_down as take_down
-from test_readme import _snippet as snippet
+# Fixtures, used by name.
+from contrib_cases import refusal as refusal  # isort: skip
+from test_asgi import take_down as take_down  # isort: skip
 
 from crossmint_wsgi import AsyncCrossmintAuth, CrossmintASGIMiddleware, Session
 from crossmint_wsgi.contrib.quart import current_session, require_session
@@ -44,7 +44,7 @@ def build(auth: AsyncCrossmintAuth) -> Quart:
     app.asgi_app = CrossmintASGIMiddleware(  # type: ignore[method-assign,assignment]
         app.asgi_app,
         auth,
-        protect=["/guarded"],
+        protect=[GUARDED],
     )
 
     @app.get("/me")
@@ -69,7 +69,7 @@ def build(auth: AsyncCrossmintAuth) -> Quart:
         session = current_session()
         return jsonify(user_id=session.user_id if session else None)
 
-    @app.get("/guarded")
+    @app.get(GUARDED)
     async def guarded() -> Any:
         return jsonify(reached=True)
 
@@ -91,9 +91,7 @@ async def test_views_get_the_session(
     path: str,
     expected: dict[str, Any],
 ) -> None:
-    headers = cookie_header(cookies_for("valid", crossmint_emulator))
-    async with client(build(async_auth)) as http:
-        response = await http.get(path, headers=headers)
+    response = await fetch(build(async_auth), path, visitor("valid", crossmint_emulator))
     assert response.status_code == 200
     assert response.json() == expected
 
@@ -101,49 +99,18 @@ async def test_views_get_the_session(
 async def test_a_refreshed_session_sets_its_cookies(
     crossmint_emulator: CrossmintEmulator, async_auth: AsyncCrossmintAuth
 ) -> None:
-    headers = cookie_header(cookies_for("expired+good-refresh", crossmint_emulator))
-    async with client(build(async_auth)) as http:
-        response = await http.get("/me", headers=headers)
+    headers = visitor("expired+good-refresh", crossmint_emulator)
+    response = await fetch(build(async_auth), "/me", headers)
     assert response.json() == {"user_id": USER, "refreshed": True}
     assert auth_cookies_set(response) == "session"
 
 
-# kind of visitor, taken down first, status, error, what happens to the cookies
-REFUSALS = [
-    pytest.param("none", False, 401, "MISSING_SESSION", "none", id="anonymous"),
-    pytest.param(
-        "expired+rejected-refresh", False, 401, "SESSION_EXPIRED", "cleared", id="expired"
-    ),
-    pytest.param("wrong-audience", False, 401, "INVALID_TOKEN", "cleared", id="invalid"),
-    pytest.param("expired+good-refresh", True, 503, "UPSTREAM_UNAVAILABLE", "none", id="down"),
-]
-
-
 @pytest.mark.parametrize("path", ["/me", "/plain", "/sync/ada"])
-@pytest.mark.parametrize(("kind", "down", "status", "error", "cookies"), REFUSALS)
+@pytest.mark.parametrize("refusal", refusals(invalid="wrong-audience"), indirect=True)
 async def test_decorator_refuses_as_the_middleware_does(
-    crossmint_emulator: CrossmintEmulator,
-    async_auth: AsyncCrossmintAuth,
-    take_down: Callable[[], None],
-    path: str,
-    kind: str,
-    down: bool,
-    status: int,
-    error: str,
-    cookies: str,
+    async_auth: AsyncCrossmintAuth, refusal: Refusal, path: str
 ) -> None:
-    headers = cookie_header(cookies_for(kind, crossmint_emulator))
-    if down:
-        take_down()
-    async with client(build(async_auth)) as http:
-        ours = await http.get(path, headers=headers)
-        reference = await http.get("/guarded", headers=headers)
-    assert ours.status_code == reference.status_code == status
-    assert ours.json() == reference.json()
-    assert ours.json()["error"] == error
-    for name in ("content-type", "cache-control", "retry-after"):
-        assert ours.headers.get(name) == reference.headers.get(name), name
-    assert auth_cookies_set(ours) == auth_cookies_set(reference) == cookies
+    refusal.check(*await ours_and_reference(build(async_auth), path, refusal.headers))
 
 
 async def test_without_the_middleware_the_decorator_fails_loudly() -> None:
@@ -154,8 +121,7 @@ async def test_without_the_middleware_the_decorator_fails_loudly() -> None:
     async def me(session: Session) -> Any:
         return jsonify(user_id=session.user_id)
 
-    async with client(app) as http:
-        response = await http.get("/me")
+    response = await fetch(app, "/me")
     # Quart turns the RuntimeError into its 500 page (and logs it).
     assert response.status_code == 500
 
@@ -175,9 +141,7 @@ async def test_display_email_is_known_after_a_refresh(
     async def email(session: Session) -> Any:
         return jsonify(email=session.user.email if session.user else None)
 
-    headers = cookie_header(cookies_for("expired+good-refresh", crossmint_emulator))
-    async with client(app) as http:
-        response = await http.get("/email", headers=headers)
+    response = await fetch(app, "/email", visitor("expired+good-refresh", crossmint_emulator))
     assert response.json() == {"email": EMAIL}
 
 
@@ -187,13 +151,9 @@ async def test_display_email_is_known_after_a_refresh(
 async def test_readme_snippet(
     crossmint_emulator: CrossmintEmulator, async_auth: AsyncCrossmintAuth
 ) -> None:
-    # The snippet continues the FastAPI one: `auth` comes from there.
-    namespace = {"__name__": "readme_example", "auth": async_auth}
-    exec(compile(snippet("contrib.quart import"), "README.md", "exec"), namespace)
-    headers = cookie_header(cookies_for("valid", crossmint_emulator))
-    async with client(namespace["app"]) as http:
-        signed_in = await http.get("/api/me", headers=headers)
-        anonymous = await http.get("/api/me")
+    signed_in, anonymous = await readme_visits(
+        "contrib.quart import", "/api/me", async_auth, crossmint_emulator
+    )
     assert signed_in.json() == {"user_id": USER}
     assert anonymous.status_code == 401
     assert anonymous.json()["error"] == "MISSING_SESSION"

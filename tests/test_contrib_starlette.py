@@ -5,9 +5,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
+from contrib_cases import fetch, readme_visits, visitor
 from starlette.applications import Starlette
 from starlette.authentication import requires
 from starlette.middleware import Middleware
@@ -21,15 +20,14 @@ from test_asgi import (
     USER,
     auth_cookies_set,
     client,
-    cookie_header,
     cookies_for,
     drive_websocket,
     websocket_scope,
 )
 
-# A fixture, used by name.
-from test_asgi import take_down as take_down
-from test_readme import _snippet as snippet
+# Fixtures, used by name.
+from contrib_cases import outage_visitor as outage_visitor  # isort: skip
+from test_asgi import take_down as take_down  # isort: skip
 
 from crossmint_wsgi import AsyncCrossmintAuth, CrossmintASGIMiddleware, Session
 from crossmint_wsgi.contrib.starlette import CrossmintBackend, CrossmintUser
@@ -110,9 +108,7 @@ async def test_request_user_and_auth(
     display_name: str,
     cookies: str,
 ) -> None:
-    headers = cookie_header(cookies_for(kind, crossmint_emulator))
-    async with client(build(async_auth)) as http:
-        response = await http.get("/whoami", headers=headers)
+    response = await fetch(build(async_auth), "/whoami", visitor(kind, crossmint_emulator))
     assert response.status_code == 200
     assert response.json() == {
         "authenticated": identity is not None,
@@ -142,9 +138,7 @@ async def test_requires_authenticated(
     status: int,
     location: str | None,
 ) -> None:
-    headers = cookie_header(cookies_for(kind, crossmint_emulator))
-    async with client(build(async_auth)) as http:
-        response = await http.get(path, headers=headers)
+    response = await fetch(build(async_auth), path, visitor(kind, crossmint_emulator))
     assert response.status_code == status
     assert response.headers.get("location") == location
     if status == 200:
@@ -152,15 +146,11 @@ async def test_requires_authenticated(
 
 
 async def test_crossmint_down_makes_visitors_anonymous_not_errors(
-    crossmint_emulator: CrossmintEmulator,
-    async_auth: AsyncCrossmintAuth,
-    take_down: Callable[[], None],
+    async_auth: AsyncCrossmintAuth, outage_visitor: dict[str, str]
 ) -> None:
-    headers = cookie_header(cookies_for("expired+good-refresh", crossmint_emulator))
-    take_down()
     async with client(build(async_auth)) as http:
-        page = await http.get("/whoami", headers=headers)
-        private = await http.get("/private", headers=headers)
+        page = await http.get("/whoami", headers=outage_visitor)
+        private = await http.get("/private", headers=outage_visitor)
     assert page.status_code == 200
     assert page.json()["authenticated"] is False
     assert private.status_code == 403
@@ -171,9 +161,8 @@ async def test_scopes_are_configurable(
     crossmint_emulator: CrossmintEmulator, async_auth: AsyncCrossmintAuth
 ) -> None:
     backend = CrossmintBackend(scopes=["authenticated", "crossmint"])
-    headers = cookie_header(cookies_for("valid", crossmint_emulator))
-    async with client(build(async_auth, backend)) as http:
-        response = await http.get("/whoami", headers=headers)
+    headers = visitor("valid", crossmint_emulator)
+    response = await fetch(build(async_auth, backend), "/whoami", headers)
     assert response.json()["scopes"] == ["authenticated", "crossmint"]
 
 
@@ -182,9 +171,8 @@ async def test_without_our_middleware_the_backend_fails_loudly() -> None:
         routes=[Route("/whoami", whoami)],
         middleware=[Middleware(AuthenticationMiddleware, backend=CrossmintBackend())],
     )
-    async with client(app) as http:
-        with pytest.raises(RuntimeError, match="CrossmintASGIMiddleware"):
-            await http.get("/whoami")
+    with pytest.raises(RuntimeError, match="CrossmintASGIMiddleware"):
+        await fetch(app, "/whoami")
 
 
 def test_user_reads_the_session() -> None:
@@ -225,12 +213,8 @@ async def test_websocket_requires_authenticated(
 async def test_readme_snippet(
     crossmint_emulator: CrossmintEmulator, async_auth: AsyncCrossmintAuth
 ) -> None:
-    # The snippet continues the FastAPI one: `auth` comes from there.
-    namespace = {"__name__": "readme_example", "auth": async_auth}
-    exec(compile(snippet("contrib.starlette import"), "README.md", "exec"), namespace)
-    headers = cookie_header(cookies_for("valid", crossmint_emulator))
-    async with client(namespace["app"]) as http:
-        signed_in = await http.get("/dashboard", headers=headers)
-        anonymous = await http.get("/dashboard")
+    signed_in, anonymous = await readme_visits(
+        "contrib.starlette import", "/dashboard", async_auth, crossmint_emulator
+    )
     assert signed_in.text == f"Hello {USER}"
     assert anonymous.status_code == 403

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any
@@ -11,34 +12,11 @@ import anyio.lowlevel
 import httpx
 
 from .answers import Answer
-from .api import (
-    ApiRequest,
-    check_key_set_answer,
-    jwks_request,
-    logout_request,
-    parse_jwks_answer,
-    parse_user_answer,
-    refresh_call,
-    unreachable,
-    user_request,
-)
-from .auth_base import R, _AuthBase, httpx_timeout, tls_context
-from .coordination import (
-    AsyncLocalCoordinator,
-    AsyncRefreshCoordinator,
-    AsyncSingleFlight,
-)
+from .api import unreachable
+from .auth_base import Call, R, _AuthBase, httpx_timeout, tls_context
+from .coordination import AsyncLocalCoordinator, AsyncRefreshCoordinator, AsyncSingleFlight
+from .effects import Effect, Refresh, ano_body
 from .errors import CrossmintAuthError
-from .flows import (
-    Effect,
-    FetchKeys,
-    Logout,
-    ReadBody,
-    Refresh,
-    Revoke,
-    RevokeToken,
-    ano_body,
-)
 from .models import AuthMaterial, Session, User
 
 __all__ = ["AsyncCrossmintAuth"]
@@ -66,12 +44,16 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
         transport: httpx.AsyncBaseTransport | None,
     ) -> None:
         self._transport = transport
-        self.coordinator: AsyncRefreshCoordinator = coordinator or AsyncLocalCoordinator(
+        self._coordinator = coordinator or AsyncLocalCoordinator(
             self.refresh_grace, budget=self.core.cache_budget // 4
         )
         self._keys_flight: AsyncSingleFlight[dict[str, Any]] = AsyncSingleFlight()
         self._loop: object = None
         self._client: httpx.AsyncClient | None = None
+
+    @property
+    def coordinator(self) -> AsyncRefreshCoordinator:
+        return self._coordinator
 
     def _current_client(self) -> httpx.AsyncClient:
         # Connections belong to one event loop; a new loop (a test, a trio run) gets its own.
@@ -103,67 +85,39 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
 
     async def check(self) -> None:
         """As :meth:`CrossmintAuth.check`, awaited: call it from the app's start-up (lifespan)."""
-        request = jwks_request(self.crossmint)
-        try:
-            answer = await self._send(request)
-        except CrossmintAuthError as error:
-            raise unreachable(request, error) from None
-        check_key_set_answer(request, *answer)
+        await self._call(self._check_call())
 
     # -- I/O ----------------------------------------------------------------------------
 
-    async def _send(
-        self, request: ApiRequest, set_cookies: list[str] | None = None
-    ) -> tuple[int, bytes]:
-        """As :meth:`CrossmintAuth._send`, awaited."""
+    async def _call(self, call: Call[R]) -> R:
+        request = call.request
         client = self._current_client()
         try:
             with anyio.fail_after(self.timeout):
                 response = await client.request(
                     request.method, request.url, headers=request.headers, content=request.body
                 )
-            if set_cookies is not None:
-                set_cookies.extend(response.headers.get_list("set-cookie"))
-            return response.status_code, response.content
         except (httpx.HTTPError, OSError, TimeoutError) as error:
             raise unreachable(request, error) from None
+        return call.read(
+            response.status_code, response.content, response.headers.get_list("set-cookie")
+        )
+
+    async def _fetch_keys(self) -> dict[str, Any]:
+        return await self._keys_flight.do("jwks", functools.partial(self._call, self._keys_call()))
+
+    async def _refresh_upstream(self, effect: Refresh) -> AuthMaterial:
+        with self.core.upstream_call(effect):
+            return await self._call(self._refresh_call(effect.secret))
 
     async def _perform(
         self, effect: Effect, read_body: Callable[[int], Awaitable[bytes | None]]
     ) -> Any:
         """As :meth:`CrossmintAuth._perform`, awaited."""
         try:
-            if isinstance(effect, FetchKeys):
-
-                async def fetch() -> dict[str, Any]:
-                    keys = jwks_request(self.crossmint)
-                    return parse_jwks_answer(*await self._send(keys), url=keys.url)
-
-                return await self._keys_flight.do("jwks", fetch)
-            if isinstance(effect, Refresh):
-                refresh = effect
-
-                async def perform() -> AuthMaterial:
-                    with self.core.upstream_call(refresh):
-                        request, parse = refresh_call(
-                            self.crossmint, refresh.secret, self.refresh_route
-                        )
-                        set_cookies: list[str] = []
-                        return parse(*await self._send(request, set_cookies), set_cookies)
-
-                return await self.coordinator.refresh(refresh.secret, perform)
-            if isinstance(effect, Revoke):
-                return await self.coordinator.revoke(effect.secret)
-            if isinstance(effect, RevokeToken):
-                return await self.coordinator.revoke_token(effect.digest, effect.exp)
-            if isinstance(effect, Logout):
-                await self._send(logout_request(self.crossmint, effect.secret))
-                return None
-            if isinstance(effect, ReadBody):
-                return await read_body(effect.limit)
+            return await self._performer(effect, read_body)()
         except CrossmintAuthError as error:
             return error
-        raise TypeError(f"unknown effect {effect!r}")
 
     async def run(
         self,
@@ -219,7 +173,7 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
 
     async def get_user(self, user_id: str) -> User:
         """As :meth:`CrossmintAuth.get_user`."""
-        return parse_user_answer(*await self._send(user_request(self.crossmint, user_id)))
+        return await self._call(self._user_call(user_id))
 
     async def handle_custom_refresh(
         self,

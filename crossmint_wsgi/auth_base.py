@@ -8,41 +8,77 @@ bytes move: ``httpx.Client`` and threads, or ``httpx.AsyncClient`` and anyio tas
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import os
 import ssl
-import time
 from collections.abc import Callable, Generator, Mapping
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import httpx
 
 from .answers import Answer, refresh_answer
 from .api import (
+    ApiRequest,
+    check_key_set_answer,
+    jwks_request,
+    logout_request,
+    parse_jwks_answer,
+    parse_user_answer,
+    refresh_call,
     refresh_route_url,
+    user_request,
 )
-from .caches import DEFAULT_BUDGET, CacheStats
+from .caches import CacheStats
 from .config import Crossmint
 from .cookies import AuthCookies, cookie_header_from, read_auth_cookies
+from .effects import Effect, FetchKeys, Logout, ReadBody, Refresh, Revoke, RevokeToken
 from .errors import CrossmintAuthError, ErrorCode
-from .flows import (
-    AuthCore,
-    Effect,
-)
-from .models import AuthMaterial, CookieOptions, Session
-from .settings import coordinator_for, count, instance, key_set, seconds, text
+from .flows import AuthCore
+from .models import AuthMaterial, CookieOptions, Session, User
+from .settings import coordinator_for, instance, seconds
 from .tokens import TokenExpired, TokenInvalid, TokenRevoked
 from .workers import warn_without_shared_coordinator, workers
 
-__all__ = ["as_bytes", "httpx_timeout", "jwt_error", "tls_context"]
+if TYPE_CHECKING:
+    from typing_extensions import TypedDict, Unpack
+
+    class CoreOptions(TypedDict, total=False):
+        """:class:`~crossmint_wsgi.flows.AuthCore`'s settings (its signature has the
+        defaults and checks), as the auth classes take them."""
+
+        cookie_options: CookieOptions | None
+        jwks: Mapping[str, Any] | None
+        jwks_ttl: float
+        kid_refetch_interval: float
+        token_cache_size: int | None
+        leeway: int
+        issuer: str | None
+        clock: Callable[[], float]
+        cache_budget: int
+        refresh_failure_limit: int
+        refresh_failure_window: float
+        max_concurrent_refreshes: int
+
+
+__all__ = ["Call", "as_bytes", "httpx_timeout", "jwt_error", "tls_context"]
 
 logger = logging.getLogger("crossmint_wsgi")
 
 R = TypeVar("R")
 CoordinatorT = TypeVar("CoordinatorT")
 TransportT = TypeVar("TransportT")
+
+
+@dataclasses.dataclass(frozen=True)
+class Call(Generic[R]):
+    """One call to Crossmint (or an app's refresh route), with no I/O: the
+    request to send and how to read the answer (status, body, ``Set-Cookie`` values)."""
+
+    request: ApiRequest
+    read: Callable[[int, bytes, list[str]], R]
 
 
 def as_bytes(body: bytes | str | Mapping[str, Any] | None) -> bytes:
@@ -82,23 +118,12 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         self,
         crossmint: Crossmint,
         *,
-        cookie_options: CookieOptions | None = None,
-        jwks: Mapping[str, Any] | None = None,
-        jwks_ttl: float = 600.0,
-        kid_refetch_interval: float = 30.0,
-        token_cache_size: int = 4096,
-        leeway: int = 5,
-        issuer: str | None = None,
         timeout: float = 5.0,
         refresh_grace: float = 30.0,
-        cache_budget: int = DEFAULT_BUDGET,
-        refresh_failure_limit: int = 20,
-        refresh_failure_window: float = 60.0,
-        max_concurrent_refreshes: int = 64,
         refresh_route: str | None = None,
         coordinator: CoordinatorT | None = None,
         transport: TransportT | None = None,
-        clock: Callable[[], float] = time.time,
+        **settings: Unpack[CoreOptions],
     ) -> None:
         name = type(self).__name__
         self.crossmint = instance("crossmint", crossmint, Crossmint, "create_crossmint(api_key)")
@@ -111,26 +136,8 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         if transport is not None:
             transport_type, use = self._TRANSPORT
             instance("transport", transport, transport_type, f"{use} with {name}")
-        self.core = AuthCore(
-            crossmint,
-            cookie_options=instance(
-                "cookie_options",
-                CookieOptions() if cookie_options is None else cookie_options,
-                CookieOptions,
-                "crossmint_wsgi.CookieOptions(secure=..., same_site=..., ...)",
-            ),
-            jwks=key_set("jwks", jwks),
-            jwks_ttl=seconds("jwks_ttl", jwks_ttl),
-            kid_refetch_interval=seconds("kid_refetch_interval", kid_refetch_interval),
-            token_cache_size=count("token_cache_size", token_cache_size),
-            leeway=count("leeway", leeway),
-            issuer=text("issuer", issuer),
-            clock=clock,
-            cache_budget=count("cache_budget", cache_budget),
-            refresh_failure_limit=count("refresh_failure_limit", refresh_failure_limit),
-            refresh_failure_window=seconds("refresh_failure_window", refresh_failure_window),
-            max_concurrent_refreshes=count("max_concurrent_refreshes", max_concurrent_refreshes),
-        )
+        # The core's settings are its own: it checks them, and its signature has the defaults.
+        self.core = AuthCore(crossmint, **settings)
         self._listening_pid = -1
         self._init_driver(coordinator, transport)
         if coordinator is None:
@@ -140,6 +147,69 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
     def _init_driver(self, coordinator: CoordinatorT | None, transport: TransportT | None) -> None:
         """Set up what only this driver has (clients, flights, the coordinator)."""
         raise NotImplementedError
+
+    @property
+    def coordinator(self) -> CoordinatorT:
+        """Who trades refresh secrets: the ``coordinator`` given, or this process's own."""
+        raise NotImplementedError
+
+    # -- what the driver sends: blocking, or awaited ----------------------------------------
+
+    def _call(self, call: Call[Any]) -> Any:
+        """Make ``call`` and read its answer."""
+        raise NotImplementedError
+
+    def _fetch_keys(self) -> Any:
+        """Fetch Crossmint's key set, one fetch at a time in this process."""
+        raise NotImplementedError
+
+    def _refresh_upstream(self, effect: Refresh) -> Any:
+        """Make the refresh call of ``effect``, if :meth:`AuthCore.upstream_call` allows it."""
+        raise NotImplementedError
+
+    # -- the calls and the effects, written once for both drivers ---------------------------
+
+    def _keys_call(self) -> Call[dict[str, Any]]:
+        request = jwks_request(self.crossmint)
+        return Call(
+            request, lambda status, body, _: parse_jwks_answer(status, body, url=request.url)
+        )
+
+    def _check_call(self) -> Call[dict[str, Any]]:
+        request = jwks_request(self.crossmint)
+        return Call(request, lambda status, body, _: check_key_set_answer(request, status, body))
+
+    def _refresh_call(self, secret: str) -> Call[AuthMaterial]:
+        return Call(*refresh_call(self.crossmint, secret, self.refresh_route))
+
+    def _logout_call(self, secret: str) -> Call[None]:
+        # Crossmint's answer to a logout carries nothing we use.
+        return Call(logout_request(self.crossmint, secret), lambda status, body, _: None)
+
+    def _user_call(self, user_id: str) -> Call[User]:
+        return Call(
+            user_request(self.crossmint, user_id),
+            lambda status, body, _: parse_user_answer(status, body),
+        )
+
+    def _performer(self, effect: Effect, read_body: Callable[[int], Any]) -> Callable[[], Any]:
+        """What performs ``effect``: the blocking driver calls it, the async one
+        awaits the call. A failure is a :class:`CrossmintAuthError` raised."""
+        if isinstance(effect, FetchKeys):
+            return self._fetch_keys
+        if isinstance(effect, ReadBody):
+            return functools.partial(read_body, effect.limit)
+        if isinstance(effect, Logout):
+            return functools.partial(self._call, self._logout_call(effect.secret))
+        coordinator: Any = self.coordinator
+        if isinstance(effect, Refresh):
+            perform = functools.partial(self._refresh_upstream, effect)
+            return functools.partial(coordinator.refresh, effect.secret, perform)
+        if isinstance(effect, Revoke):
+            return functools.partial(coordinator.revoke, effect.secret)
+        if isinstance(effect, RevokeToken):
+            return functools.partial(coordinator.revoke_token, effect.digest, effect.exp)
+        raise TypeError(f"unknown effect {effect!r}")
 
     def _listen(self) -> None:
         """Once in each process: a coordinator that reaches other processes

@@ -1,11 +1,11 @@
 """The sans-IO core: every decision about a session, written once.
 
-Each flow is a generator. It yields an *effect* (the I/O it needs: the key
-set, a refresh, a logout, the request body) and receives the effect's result,
-or an :class:`~crossmint_wsgi.errors.CrossmintAuthError` standing for its
-failure. The blocking and async drivers in :mod:`crossmint_wsgi.auth`, and
-the WSGI and ASGI layers, only perform effects; they decide nothing. Unit
-tests step the generators by hand.
+Each flow is a generator. It yields an *effect* (:mod:`~crossmint_wsgi.effects`:
+the I/O it needs, the key set, a refresh, a logout, the request body) and
+receives the effect's result, or an :class:`~crossmint_wsgi.errors.CrossmintAuthError`
+standing for its failure. The blocking and async drivers in
+:mod:`crossmint_wsgi.auth`, and the WSGI and ASGI layers, only perform effects;
+they decide nothing. Unit tests step the generators by hand.
 """
 
 from __future__ import annotations
@@ -15,17 +15,22 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
-from typing import Any, Union
+from typing import Any
 
 from .caches import DEFAULT_BUDGET
 from .config import Crossmint
 from .cookies import AuthCookies, clear_cookie_headers, session_cookie_headers
 from .coordination import secret_digest
+from .effects import FETCH_KEYS, Logout, Refresh, Revoke, RevokeToken
+from .effects import Effect as Effect  # re-exported: routes, answers and tests import it from here
+from .effects import FetchKeys as FetchKeys  # re-exported, as Effect
+from .effects import ReadBody as ReadBody  # re-exported, as Effect
 from .errors import CrossmintAuthError, ErrorCode
 from .keys import KeySetCache
 from .limits import FailedRefreshes, UpstreamSlots
 from .models import AuthMaterial, CookieOptions, RefreshToken, Session
 from .revocations import RevokedTokens, token_digest
+from .settings import count, instance, key_set, seconds, text
 from .tokens import (
     TokenExpired,
     TokenInvalid,
@@ -36,86 +41,9 @@ from .tokens import (
     verify_signed_token,
 )
 
-__all__ = [
-    "AuthCore",
-    "Effect",
-    "FetchKeys",
-    "Flow",
-    "Logout",
-    "ReadBody",
-    "Refresh",
-    "Resolution",
-    "Revoke",
-    "RevokeToken",
-    "ano_body",
-    "no_body",
-]
+__all__ = ["AuthCore", "Resolution"]
 
 logger = logging.getLogger("crossmint_wsgi")
-
-
-@dataclasses.dataclass(frozen=True)
-class FetchKeys:
-    """Fetch Crossmint's JWK Set. Result: the JSON object, or an error."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Refresh:
-    """Trade a refresh secret through the coordinator. Result: AuthMaterial, or an error.
-
-    When ``refused`` is set, the secret may still be answered from what the
-    coordinator knows, but Crossmint is not called: the call fails with it.
-    """
-
-    secret: str = dataclasses.field(repr=False)
-    refused: CrossmintAuthError | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Logout:
-    """Tell Crossmint to revoke a secret, best effort. Result: ``None``."""
-
-    secret: str = dataclasses.field(repr=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class Revoke:
-    """End a session's refresh chain in the coordinator. Result: the successor
-    secrets it knew of (``list[str]``), or an error."""
-
-    secret: str = dataclasses.field(repr=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class RevokeToken:
-    """Tell every process that a JWT was logged out (by digest, until ``exp``).
-    Result: ``None``, or an error; coordinators that reach no other process ignore it."""
-
-    digest: str
-    exp: float
-
-
-@dataclasses.dataclass(frozen=True)
-class ReadBody:
-    """Read the request body. Result: the bytes, or ``None`` when over ``limit``."""
-
-    limit: int
-
-
-def no_body(limit: int) -> bytes:
-    """The body reader of a flow run outside a request: there is no body."""
-    return b""
-
-
-async def ano_body(limit: int) -> bytes:
-    """As :func:`no_body`, for the async driver."""
-    return b""
-
-
-Effect = Union[FetchKeys, Refresh, Logout, Revoke, RevokeToken, ReadBody]  # noqa: UP007 - a runtime alias on 3.10
-Flow = Generator[Effect, Any, Any]
-
-FETCH_KEYS = FetchKeys()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +75,7 @@ class AuthCore:
         jwks: Mapping[str, Any] | None = None,
         jwks_ttl: float = 600.0,
         kid_refetch_interval: float = 30.0,
-        token_cache_size: int = 4096,
+        token_cache_size: int | None = None,
         leeway: int = 5,
         issuer: str | None = None,
         clock: Callable[[], float] = time.time,
@@ -156,18 +84,37 @@ class AuthCore:
         refresh_failure_window: float = 60.0,
         max_concurrent_refreshes: int = 64,
     ) -> None:
+        # Each setting is checked where it is used: a wrong one fails here, naming itself.
         self.crossmint = crossmint
-        self.cookie_options = cookie_options or CookieOptions()
-        self.keys = KeySetCache(ttl=jwks_ttl, refetch_interval=kid_refetch_interval, static=jwks)
+        self.cookie_options = instance(
+            "cookie_options",
+            CookieOptions() if cookie_options is None else cookie_options,
+            CookieOptions,
+            "crossmint_wsgi.CookieOptions(secure=..., same_site=..., ...)",
+        )
+        self.keys = KeySetCache(
+            ttl=seconds("jwks_ttl", jwks_ttl),
+            refetch_interval=seconds("kid_refetch_interval", kid_refetch_interval),
+            static=key_set("jwks", jwks),
+        )
         #: Bytes all caches for this auth may hold: a quarter for verified
         #: tokens, a quarter for refresh results, half for the middlewares' sessions.
-        self.cache_budget = cache_budget
-        self.tokens = VerifiedTokenCache(token_cache_size, cache_budget // 4)
-        self.leeway = leeway
-        self.issuer = issuer
+        self.cache_budget = count("cache_budget", cache_budget)
+        # No count given: as many tokens as a quarter of the budget holds.
+        self.tokens = VerifiedTokenCache(
+            None if token_cache_size is None else count("token_cache_size", token_cache_size),
+            self.cache_budget // 4,
+        )
+        self.leeway = count("leeway", leeway)
+        self.issuer = text("issuer", issuer)
         self.clock = clock
-        self.failed_refreshes = FailedRefreshes(refresh_failure_limit, refresh_failure_window)
-        self.upstream_slots = UpstreamSlots(max_concurrent_refreshes)
+        self.failed_refreshes = FailedRefreshes(
+            count("refresh_failure_limit", refresh_failure_limit),
+            seconds("refresh_failure_window", refresh_failure_window),
+        )
+        self.upstream_slots = UpstreamSlots(
+            count("max_concurrent_refreshes", max_concurrent_refreshes)
+        )
         #: JWTs logged out before their ``exp``, here or (with Redis) anywhere.
         self.revoked = RevokedTokens()
 

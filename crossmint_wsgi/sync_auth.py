@@ -11,34 +11,11 @@ from typing import Any
 import httpx
 
 from .answers import Answer
-from .api import (
-    ApiRequest,
-    check_key_set_answer,
-    jwks_request,
-    logout_request,
-    parse_jwks_answer,
-    parse_user_answer,
-    refresh_call,
-    unreachable,
-    user_request,
-)
-from .auth_base import R, _AuthBase, httpx_timeout, tls_context
-from .coordination import (
-    LocalCoordinator,
-    RefreshCoordinator,
-    SingleFlight,
-)
+from .api import unreachable
+from .auth_base import Call, R, _AuthBase, httpx_timeout, tls_context
+from .coordination import LocalCoordinator, RefreshCoordinator, SingleFlight
+from .effects import Effect, Refresh, no_body
 from .errors import CrossmintAuthError
-from .flows import (
-    Effect,
-    FetchKeys,
-    Logout,
-    ReadBody,
-    Refresh,
-    Revoke,
-    RevokeToken,
-    no_body,
-)
 from .models import AuthMaterial, Session, User
 
 __all__ = ["CrossmintAuth"]
@@ -58,7 +35,8 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
     :param jwks_ttl: seconds the fetched key set is kept (default 10 minutes).
     :param kid_refetch_interval: an unknown ``kid`` refetches the key set at
         most once per this many seconds.
-    :param token_cache_size: how many verified JWTs to remember.
+    :param token_cache_size: how many verified JWTs to remember; by default
+        as many as a quarter of ``cache_budget`` holds.
     :param leeway: seconds of clock skew allowed on ``exp``, ``nbf``, ``iat``.
     :param issuer: the required ``iss``; unchecked when ``None``.
     :param timeout: seconds a Crossmint call may take in total.
@@ -163,61 +141,36 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
         :raises CrossmintAuthError: ``UPSTREAM_UNAVAILABLE``: nothing answers
             there (refused, timed out) or Crossmint is failing (5xx).
         """
-        request = jwks_request(self.crossmint)
-        try:
-            answer = self._send(request)
-        except CrossmintAuthError as error:
-            raise unreachable(request, error) from None
-        check_key_set_answer(request, *answer)
+        self._call(self._check_call())
 
     # -- I/O ----------------------------------------------------------------------------
 
-    def _send(self, request: ApiRequest, set_cookies: list[str] | None = None) -> tuple[int, bytes]:
-        """Send a request; the answer's ``Set-Cookie`` values go to ``set_cookies``."""
+    def _call(self, call: Call[R]) -> R:
+        request = call.request
         client = self._own_process()
         try:
             response = client.request(
                 request.method, request.url, headers=request.headers, content=request.body
             )
-            if set_cookies is not None:
-                set_cookies.extend(response.headers.get_list("set-cookie"))
-            return response.status_code, response.content
         except (httpx.HTTPError, OSError) as error:
             raise unreachable(request, error) from None
+        return call.read(
+            response.status_code, response.content, response.headers.get_list("set-cookie")
+        )
+
+    def _fetch_keys(self) -> dict[str, Any]:
+        return self._keys_flight.do("jwks", lambda: self._call(self._keys_call()))
+
+    def _refresh_upstream(self, effect: Refresh) -> AuthMaterial:
+        with self.core.upstream_call(effect):
+            return self._call(self._refresh_call(effect.secret))
 
     def _perform(self, effect: Effect, read_body: Callable[[int], bytes | None]) -> Any:
         """Perform one effect; a failure is returned as a value, the flow decides."""
         try:
-            if isinstance(effect, FetchKeys):
-                keys = jwks_request(self.crossmint)
-                return self._keys_flight.do(
-                    "jwks", lambda: parse_jwks_answer(*self._send(keys), url=keys.url)
-                )
-            if isinstance(effect, Refresh):
-                refresh = effect
-
-                def perform() -> AuthMaterial:
-                    with self.core.upstream_call(refresh):
-                        request, parse = refresh_call(
-                            self.crossmint, refresh.secret, self.refresh_route
-                        )
-                        set_cookies: list[str] = []
-                        return parse(*self._send(request, set_cookies), set_cookies)
-
-                return self.coordinator.refresh(refresh.secret, perform)
-            if isinstance(effect, Revoke):
-                return self.coordinator.revoke(effect.secret)
-            if isinstance(effect, RevokeToken):
-                return self.coordinator.revoke_token(effect.digest, effect.exp)
-            if isinstance(effect, Logout):
-                # Crossmint's answer to a logout carries nothing we use.
-                self._send(logout_request(self.crossmint, effect.secret))
-                return None
-            if isinstance(effect, ReadBody):
-                return read_body(effect.limit)
+            return self._performer(effect, read_body)()
         except CrossmintAuthError as error:
             return error
-        raise TypeError(f"unknown effect {effect!r}")
 
     def run(
         self,
@@ -304,7 +257,7 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
         :raises CrossmintAuthError: ``INVALID_REQUEST`` when Crossmint has no
             such user, ``UPSTREAM_UNAVAILABLE`` when it did not answer.
         """
-        return parse_user_answer(*self._send(user_request(self.crossmint, user_id)))
+        return self._call(self._user_call(user_id))
 
     def handle_custom_refresh(
         self,

@@ -704,6 +704,25 @@ def test_every_setting_reaches_the_core(
     )
 
 
+@pytest.mark.parametrize("auth_class", AUTH_CLASSES)
+@pytest.mark.parametrize(
+    ("token_cache_size", "max_size"),
+    [
+        pytest.param({}, None, id="default-budget-only"),
+        pytest.param({"token_cache_size": None}, None, id="none-budget-only"),
+        pytest.param({"token_cache_size": 10}, 10, id="counted"),
+    ],
+)
+def test_verified_tokens_are_bounded_by_the_budget_and_any_count(
+    auth_class: type[CrossmintAuth | AsyncCrossmintAuth],
+    token_cache_size: dict[str, Any],
+    max_size: int | None,
+) -> None:
+    tokens = auth_class(OFFLINE, cache_budget=1 << 20, **token_cache_size).core.tokens
+    assert tokens.max_size == max_size
+    assert tokens.stats().budget == (1 << 20) // 4
+
+
 def _redis_coordinator(kind: str) -> object:
     from crossmint_wsgi.redis import AsyncRedisCoordinator, RedisCoordinator
 

@@ -21,7 +21,8 @@ from crossmint_wsgi import (
 from crossmint_wsgi.config import Crossmint
 from crossmint_wsgi.cookies import AuthCookies
 from crossmint_wsgi.coordination import secret_digest
-from crossmint_wsgi.flows import FETCH_KEYS, AuthCore, FetchKeys, Logout, ReadBody, Refresh
+from crossmint_wsgi.effects import FETCH_KEYS, FetchKeys, Logout, ReadBody, Refresh
+from crossmint_wsgi.flows import AuthCore
 from crossmint_wsgi.tokens import TokenExpired, TokenInvalid
 
 PROJECT = "project-f"

@@ -29,8 +29,9 @@ __all__ = ["ADMISSION", "DEFAULT_BUDGET", "EXPIRED", "BoundedCache", "CacheStats
 K = TypeVar("K")
 V = TypeVar("V")
 
-#: Bytes all of an auth object's caches may hold together, by default.
-DEFAULT_BUDGET = 16 * 1024 * 1024
+#: Bytes all of an auth object's caches may hold together, by default: half
+#: of it holds about 16,000 recent sessions.
+DEFAULT_BUDGET = 32 * 1024 * 1024
 
 #: What an entry costs beyond its key and value: the dict slot, tuple and list slot.
 ENTRY_OVERHEAD = 200
@@ -144,11 +145,12 @@ class BoundedCache(Generic[K, V]):
             self._remove(key)
             admitted = force
             limit = self.max_entries if self.max_entries is not None else len(self._keys) + 1
+            # random() rather than randrange(): a C call, not a Python one.
             while self._keys and (self._bytes + cost > self.budget or len(self._keys) + 1 > limit):
-                victim = self._keys[self._random.randrange(len(self._keys))]
+                victim = self._keys[int(self._random.random() * len(self._keys))]
                 if self._entries[victim][0] > now:  # type: ignore[operator]
                     if not admitted:
-                        if self._random.randrange(ADMISSION):
+                        if self._random.random() * ADMISSION >= 1:
                             return False
                         admitted = True
                     self.evictions += 1

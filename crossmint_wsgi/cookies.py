@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from werkzeug.datastructures import MultiDict
 from werkzeug.http import dump_cookie, parse_cookie
 
 from .models import AuthMaterial, CookieOptions
@@ -16,6 +17,7 @@ __all__ = [
     "JWT_COOKIE",
     "REFRESH_COOKIE",
     "AuthCookies",
+    "auth_cookie_pairs",
     "clear_cookie_headers",
     "cookie_header_from",
     "is_token_text",
@@ -83,7 +85,7 @@ def read_auth_cookies(cookies: Mapping[str, str], project_id: str) -> AuthCookie
     return AuthCookies(jwt, refresh, tuple(names))
 
 
-def _parse(header: str) -> Mapping[str, str]:
+def _parse(header: str) -> MultiDict[str, str]:
     """``parse_cookie`` of PEP 3333 latin-1 text, which must not fail on bytes that are not UTF-8.
 
     werkzeug decodes the header as UTF-8 and raises on anything else; one stray
@@ -99,12 +101,69 @@ def _parse(header: str) -> Mapping[str, str]:
         return parse_cookie(text.encode("utf-8", "replace").decode("latin-1"))
 
 
+def auth_cookie_pairs(header: str) -> tuple[tuple[str, str], ...]:
+    """Every auth cookie of a header, in order, read as werkzeug reads them,
+    without parsing the other cookies."""
+    # A request's header is read twice on its first visit (the recent
+    # sessions' digest, then the session itself): once is enough. Another
+    # thread may replace the memo; the comparison makes that cost a reading.
+    global _last_read
+    memo = _last_read
+    if memo[0] == header:
+        return memo[1]
+    pairs = _read_auth_pairs(header)
+    _last_read = (header, pairs)
+    return pairs
+
+
+_last_read: tuple[str, tuple[tuple[str, str], ...]] = ("", ())
+
+
+def _read_auth_pairs(header: str) -> tuple[tuple[str, str], ...]:
+    if '"' in header or not header.isascii():
+        # A quoted value may hold a ``;``, and PEP 3333 text is UTF-8 read as
+        # latin-1: only the full parser reads those as werkzeug does.
+        return tuple(
+            (name, value)
+            for name, value in _parse(header).items(multi=True)
+            if name.startswith("crossmint-")
+        )
+    # Without quotes, werkzeug reads each ``;``-separated part on its own:
+    # blanks around the name and the value, neither holding a blank inside
+    # (such a part is skipped). String methods, not a pattern: a pattern
+    # steps through the JWT a character at a time.
+    pairs = []
+    for part in header.split(";"):
+        if "crossmint-" in part:
+            name, _, value = part.partition("=")
+            name = name.strip(" \t")
+            value = value.strip(" \t")
+            if (
+                name.startswith("crossmint-")
+                and " " not in name
+                and "\t" not in name
+                and " " not in value
+                and "\t" not in value
+            ):
+                pairs.append((name, value))
+    return tuple(pairs)
+
+
+def _auth_only(header: str) -> Mapping[str, str]:
+    """The auth cookies of a header as :func:`_parse` has them (the first of a
+    repeated name wins)."""
+    found: dict[str, str] = {}
+    for name, value in auth_cookie_pairs(header):
+        found.setdefault(name, value)
+    return found
+
+
 def parse_auth_cookie_header(header: str | None, project_id: str) -> AuthCookies:
     """Read the auth cookies from a raw ``Cookie`` header (PEP 3333 latin-1 text)."""
     # Most requests of an app carry no auth cookie: skip the parser for them.
     if not header or "crossmint-" not in header:
         return NO_COOKIES
-    return read_auth_cookies(_parse(header), project_id)
+    return read_auth_cookies(_auth_only(header), project_id)
 
 
 def cookie_header_from(source: Any) -> Mapping[str, str] | None:

@@ -5,38 +5,51 @@ verified in full, and the next ones, until the JWT expires, cost a lookup.
 Only the auth cookies decide a request, so besides the exact header (the
 cheapest key: one hash, no parsing) each session is also found by a digest
 of its auth cookies alone, in order, when other cookies change between
-requests. The header is kept once, as the layer gives it (ASGI's bytes or
-WSGI's text): a session costs one header, not three.
+requests.
+
+Neither key holds the header itself: the exact header is found by Python's
+``hash`` of it (keyed per process, computed once per request, as a dict
+lookup by the header would), and a hit is confirmed by the last characters
+of the session's JWT signature appearing in the header. A false hit would
+need a 64-bit collision of a secretly keyed hash by a header that also
+carries the session's signature: that is, by someone holding the JWT
+already. A session costs its JWT, its claims and two small keys, whatever
+the size of the header.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Generic, TypeVar
 
 from .caches import EXPIRED, BoundedCache, CacheStats
+from .cookies import auth_cookie_pairs
 from .models import Session
 from .revocations import RevokedTokens, token_digest
 
 V = TypeVar("V")
 
-__all__ = ["MAX_KEY", "RecentSessions", "auth_pairs", "pairs_key"]
+__all__ = ["RecentSessions", "auth_pairs", "pairs_key"]
 
-#: Longer headers are never keys: a client cannot make one request fill the cache.
-MAX_KEY = 4096
-
-#: What a remembered session costs beyond its key and tokens: Session, claims, Proceed.
-SESSION_OVERHEAD = 600
-#: What the second key of a session costs: its digest, and the entry.
-PAIRS_KEY_SIZE = 16
-
-_AUTH_PAIR = re.compile(r"crossmint-[\w-]*=[^;]*")
+#: What a remembered session costs beyond its refresh secret and the cache's
+#: own entry: the Session, the decision, the JWT's tail and logout digest
+#: (tracemalloc). Its JWT and claims are the verified-token cache's, which
+#: holds and charges them.
+SESSION_OVERHEAD = 500
+#: What the second key of a session costs: its digest.
+PAIRS_KEY_SIZE = 49
+#: How many of the JWT's last characters confirm a hit of the exact header:
+#: 96 bits of its signature.
+TAIL = 16
 
 
 def auth_pairs(cookie: str) -> str:
-    """The auth cookies of a header, in order, as one key that ignores every other cookie."""
-    return ";".join(_AUTH_PAIR.findall(cookie))
+    """The auth cookies of a header, in order, as one text that ignores every
+    other cookie: the same text for two headers means the same auth cookies."""
+    # Each part with its length: a value read from quotes may hold any character.
+    return "".join(
+        f"{len(name)}:{name}{len(value)}:{value}" for name, value in auth_cookie_pairs(cookie)
+    )
 
 
 def pairs_key(cookie: str) -> bytes:
@@ -53,19 +66,24 @@ class RecentSessions(Generic[V]):
     """Decisions (``V``) for sessions verified before, until each JWT's ``exp``.
 
     :param budget: the most bytes it holds (see :mod:`~crossmint_wsgi.caches`).
-    :param max_sessions: the most sessions it holds.
+    :param max_sessions: the most sessions it holds; ``None`` for as many as
+        the budget holds.
     """
 
     def __init__(
-        self, budget: int, max_sessions: int, revoked: RevokedTokens | None = None
+        self, budget: int, max_sessions: int | None, revoked: RevokedTokens | None = None
     ) -> None:
-        # Two keys a session: the header as the layer gives it, and the digest
-        # of its auth pairs. Each holds the decision and its JWT's digest,
-        # checked against logouts.
-        self._cache: BoundedCache[str | bytes, tuple[V, str]] = BoundedCache(
-            "sessions", budget if max_sessions > 0 else 0, max_entries=2 * max_sessions
+        # Two keys a session: the hash of the header as the layer gives it,
+        # and the digest of its auth pairs. Each holds the decision, its JWT's
+        # digest (checked against logouts) and the JWT's tail, in the type of
+        # the header the layer looks up with.
+        self._cache: BoundedCache[int | bytes, tuple[V, str, str | bytes]] = BoundedCache(
+            "sessions",
+            budget if max_sessions != 0 else 0,
+            max_entries=None if max_sessions is None else 2 * max_sessions,
         )
         self._entries = self._cache._entries
+        self._last_pairs: tuple[str, bytes] = ("", b"")
         # The dict itself: empty (one truth test) until a logout happens.
         self._revoked = (revoked if revoked is not None else RevokedTokens()).digests
 
@@ -78,15 +96,15 @@ class RecentSessions(Generic[V]):
         # The exact header first: a browser resending the same cookies costs one
         # hash. This is every returning request's path: the cache's dict is read
         # directly, a method call less.
-        entry = self._entries.get(cookie)
-        if entry is not None and entry[0] > now:  # type: ignore[operator]
-            found: tuple[V, str] = entry[1]  # type: ignore[assignment]
+        entry = self._entries.get(hash(cookie))
+        if entry is not None and entry[0] > now and entry[1][2] in cookie:  # type: ignore[index, operator]
+            found: tuple[V, str, str | bytes] = entry[1]  # type: ignore[assignment]
             self._cache.hits += 1
         else:
             if (b"crossmint-" if isinstance(cookie, bytes) else "crossmint-") not in cookie:  # type: ignore[operator]
                 return None
             text = cookie.decode("latin-1") if isinstance(cookie, bytes) else cookie
-            pairs = self._cache.get(pairs_key(text), now)
+            pairs = self._cache.get(self._pairs_key(text), now)
             if pairs is None or pairs is EXPIRED:
                 return None
             found = pairs
@@ -109,15 +127,27 @@ class RecentSessions(Generic[V]):
         up; the text ``cookie`` otherwise.
         """
         refresh = session.refresh_token.secret if session.refresh_token else ""
-        value = (decision, token_digest(session.jwt))
-        exact = raw_cookie if raw_cookie is not None else cookie
-        # The session itself is charged once, with the first key that holds it.
-        size = len(session.jwt) + len(refresh) + SESSION_OVERHEAD
-        if len(exact) <= MAX_KEY:
-            if not self._cache.put(exact, value, deadline, size + len(exact), now):
-                return
-            size = 0
-        self._cache.put(pairs_key(cookie), value, deadline, size + PAIRS_KEY_SIZE, now)
+        digest = token_digest(session.jwt)
+        tail: str | bytes = session.jwt[-TAIL:]
+        exact: str | bytes = cookie
+        if raw_cookie is not None:
+            exact, tail = raw_cookie, session.jwt[-TAIL:].encode("latin-1")
+        # The session is charged once, with the first key, which holds it.
+        size = len(refresh) + SESSION_OVERHEAD
+        value = (decision, digest, tail)
+        if self._cache.put(hash(exact), value, deadline, size, now):
+            self._cache.put(self._pairs_key(cookie), value, deadline, PAIRS_KEY_SIZE, now)
+
+    def _pairs_key(self, text: str) -> bytes:
+        # A miss looks the digest up, and the same request remembers its
+        # session under it: computed once. Another thread may replace the
+        # memo meanwhile; the comparison makes that cost a digest, not a mix-up.
+        memo = self._last_pairs
+        if memo[0] == text:
+            return memo[1]
+        key = pairs_key(text)
+        self._last_pairs = (text, key)
+        return key
 
     def stats(self) -> CacheStats:
         """Entries (up to two a session), bytes, hits, misses and evictions."""

@@ -346,7 +346,25 @@ def verify_signed_token(
     if "exp" not in claims:
         raise TokenInvalid("token has no exp claim")
     check_claims(claims, audience=audience, issuer=issuer, leeway=leeway, now=now)
-    return claims
+    return _shared(claims, audience, issuer)
+
+
+#: The registered claim names, one str object each for every cached token.
+_NAMES = {
+    name: name for name in ("aud", "email", "exp", "iat", "iss", "jti", "nbf", "scope", "sub")
+}
+
+
+def _shared(claims: dict[str, Any], audience: str, issuer: str | None) -> dict[str, Any]:
+    """The claims with their names, audience and issuer as strings every
+    cached token shares: a token's claims are kept as long as it lives, and
+    the JSON decoder makes new copies of them for each."""
+    shared = {_NAMES.get(name, name): value for name, value in claims.items()}
+    if shared.get("aud") == audience:
+        shared["aud"] = audience
+    if issuer is not None and shared.get("iss") == issuer:
+        shared["iss"] = issuer
+    return shared
 
 
 def trusted_claims(token: str) -> dict[str, Any]:
@@ -378,14 +396,15 @@ class VerifiedTokenCache:
 
     A token seen before costs a dictionary lookup instead of a signature check.
 
-    :param max_size: how many tokens to keep at most; 0 turns the cache off.
+    :param max_size: how many tokens to keep at most; ``None`` for as many as
+        the budget holds; 0 turns the cache off.
     :param budget: the most bytes the cache holds (see :mod:`~crossmint_wsgi.caches`).
     """
 
-    def __init__(self, max_size: int = 4096, budget: int = DEFAULT_BUDGET // 4) -> None:
+    def __init__(self, max_size: int | None = None, budget: int = DEFAULT_BUDGET // 4) -> None:
         self.max_size = max_size
         self._cache: BoundedCache[str, dict[str, Any]] = BoundedCache(
-            "tokens", budget if max_size > 0 else 0, max_entries=max_size
+            "tokens", budget if max_size != 0 else 0, max_entries=max_size
         )
 
     def __len__(self) -> int:

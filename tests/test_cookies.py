@@ -9,6 +9,8 @@ from typing import Any
 import bottle
 import pytest
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.requests import Request as StarletteRequest
 from werkzeug.http import parse_cookie
 from werkzeug.test import EnvironBuilder
@@ -486,3 +488,53 @@ def test_max_age_with_an_unknown_expiry() -> None:
         material, None, CookieOptions(max_age=60), secure=False, now=NOW
     )
     assert [set_cookie(header)[2]["max-age"] for header in headers] == ["60", "60"]
+
+
+# -- the auth cookies without the full parser -----------------------------------------------
+
+_PIECES = st.sampled_from(
+    [
+        "crossmint-jwt",
+        "crossmint-refresh-token",
+        "crossmint-jwt-p1",
+        "crossmint-",
+        "xcrossmint-jwt",
+        "a",
+        "=",
+        ";",
+        " ",
+        "\t",
+        '"',
+        "\\",
+        "v.1",
+        "é",
+        "\n",
+        ",",
+    ]
+)
+
+
+@given(st.lists(_PIECES, max_size=24).map("".join))
+@settings(max_examples=2000, deadline=None)
+def test_auth_cookies_read_as_the_full_parser_reads_them(header: str) -> None:
+    # The fast reading of the auth cookies must agree with werkzeug's parser
+    # on every header: a disagreement would let a header mean two things.
+    expected = read_auth_cookies(cookies_module._parse(header), "p1")
+    assert parse_auth_cookie_header(header, "p1") == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "jwt", "refresh"),
+    [
+        pytest.param("crossmint-jwt=a; crossmint-refresh-token=b", "a", "b", id="plain"),
+        pytest.param("crossmint-jwt=a; crossmint-jwt=z", "a", None, id="first-wins"),
+        pytest.param("crossmint-jwt=; crossmint-jwt=z", None, None, id="empty-first-is-absent"),
+        pytest.param("crossmint-jwt=a b; crossmint-refresh-token=b", None, "b", id="space-drops"),
+        pytest.param('x="; crossmint-jwt=evil"; crossmint-jwt=a', "a", None, id="quoted-semicolon"),
+        pytest.param(" \tcrossmint-jwt \t= \ta \t", "a", None, id="blanks"),
+        pytest.param("xcrossmint-jwt=a", None, None, id="other-name"),
+    ],
+)
+def test_auth_cookie_edge_cases(header: str, jwt: str | None, refresh: str | None) -> None:
+    found = parse_auth_cookie_header(header, "p1")
+    assert (found.jwt, found.refresh) == (jwt, refresh)

@@ -7,6 +7,7 @@ callables over anyio memory streams.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import warnings
@@ -198,91 +199,106 @@ def auth_cookies_set(response: httpx.Response) -> str:
 
 # -- GET requests: the session the app sees ----------------------------------------------
 
-# kind, user id the app sees, refreshed, error code published, what happens to the cookies
+
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    """A kind of visitor (see :func:`cookies_for`) and what the app sees of it.
+
+    :param user_id: the session's user id, ``None`` for none.
+    :param refreshed: the session's ``refreshed``.
+    :param error: the error code published to the app.
+    :param cookies: what the answer does to the auth cookies (see :func:`auth_cookies_set`).
+    """
+
+    kind: str
+    user_id: str | None
+    refreshed: bool | None
+    error: str | None
+    cookies: str
+
+
+#: ``visit(kind, path)``: see the ``visit`` fixture.
+Visit = Callable[[str, str], Awaitable[httpx.Response]]
+
+
+@pytest.fixture
+def middleware(async_auth: AsyncCrossmintAuth, inner: Recorder) -> CrossmintASGIMiddleware:
+    """``inner`` behind the middleware (:func:`wrap`)."""
+    return wrap(inner, async_auth)
+
+
+@pytest.fixture
+def visit(crossmint_emulator: CrossmintEmulator, middleware: CrossmintASGIMiddleware) -> Visit:
+    """``GET path`` as a visitor of ``kind``, through the middleware around ``inner``."""
+
+    async def get(kind: str, path: str) -> httpx.Response:
+        headers = cookie_header(cookies_for(kind, crossmint_emulator))
+        async with client(middleware) as http:
+            return await http.get(path, headers=headers)
+
+    return get
+
+
 SESSION_CASES = [
-    pytest.param("none", None, None, None, "none", id="anonymous"),
-    pytest.param("unrelated", None, None, None, "none", id="only-unrelated-cookies"),
-    pytest.param("valid", USER, False, None, "none", id="valid-session"),
-    pytest.param("valid-jwt-only", USER, False, None, "none", id="valid-jwt-without-refresh"),
-    pytest.param("project-scoped-names", USER, False, None, "none", id="browser-sdk-names"),
-    pytest.param("expired+good-refresh", USER, True, None, "session", id="expired-jwt-refreshed"),
-    pytest.param("refresh-only", USER, True, None, "session", id="refresh-cookie-only"),
+    pytest.param(Seen("none", None, None, None, "none"), id="anonymous"),
+    pytest.param(Seen("unrelated", None, None, None, "none"), id="only-unrelated-cookies"),
+    pytest.param(Seen("valid", USER, False, None, "none"), id="valid-session"),
+    pytest.param(Seen("valid-jwt-only", USER, False, None, "none"), id="valid-jwt-without-refresh"),
+    pytest.param(Seen("project-scoped-names", USER, False, None, "none"), id="browser-sdk-names"),
     pytest.param(
-        "expired+rejected-refresh",
-        None,
-        None,
-        "SESSION_EXPIRED",
-        "cleared",
+        Seen("expired+good-refresh", USER, True, None, "session"), id="expired-jwt-refreshed"
+    ),
+    pytest.param(Seen("refresh-only", USER, True, None, "session"), id="refresh-cookie-only"),
+    pytest.param(
+        Seen("expired+rejected-refresh", None, None, "SESSION_EXPIRED", "cleared"),
         id="expired-jwt-rejected-refresh",
     ),
     pytest.param(
-        "expired-no-refresh", None, None, "SESSION_EXPIRED", "cleared", id="expired-jwt-alone"
+        Seen("expired-no-refresh", None, None, "SESSION_EXPIRED", "cleared"), id="expired-jwt-alone"
     ),
-    pytest.param("bad-signature", None, None, "INVALID_TOKEN", "cleared", id="bad-signature"),
-    pytest.param("wrong-audience", None, None, "INVALID_TOKEN", "cleared", id="wrong-audience"),
+    pytest.param(Seen("bad-signature", None, None, "INVALID_TOKEN", "cleared"), id="bad-signature"),
     pytest.param(
-        "bad-signature+good-refresh", USER, True, None, "session", id="invalid-jwt-rescued"
+        Seen("wrong-audience", None, None, "INVALID_TOKEN", "cleared"), id="wrong-audience"
     ),
     pytest.param(
-        "bad-signature+rejected-refresh",
-        None,
-        None,
-        "INVALID_TOKEN",
-        "cleared",
+        Seen("bad-signature+good-refresh", USER, True, None, "session"), id="invalid-jwt-rescued"
+    ),
+    pytest.param(
+        Seen("bad-signature+rejected-refresh", None, None, "INVALID_TOKEN", "cleared"),
         id="invalid-jwt-rejected-refresh",
     ),
 ]
 
 
-@pytest.mark.parametrize(("kind", "user_id", "refreshed", "error", "cookies"), SESSION_CASES)
-async def test_unprotected_path_runs_the_app_with_the_session(
-    crossmint_emulator: CrossmintEmulator,
-    async_auth: AsyncCrossmintAuth,
-    inner: Recorder,
-    kind: str,
-    user_id: str | None,
-    refreshed: bool | None,
-    error: str | None,
-    cookies: str,
-) -> None:
-    sent = cookies_for(kind, crossmint_emulator)
-    async with client(wrap(inner, async_auth)) as http:
-        response = await http.get("/page", headers=cookie_header(sent))
+@pytest.mark.parametrize("seen", SESSION_CASES)
+async def test_unprotected_path_runs_the_app_with_the_session(visit: Visit, seen: Seen) -> None:
+    response = await visit(seen.kind, "/page")
     assert response.status_code == 200
     assert response.json() == {
-        "user_id": user_id,
-        "refreshed": refreshed,
-        "error": error,
+        "user_id": seen.user_id,
+        "refreshed": seen.refreshed,
+        "error": seen.error,
         "body": 0,
     }
-    assert auth_cookies_set(response) == cookies
+    assert auth_cookies_set(response) == seen.cookies
     # The app's own cookie survives, and the middleware's come after it.
     assert response.headers.get_list("set-cookie")[0] == APP_COOKIE
 
 
-@pytest.mark.parametrize(("kind", "user_id", "refreshed", "error", "cookies"), SESSION_CASES)
+@pytest.mark.parametrize("seen", SESSION_CASES)
 async def test_protected_path_refuses_without_a_session(
-    crossmint_emulator: CrossmintEmulator,
-    async_auth: AsyncCrossmintAuth,
-    inner: Recorder,
-    kind: str,
-    user_id: str | None,
-    refreshed: bool | None,
-    error: str | None,
-    cookies: str,
+    visit: Visit, inner: Recorder, seen: Seen
 ) -> None:
-    sent = cookies_for(kind, crossmint_emulator)
-    async with client(wrap(inner, async_auth)) as http:
-        response = await http.get("/protected/deep", headers=cookie_header(sent))
-    assert auth_cookies_set(response) == cookies
-    if user_id is not None:
+    response = await visit(seen.kind, "/protected/deep")
+    assert auth_cookies_set(response) == seen.cookies
+    if seen.user_id is not None:
         assert response.status_code == 200
-        assert response.json()["user_id"] == user_id
+        assert response.json()["user_id"] == seen.user_id
         return
     assert not inner.called
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/json"
-    assert response.json()["error"] == (error or "MISSING_SESSION")
+    assert response.json()["error"] == (seen.error or "MISSING_SESSION")
     assert response.json()["message"]
 
 
@@ -305,12 +321,12 @@ async def test_refreshed_cookies_follow_every_header_of_the_app(
 
 
 async def test_cookies_split_over_several_headers_are_joined(
-    crossmint_emulator: CrossmintEmulator, async_auth: AsyncCrossmintAuth, inner: Recorder
+    crossmint_emulator: CrossmintEmulator, middleware: CrossmintASGIMiddleware
 ) -> None:
     sent = cookies_for("expired+good-refresh", crossmint_emulator)
     # HTTP/2 clients may send one Cookie header per cookie.
     headers = [("cookie", f"{name}={value}") for name, value in sent.items()]
-    async with client(wrap(inner, async_auth)) as http:
+    async with client(middleware) as http:
         response = await http.get("/", headers=headers)
     assert response.json()["user_id"] == USER
     assert auth_cookies_set(response) == "session"
@@ -319,11 +335,10 @@ async def test_cookies_split_over_several_headers_are_joined(
 async def test_a_session_seen_before_is_served_again_without_crossmint(
     crossmint_emulator: CrossmintEmulator,
     take_down: Callable[[], None],
-    async_auth: AsyncCrossmintAuth,
-    inner: Recorder,
+    middleware: CrossmintASGIMiddleware,
 ) -> None:
     sent = cookie_header(cookies_for("valid", crossmint_emulator))
-    async with client(wrap(inner, async_auth)) as http:
+    async with client(middleware) as http:
         first = await http.get("/", headers=sent)
         take_down()
         second = await http.get("/protected", headers=sent)
@@ -332,11 +347,11 @@ async def test_a_session_seen_before_is_served_again_without_crossmint(
 
 
 async def test_concurrent_requests_with_one_expired_jwt_refresh_once(
-    crossmint_emulator: CrossmintEmulator, async_auth: AsyncCrossmintAuth, inner: Recorder
+    crossmint_emulator: CrossmintEmulator, middleware: CrossmintASGIMiddleware
 ) -> None:
     sent = cookie_header(cookies_for("expired+good-refresh", crossmint_emulator))
     responses: list[httpx.Response] = []
-    async with client(wrap(inner, async_auth)) as http:
+    async with client(middleware) as http:
 
         async def one() -> None:
             responses.append(await http.get("/", headers=sent))
@@ -371,7 +386,7 @@ DOWN_CASES = [
 async def test_crossmint_down_keeps_the_cookies(
     crossmint_emulator: CrossmintEmulator,
     take_down: Callable[[], None],
-    async_auth: AsyncCrossmintAuth,
+    middleware: CrossmintASGIMiddleware,
     inner: Recorder,
     kind: str,
     path: str,
@@ -381,7 +396,7 @@ async def test_crossmint_down_keeps_the_cookies(
 ) -> None:
     sent = cookies_for(kind, crossmint_emulator)
     take_down()
-    async with client(wrap(inner, async_auth)) as http:
+    async with client(middleware) as http:
         response = await http.get(path, headers={**cookie_header(sent), "Accept": accept})
     assert response.status_code == status
     assert inner.called is app_runs
@@ -397,12 +412,11 @@ async def test_crossmint_down_keeps_the_cookies(
 async def test_keys_fetched_before_an_outage_keep_verifying(
     crossmint_emulator: CrossmintEmulator,
     take_down: Callable[[], None],
-    async_auth: AsyncCrossmintAuth,
-    inner: Recorder,
+    middleware: CrossmintASGIMiddleware,
 ) -> None:
     warm = cookie_header(cookies_for("valid", crossmint_emulator))
     later = cookie_header(cookies_for("valid", crossmint_emulator))
-    async with client(wrap(inner, async_auth)) as http:
+    async with client(middleware) as http:
         await http.get("/", headers=warm)
         take_down()
         response = await http.get("/protected", headers=later)
@@ -505,7 +519,7 @@ REFRESH_CASES = [
 @pytest.mark.parametrize(("body", "kind", "status", "error", "cookies"), REFRESH_CASES)
 async def test_refresh_route(
     crossmint_emulator: CrossmintEmulator,
-    async_auth: AsyncCrossmintAuth,
+    middleware: CrossmintASGIMiddleware,
     inner: Recorder,
     body: bytes | str,
     kind: str,
@@ -522,7 +536,7 @@ async def test_refresh_route(
         **cookie_header(cookies_for(kind, crossmint_emulator)),
         "Origin": "http://testserver",
     }
-    async with client(wrap(inner, async_auth)) as http:
+    async with client(middleware) as http:
         response = await http.post("/refresh", content=body, headers=headers)
     assert not inner.called
     assert response.status_code == status
@@ -546,12 +560,11 @@ async def test_refresh_route(
 async def test_refresh_route_when_crossmint_is_down(
     crossmint_emulator: CrossmintEmulator,
     take_down: Callable[[], None],
-    async_auth: AsyncCrossmintAuth,
-    inner: Recorder,
+    middleware: CrossmintASGIMiddleware,
 ) -> None:
     body = json.dumps({"refresh": crossmint_emulator.one_time_secret(USER)})
     take_down()
-    async with client(wrap(inner, async_auth)) as http:
+    async with client(middleware) as http:
         response = await http.post("/refresh", content=body)
     assert response.status_code == 503
     assert response.headers["retry-after"].isdigit()
@@ -568,9 +581,9 @@ async def test_refresh_route_when_crossmint_is_down(
     ],
 )
 async def test_other_requests_to_the_route_paths_reach_the_app(
-    async_auth: AsyncCrossmintAuth, inner: Recorder, method: str, path: str
+    middleware: CrossmintASGIMiddleware, inner: Recorder, method: str, path: str
 ) -> None:
-    async with client(wrap(inner, async_auth)) as http:
+    async with client(middleware) as http:
         response = await http.request(method, path)
     assert response.status_code == 200
     assert inner.called
@@ -679,8 +692,7 @@ BODY_CASES = [
 @pytest.mark.parametrize(("size", "chunk", "declared", "status"), BODY_CASES)
 async def test_refresh_body_is_read_up_to_the_limit(
     crossmint_emulator: CrossmintEmulator,
-    async_auth: AsyncCrossmintAuth,
-    inner: Recorder,
+    middleware: CrossmintASGIMiddleware,
     size: int,
     chunk: int,
     declared: bool,
@@ -692,9 +704,7 @@ async def test_refresh_body_is_read_up_to_the_limit(
     if declared:
         headers.append((b"content-length", str(size).encode()))
     receive = Body([body[i : i + chunk] for i in range(0, size, chunk)])
-    sent = await drive_http(
-        wrap(inner, async_auth), http_scope("POST", "/refresh", headers=headers), receive
-    )
+    sent = await drive_http(middleware, http_scope("POST", "/refresh", headers=headers), receive)
     assert sent[0]["status"] == status
     answer = json.loads(sent[1]["body"])
     if status == 200:
@@ -711,7 +721,7 @@ async def test_refresh_body_is_read_up_to_the_limit(
 
 
 async def test_client_gone_mid_body_is_a_bad_request(
-    crossmint_emulator: CrossmintEmulator, async_auth: AsyncCrossmintAuth, inner: Recorder
+    crossmint_emulator: CrossmintEmulator, middleware: CrossmintASGIMiddleware
 ) -> None:
     body = json.dumps({"refresh": crossmint_emulator.one_time_secret(USER)}).encode()
     half = body[: len(body) // 2]
@@ -728,7 +738,7 @@ async def test_client_gone_mid_body_is_a_bad_request(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    await wrap(inner, async_auth)(http_scope("POST", "/refresh"), receive, send)
+    await middleware(http_scope("POST", "/refresh"), receive, send)
     assert sent[0]["status"] == 400
     assert crossmint_emulator.requests["refresh"] == 0
 
@@ -770,22 +780,21 @@ async def test_logout_route(
 async def test_logout_clears_cookies_even_when_crossmint_is_down(
     crossmint_emulator: CrossmintEmulator,
     take_down: Callable[[], None],
-    async_auth: AsyncCrossmintAuth,
-    inner: Recorder,
+    middleware: CrossmintASGIMiddleware,
 ) -> None:
     sent = cookie_header(cookies_for("valid", crossmint_emulator))
     take_down()
-    async with client(wrap(inner, async_auth)) as http:
+    async with client(middleware) as http:
         response = await http.post("/logout", headers=sent)
     assert response.status_code == 200
     assert auth_cookies_set(response) == "cleared"
 
 
 async def test_logout_clears_the_project_scoped_names_too(
-    crossmint_emulator: CrossmintEmulator, async_auth: AsyncCrossmintAuth, inner: Recorder
+    crossmint_emulator: CrossmintEmulator, middleware: CrossmintASGIMiddleware
 ) -> None:
     sent = cookie_header(cookies_for("project-scoped-names", crossmint_emulator))
-    async with client(wrap(inner, async_auth)) as http:
+    async with client(middleware) as http:
         response = await http.post("/logout", headers=sent)
     cleared = {c.split("=", 1)[0] for c in response.headers.get_list("set-cookie")}
     project = crossmint_emulator.project_id
@@ -863,8 +872,7 @@ async def test_cross_site_posts_are_refused(
 )
 async def test_https_requests_get_secure_cookies(
     crossmint_emulator: CrossmintEmulator,
-    async_auth: AsyncCrossmintAuth,
-    inner: Recorder,
+    middleware: CrossmintASGIMiddleware,
     https: bool,
     secure: bool,
     method: str,
@@ -872,7 +880,7 @@ async def test_https_requests_get_secure_cookies(
     kind: str,
 ) -> None:
     headers = cookie_header(cookies_for(kind, crossmint_emulator))
-    async with client(wrap(inner, async_auth), https=https) as http:
+    async with client(middleware, https=https) as http:
         response = await http.request(method, path, headers=headers)
     values = [c for c in response.headers.get_list("set-cookie") if c.startswith("crossmint-")]
     assert len(values) >= 2
@@ -923,7 +931,7 @@ async def test_lifespan_passes_through_untouched(async_auth: AsyncCrossmintAuth)
 @pytest.mark.parametrize("kind", ["none", "valid", "expired+good-refresh"])
 async def test_shared_lifespan_state_is_never_mutated(
     crossmint_emulator: CrossmintEmulator,
-    async_auth: AsyncCrossmintAuth,
+    middleware: CrossmintASGIMiddleware,
     inner: Recorder,
     shared: dict[str, Any] | None,
     kind: str,
@@ -937,7 +945,7 @@ async def test_shared_lifespan_state_is_never_mutated(
             scope["state"] = shared
         await middleware(scope, receive, send)
 
-    middleware = wrap(inner, async_auth)
+    middleware = middleware
     headers = cookie_header(cookies_for(kind, crossmint_emulator))
     async with client(server) as http:
         for _ in range(2):  # the second request may take a fast path
@@ -1035,14 +1043,14 @@ WEBSOCKET_CASES = [
 @pytest.mark.parametrize(("path", "kind", "expected"), WEBSOCKET_CASES)
 async def test_websocket_handshake(
     crossmint_emulator: CrossmintEmulator,
-    async_auth: AsyncCrossmintAuth,
+    middleware: CrossmintASGIMiddleware,
     inner: Recorder,
     path: str,
     kind: str,
     expected: str | int,
 ) -> None:
     scope = websocket_scope(path, cookies_for(kind, crossmint_emulator))
-    received = await drive_websocket(wrap(inner, async_auth), scope)
+    received = await drive_websocket(middleware, scope)
     if isinstance(expected, int):
         # Closed before an accept: the server refuses the handshake.
         assert [m["type"] for m in received] == ["websocket.close"]
@@ -1063,12 +1071,12 @@ async def test_websocket_handshake(
 async def test_websocket_with_crossmint_down_is_refused_on_protected_paths(
     crossmint_emulator: CrossmintEmulator,
     take_down: Callable[[], None],
-    async_auth: AsyncCrossmintAuth,
+    middleware: CrossmintASGIMiddleware,
     inner: Recorder,
 ) -> None:
     cookies = cookies_for("expired+good-refresh", crossmint_emulator)
     take_down()
-    middleware = wrap(inner, async_auth)
+    middleware = middleware
     refused = await drive_websocket(middleware, websocket_scope("/ws/private", cookies))
     allowed = await drive_websocket(middleware, websocket_scope("/ws", cookies))
     assert [(m["type"], m["code"]) for m in refused] == [("websocket.close", 1008)]

@@ -881,46 +881,35 @@ def test_cookie_values_with_equals_signs_survive(
 # -- Flask and Bottle helpers ---------------------------------------------------------------
 
 
-def flask_app(auth: CrossmintAuth) -> Any:
-    app = flask.Flask(__name__)
+def add_views(route: Callable[[str], Callable[[Any], Any]], request: Any) -> None:
+    """The views both apps serve; ``route`` is the app's GET decorator, ``request`` its proxy."""
 
-    @app.get("/me")
+    @route("/me")
     @require_session
     def me(session: Session) -> Any:
         return {"user_id": session.user_id}
 
-    @app.get("/peek")
+    @route("/peek")
     def peek() -> Any:
-        session = get_session(flask.request)
+        session = get_session(request)
         return {"user_id": session.user_id if session else None}
 
-    @app.get("/plain")
+    @route("/plain")
     @require_session
     def plain() -> Any:
-        return {"from_environ": get_session(flask.request.environ).user_id}  # type: ignore[union-attr]
+        return {"from_environ": get_session(request.environ).user_id}  # type: ignore[union-attr]
 
+
+def flask_app(auth: CrossmintAuth) -> Any:
+    app = flask.Flask(__name__)
+    add_views(app.get, flask.request)
     app.wsgi_app = CrossmintWSGIMiddleware(app.wsgi_app, auth)  # type: ignore[method-assign]
     return app
 
 
 def bottle_app(auth: CrossmintAuth) -> Any:
     app = bottle.Bottle()
-
-    @app.get("/me")
-    @require_session
-    def me(session: Session) -> Any:
-        return {"user_id": session.user_id}
-
-    @app.get("/peek")
-    def peek() -> Any:
-        session = get_session(bottle.request)
-        return {"user_id": session.user_id if session else None}
-
-    @app.get("/plain")
-    @require_session
-    def plain() -> Any:
-        return {"from_environ": get_session(bottle.request.environ).user_id}  # type: ignore[union-attr]
-
+    add_views(app.get, bottle.request)
     return CrossmintWSGIMiddleware(app, auth)
 
 

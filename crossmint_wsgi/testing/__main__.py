@@ -78,15 +78,8 @@ def _instructions(emulator: CrossmintEmulator) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the emulator, print how to use it, serve until SIGINT or SIGTERM."""
     args = _parser().parse_args(argv)
-    emulator = CrossmintEmulator(
-        project_id=args.project_id,
-        jwt_ttl=args.jwt_ttl,
-        refresh_ttl=args.refresh_ttl,
-        reuse_window=args.reuse_window,
-        algorithm=args.algorithm,
-        port=args.port,
-        host=args.host,
-    )
+    # Each option's name is the emulator's keyword it sets.
+    emulator = CrossmintEmulator(**vars(args))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

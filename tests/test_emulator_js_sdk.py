@@ -30,14 +30,12 @@ so an SDK that moves the constant fails here loudly instead of passing by accide
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import functools
 import json
 import os
 import re
-import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +43,10 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from npm import npm_installed
+from support import require_program
 
+from crossmint_wsgi import AuthMaterial
 from crossmint_wsgi.testing import CrossmintEmulator
 
 pytestmark = pytest.mark.slow
@@ -55,36 +56,12 @@ SDK_DIR = Path(__file__).parents[1] / ".cache" / "js-sdk"
 SDK_VERSION = json.loads((JS_DIR / "package.json").read_text())["dependencies"][
     "@crossmint/server-sdk"
 ]
-NPM_TIMEOUT = 300
 REFRESH = "/api/2024-09-26/session/sdk/auth/refresh"
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(
-            f"{name} is not installed: the JS SDK check needs node (20.6 or newer) and npm"
-            " (tools/test.sh installs them)",
-            pytrace=False,
-        )
-    return path
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One npm install at a time, even across pytest-xdist workers."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    node = _tool("node")
+    node = require_program("node")
     version = subprocess.run(
         [node, "--version"], capture_output=True, text=True, timeout=30, check=True
     ).stdout.strip()
@@ -97,34 +74,15 @@ def node() -> str:
 @pytest.fixture(scope="module")
 def sdk_dir(node: str) -> Path:
     """``.cache/js-sdk`` with the locked SDK installed, by ``npm ci`` when the lock changed."""
-    npm = _tool("npm")
-    lock = (JS_DIR / "package-lock.json").read_bytes()
-    stamp = SDK_DIR / "installed-package-lock.json"
     installed = SDK_DIR / "node_modules" / "@crossmint" / "server-sdk" / "package.json"
-    with _locked(SDK_DIR.parent / "js-sdk.lock"):
-        if not (stamp.exists() and stamp.read_bytes() == lock and installed.exists()):
-            SDK_DIR.mkdir(parents=True, exist_ok=True)
-            stamp.unlink(missing_ok=True)
-            for name in ("package.json", "package-lock.json"):
-                shutil.copyfile(JS_DIR / name, SDK_DIR / name)
-            command = [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"]
-            try:
-                result = subprocess.run(
-                    command, cwd=SDK_DIR, capture_output=True, text=True, timeout=NPM_TIMEOUT
-                )
-            except subprocess.TimeoutExpired as timeout:
-                pytest.fail(
-                    f"{' '.join(command)} (in {SDK_DIR}) took over {NPM_TIMEOUT}s\n"
-                    f"stdout:\n{timeout.stdout!r}\nstderr:\n{timeout.stderr!r}",
-                    pytrace=False,
-                )
-            if result.returncode != 0:
-                pytest.fail(
-                    f"{' '.join(command)} (in {SDK_DIR}) failed with {result.returncode}\n"
-                    f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}",
-                    pytrace=False,
-                )
-            stamp.write_bytes(lock)
+    npm_installed(
+        JS_DIR,
+        SDK_DIR,
+        copied=("package.json", "package-lock.json"),
+        stamped=("package-lock.json",),
+        stamp="installed-package-lock.json",
+        product=installed,
+    )
     assert json.loads(installed.read_text())["version"] == SDK_VERSION
     return SDK_DIR
 
@@ -175,6 +133,22 @@ def run_sdk(
     return answer
 
 
+#: ``sdk(request, trust_emulator=True)``: the answer of Crossmint's SDK to ``request``.
+Sdk = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def sdk(node: str, sdk_dir: Path, emulator: CrossmintEmulator) -> Sdk:
+    """``sdk(request, trust_emulator=True)``: :func:`run_sdk` against this test's emulator."""
+    return functools.partial(run_sdk, node, sdk_dir, emulator)
+
+
+def get_session(material: AuthMaterial, refresh_token: str | None = None) -> dict[str, Any]:
+    """The ``getSession`` request for ``material`` (or its JWT and ``refresh_token``)."""
+    secret = material.refresh_token.secret if refresh_token is None else refresh_token
+    return {"call": "getSession", "jwt": material.jwt, "refreshToken": secret}
+
+
 def verified_claims(emulator: CrossmintEmulator, token: str) -> dict[str, Any]:
     key_set = KeySet.import_key_set(httpx.get(f"{emulator.url}/.well-known/jwks.json").json())
     decoded = jwt.decode(token, key_set, algorithms=["RS256", "ES256"])
@@ -184,17 +158,9 @@ def verified_claims(emulator: CrossmintEmulator, token: str) -> dict[str, Any]:
     return dict(decoded.claims)
 
 
-def test_the_sdk_refuses_the_emulator_key_unpatched(
-    node: str, sdk_dir: Path, emulator: CrossmintEmulator
-) -> None:
+def test_the_sdk_refuses_the_emulator_key_unpatched(sdk: Sdk, emulator: CrossmintEmulator) -> None:
     material = emulator.create_session("user-1")
-    answer = run_sdk(
-        node,
-        sdk_dir,
-        emulator,
-        {"call": "getSession", "jwt": material.jwt, "refreshToken": material.refresh_token.secret},
-        trust_emulator=False,
-    )
+    answer = sdk(get_session(material), trust_emulator=False)
     assert answer["trustedSigner"] == "3hSfN4dWSwgCg1uf2yytBtK6KxK3ySFKasd2h9J2vSK5"
     assert answer == {
         **answer,
@@ -204,14 +170,9 @@ def test_the_sdk_refuses_the_emulator_key_unpatched(
     assert emulator.requests == {"jwks": 0, "refresh": 0, "logout": 0, "user": 0}
 
 
-def test_valid_session(node: str, sdk_dir: Path, emulator: CrossmintEmulator) -> None:
+def test_valid_session(sdk: Sdk, emulator: CrossmintEmulator) -> None:
     material = emulator.create_session("user-1", email="one@example.com")
-    answer = run_sdk(
-        node,
-        sdk_dir,
-        emulator,
-        {"call": "getSession", "jwt": material.jwt, "refreshToken": material.refresh_token.secret},
-    )
+    answer = sdk(get_session(material))
     assert answer["ok"], answer
     session = answer["value"]
     assert session["userId"] == "user-1"
@@ -222,15 +183,10 @@ def test_valid_session(node: str, sdk_dir: Path, emulator: CrossmintEmulator) ->
 
 
 def test_expired_jwt_is_refreshed_through_the_emulator(
-    node: str, sdk_dir: Path, emulator: CrossmintEmulator
+    sdk: Sdk, emulator: CrossmintEmulator
 ) -> None:
     material = emulator.create_session("user-1", email="one@example.com", jwt_ttl=-10)
-    answer = run_sdk(
-        node,
-        sdk_dir,
-        emulator,
-        {"call": "getSession", "jwt": material.jwt, "refreshToken": material.refresh_token.secret},
-    )
+    answer = sdk(get_session(material))
     assert answer["ok"], answer
     session = answer["value"]
     assert session["userId"] == "user-1"
@@ -251,17 +207,10 @@ def test_expired_jwt_is_refreshed_through_the_emulator(
         assert client.post(REFRESH, json={"refresh": new_secret}).status_code == 200
 
 
-def test_jwt_signed_by_a_dropped_key_is_refreshed(
-    node: str, sdk_dir: Path, emulator: CrossmintEmulator
-) -> None:
+def test_jwt_signed_by_a_dropped_key_is_refreshed(sdk: Sdk, emulator: CrossmintEmulator) -> None:
     material = emulator.create_session("user-1")
     emulator.rotate_keys(keep_old=False)
-    answer = run_sdk(
-        node,
-        sdk_dir,
-        emulator,
-        {"call": "getSession", "jwt": material.jwt, "refreshToken": material.refresh_token.secret},
-    )
+    answer = sdk(get_session(material))
     assert answer["ok"], answer
     token = answer["value"]["jwt"]
     assert jwt.decode(token, KeySet.import_key_set(emulator.key_set)).header["kid"] == emulator.kid
@@ -285,25 +234,23 @@ def _refresh_answers_401(emulator: CrossmintEmulator, secret: str) -> str:
     ],
 )
 def test_a_refused_refresh_fails_the_session(
-    node: str, sdk_dir: Path, emulator: CrossmintEmulator, spoil: Any
+    sdk: Sdk, emulator: CrossmintEmulator, spoil: Any
 ) -> None:
     material = emulator.create_session("user-1", jwt_ttl=-10)
     secret = spoil(emulator, material.refresh_token.secret)
-    answer = run_sdk(
-        node, sdk_dir, emulator, {"call": "getSession", "jwt": material.jwt, "refreshToken": secret}
-    )
+    answer = sdk(get_session(material, secret))
     assert answer == {**answer, "ok": False, "error": "Failed to get session"}
     assert emulator.requests["refresh"] == 1
 
 
-def test_get_user(node: str, sdk_dir: Path, emulator: CrossmintEmulator) -> None:
+def test_get_user(sdk: Sdk, emulator: CrossmintEmulator) -> None:
     emulator.create_session(
         "user-1",
         email="one@example.com",
         phone_number="+15550100",
         user_fields={"twitter": {"username": "one", "id": "1"}},
     )
-    answer = run_sdk(node, sdk_dir, emulator, {"call": "getUser", "userId": "user-1"})
+    answer = sdk({"call": "getUser", "userId": "user-1"})
     assert answer["ok"], answer
     assert answer["value"] == {
         "id": "user-1",

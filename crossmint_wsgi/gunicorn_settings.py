@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .config import Crossmint, create_crossmint
 from .errors import CrossmintConfigError
 from .models import CookieOptions
-from .paths import compile_pattern
+from .patterns import compile_pattern
 
 if TYPE_CHECKING:
     from .coordination import RefreshCoordinator

@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crossmint_wsgi.errors import CrossmintConfigError
-from crossmint_wsgi.gunicorn import settings_from_env
-from crossmint_wsgi.paths import PathMatcher, compile_pattern, normalize_path, path_readings
+from crossmint_wsgi.gunicorn_settings import settings_from_env
+from crossmint_wsgi.paths import PathMatcher, normalize_path, path_readings
+from crossmint_wsgi.patterns import compile_pattern
 
 MATCHES = [
     # pattern, path, matches

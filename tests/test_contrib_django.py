@@ -485,7 +485,7 @@ def test_a_wrong_auth_option_is_named(
     crossmint_emulator: CrossmintEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        "crossmint_wsgi.contrib.django.create_crossmint",
+        "crossmint_wsgi.contrib.django_conf.create_crossmint",
         lambda *_, **__: crossmint_emulator.crossmint(),
     )
     options = {"CROSSMINT_API_KEY": "a key", "CROSSMINT_AUTH_OPTIONS": {"leway": 5}}
@@ -517,10 +517,10 @@ def test_readme_snippets(
     # The emulator stands in for Crossmint: its key is not one create_crossmint accepts.
     monkeypatch.setenv("SERVER_CROSSMINT_API_KEY", crossmint_emulator.api_key)
     monkeypatch.setattr(
-        "crossmint_wsgi.contrib.django.create_crossmint",
+        "crossmint_wsgi.contrib.django_conf.create_crossmint",
         lambda *_, **__: crossmint_emulator.crossmint(),
     )
-    monkeypatch.setattr("crossmint_wsgi.contrib.django.CrossmintAuth", RecordedAuth)
+    monkeypatch.setattr("crossmint_wsgi.contrib.django_conf.CrossmintAuth", RecordedAuth)
     settings_code = {"__name__": "readme_settings"}
     exec(compile(snippet("# settings.py"), "README.md", "exec"), settings_code)
     views = {"__name__": "readme_views"}

@@ -49,7 +49,13 @@ MODULE_ONLY = {
 }
 
 #: Modules with optional dependencies or a narrow audience: imported by path, never re-exported.
-BY_PATH_ONLY = ["crossmint_wsgi.gunicorn", "crossmint_wsgi.redis", "crossmint_wsgi.testing"]
+BY_PATH_ONLY = [
+    "crossmint_wsgi.contrib.django_conf",
+    "crossmint_wsgi.gunicorn",
+    "crossmint_wsgi.gunicorn_settings",
+    "crossmint_wsgi.redis",
+    "crossmint_wsgi.testing",
+]
 
 #: One module per framework, each with that framework's idioms (its own ``require_session``):
 #: imported by path, never re-exported, and importing the package imports none of them.

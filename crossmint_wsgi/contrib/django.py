@@ -39,7 +39,8 @@ Settings (only ``CROSSMINT_API_KEY`` or ``CROSSMINT_AUTH`` is needed):
 ==============================  ===============================================================
 
 The middleware options mean what they mean for
-:class:`~crossmint_wsgi.CrossmintWSGIMiddleware`.
+:class:`~crossmint_wsgi.CrossmintWSGIMiddleware`; they are read in
+:mod:`~crossmint_wsgi.contrib.django_conf`.
 """
 
 from __future__ import annotations
@@ -52,112 +53,25 @@ from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.utils.module_loading import import_string
 
 from ..answers import Answer, refusal
 from ..asgi import cookie_header
 from ..auth import AsyncCrossmintAuth, CrossmintAuth
 from ..auth_base import _AuthBase
-from ..config import create_crossmint
-from ..errors import CrossmintAuthError, CrossmintConfigError
+from ..errors import CrossmintAuthError
 from ..middleware import GatedMiddleware
 from ..models import Session
 from ..routes import HttpRequest as GateRequest
 from ..routes import Proceed
+from .django_conf import auth_for, middleware_options
 
 __all__ = ["CrossmintMiddleware", "get_session", "require_session"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 GetResponse = Callable[[HttpRequest], Any]
 
-#: Django setting -> the middleware keyword it sets; unset settings keep the middleware's default.
-MIDDLEWARE_SETTINGS = {
-    "CROSSMINT_PROTECT": "protect",
-    "CROSSMINT_LOGIN_URL": "login_url",
-    "CROSSMINT_REFRESH_PATH": "refresh_path",
-    "CROSSMINT_LOGOUT_PATH": "logout_path",
-    "CROSSMINT_ALLOWED_ORIGINS": "allowed_origins",
-    "CROSSMINT_MAX_BODY": "max_body",
-    "CROSSMINT_RETRY_AFTER": "retry_after",
-}
-
 _MISSING = object()
-
-
-# -- configuration --------------------------------------------------------------------------------
-
-
-def _configured_auth(name: str, kind: type[Any]) -> Any:
-    """The auth object setting ``name`` holds (or names by dotted path), or ``None``."""
-    value = getattr(settings, name, None)
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = import_string(value)
-        except ImportError as error:
-            raise ImproperlyConfigured(f"{name}: {error}") from error
-    if not isinstance(value, kind):
-        found = type(value).__name__
-        message = f"{name} must be a {kind.__name__} (or its dotted path), not {found}"
-        if isinstance(value, (CrossmintAuth, AsyncCrossmintAuth)):
-            other = "CROSSMINT_ASYNC_AUTH" if kind is CrossmintAuth else "CROSSMINT_AUTH"
-            message += f"; a {found} goes in {other}"
-        raise ImproperlyConfigured(message)
-    return value
-
-
-def _auth_from_key(kind: type[CrossmintAuth] | type[AsyncCrossmintAuth]) -> Any:
-    api_key = getattr(settings, "CROSSMINT_API_KEY", None)
-    if not api_key:
-        return None
-    try:
-        crossmint = create_crossmint(
-            api_key,
-            base_url=getattr(settings, "CROSSMINT_BASE_URL", None),
-            app_id=getattr(settings, "CROSSMINT_APP_ID", None),
-        )
-    except CrossmintConfigError as error:
-        # The error names the failing step, never the key.
-        raise ImproperlyConfigured(f"CROSSMINT_API_KEY: {error}") from error
-    options = getattr(settings, "CROSSMINT_AUTH_OPTIONS", None) or {}
-    try:
-        return kind(crossmint, **options)
-    except (TypeError, CrossmintConfigError) as error:
-        raise ImproperlyConfigured(f"CROSSMINT_AUTH_OPTIONS: {error}") from error
-
-
-def _auth(is_async: bool) -> CrossmintAuth | AsyncCrossmintAuth:
-    """The auth object for the mode Django runs the middleware in, from the settings."""
-    if is_async:
-        found = _configured_auth("CROSSMINT_ASYNC_AUTH", AsyncCrossmintAuth) or _auth_from_key(
-            AsyncCrossmintAuth
-        )
-        # A blocking auth works under ASGI too, driven in a worker thread.
-        found = found or _configured_auth("CROSSMINT_AUTH", CrossmintAuth)
-    else:
-        found = _configured_auth("CROSSMINT_AUTH", CrossmintAuth) or _auth_from_key(CrossmintAuth)
-        if found is None and getattr(settings, "CROSSMINT_ASYNC_AUTH", None) is not None:
-            raise ImproperlyConfigured(
-                "Django runs CrossmintMiddleware synchronously here (WSGI, or the test"
-                " Client): set CROSSMINT_AUTH to a CrossmintAuth, or CROSSMINT_API_KEY"
-            )
-    if found is None:
-        raise ImproperlyConfigured(
-            "CrossmintMiddleware needs CROSSMINT_API_KEY, or CROSSMINT_AUTH (a CrossmintAuth)"
-            " and, for ASGI, CROSSMINT_ASYNC_AUTH (an AsyncCrossmintAuth), in the settings"
-        )
-    return found  # type: ignore[no-any-return]
-
-
-def _options() -> dict[str, Any]:
-    return {
-        keyword: getattr(settings, name)
-        for name, keyword in MIDDLEWARE_SETTINGS.items()
-        if hasattr(settings, name)
-    }
 
 
 # -- between Django and the gate ------------------------------------------------------------------
@@ -285,7 +199,7 @@ class CrossmintMiddleware(GatedMiddleware[GetResponse, "CrossmintAuth | AsyncCro
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
-        super().__init__(get_response, _auth(self.is_async), **_options())
+        super().__init__(get_response, auth_for(self.is_async), **middleware_options())
 
     def _shortcut(self, request: HttpRequest, cookie: str | bytes | None) -> Proceed | None:
         path = request.path or "/"

@@ -168,20 +168,10 @@ def soak_server(
         ]
         workers = 4
     else:
-        command = [
-            PYTHON,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "soak_app:raw_asgi_with_stats",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
+        app = ["--factory", "soak_app:raw_asgi_with_stats"]
+        where = ["--host", "127.0.0.1", "--port", str(port)]
+        quiet = ["--no-access-log", "--log-level", "warning"]
+        command = [PYTHON, "-m", "uvicorn", *app, *where, *quiet]
         workers = 1
     with support.run_server(command, port=port, env=env, ready_path="/", timeout=60) as server:
         url = server.url

@@ -16,28 +16,35 @@ Screenshots of the signed-in page land in ``test-artifacts/e2e/``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import BrowserContext, Cookie, Page, Response
+from playwright.sync_api import BrowserContext, Page, Response
 from playwright.sync_api import Error as PlaywrightError
-from redis_server import redis_server
-from support import Server, free_port, require_program, run_server
 
 from crossmint_wsgi.testing import CrossmintEmulator
 from crossmint_wsgi.testing.demo import DEMO_USER_ID
 
+from .browsing import (
+    APPS,
+    JWT_COOKIE,
+    REFRESH_COOKIE,
+    App,
+    BrowserScenario,
+    Stage,
+    auth_cookies,
+    behind_gate,
+    cookie_values,
+    is_post,
+    run_steps,
+    watching_sent,
+)
 from .cross_site import CrossSiteServer
 from .upstream_gate import UpstreamGate
 
-JWT_COOKIE = "crossmint-jwt"
-REFRESH_COOKIE = "crossmint-refresh-token"
 USER_ID = DEMO_USER_ID
 
 #: Seconds a JWT lives in these tests: long enough for a page load, short to wait out.
@@ -61,74 +68,7 @@ DEADLINE = 20.0
 CROSS_ORIGINS: Sequence[tuple[str, bool]] = [("127.0.0.1", True), ("localhost", False)]
 
 
-@dataclasses.dataclass(frozen=True)
-class App:
-    """An example app and the server command that runs it.
-
-    :param command: the server's argv for a port.
-    :param redis: whether the app runs with the Redis refresh coordinator:
-        several worker processes must share refresh results (see the Flask case).
-    """
-
-    command: Callable[[int], list[str]]
-    redis: bool = False
-
-
-def _gunicorn_flask(port: int) -> list[str]:
-    gunicorn = require_program("gunicorn")
-    return [gunicorn, "--chdir", "examples", "-w", "2", "-b", f"127.0.0.1:{port}", "flask_app:app"]
-
-
-def _uvicorn_raw_asgi(port: int) -> list[str]:
-    uvicorn = require_program("uvicorn")
-    return [
-        uvicorn,
-        "--app-dir",
-        "examples",
-        "raw_asgi:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-
-
-APPS = [
-    # Two gunicorn workers, each with its own in-process coordinator: when two
-    # tabs carrying the same expired session land in different workers, both
-    # would refresh the same single-use secret and the loser logs the user out.
-    # The Redis coordinator lets the workers share one refresh.
-    pytest.param(App(_gunicorn_flask, redis=True), id="flask-gunicorn"),
-    pytest.param(App(_uvicorn_raw_asgi), id="raw-asgi-uvicorn"),
-]
-
-
 # -- small helpers -------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def step(name: str) -> Iterator[None]:
-    """Name the scenario step in any failure raised inside it."""
-    try:
-        yield
-    except AssertionError as error:
-        raise AssertionError(f"step {name!r}: {error}") from error
-    except Exception as error:
-        # Playwright timeouts and the like: keep the type out, the step in.
-        raise AssertionError(f"step {name!r}: {type(error).__name__}: {error}") from error
-
-
-def auth_cookies(context: BrowserContext) -> dict[str, Cookie]:
-    """The auth cookies the browser holds (expired ones are already gone)."""
-    return {
-        cookie["name"]: cookie
-        for cookie in context.cookies()
-        if cookie["name"] in (JWT_COOKIE, REFRESH_COOKIE)
-    }
-
-
-def cookie_values(context: BrowserContext) -> dict[str, str]:
-    return {name: cookie["value"] for name, cookie in auth_cookies(context).items()}
 
 
 def wait_until_dropped(context: BrowserContext, name: str) -> None:
@@ -205,9 +145,7 @@ def click_sign_in(page: Page, base: str) -> Response:
     :return: the answer of the sign-in's ``POST /refresh``, which sets the cookies.
     """
     try:
-        with page.expect_response(
-            lambda response: response.url == base + "/refresh" and response.request.method == "POST"
-        ) as answer:
+        with page.expect_response(is_post(base, "/refresh")) as answer:
             page.click("#demo-sign-in")
             page.wait_for_url(base + "/protected")
     except PlaywrightError:
@@ -229,21 +167,10 @@ def sign_in(page: Page, base: str) -> Response:
 # -- the scenario --------------------------------------------------------------------------
 
 
-class Scenario:
+class Scenario(BrowserScenario):
     """The steps of issue 8, on one running app, in one fresh browser context."""
 
-    def __init__(
-        self,
-        context: BrowserContext,
-        base: str,
-        emulator: CrossmintEmulator,
-        upstream: UpstreamGate,
-        screenshot: Path,
-    ) -> None:
-        self.context = context
-        self.base = base
-        self.emulator = emulator
-        self.upstream = upstream
+    def __init__(self, stage: Stage, screenshot: Path) -> None:
         self.screenshot = screenshot
         #: Every JWT and refresh secret any response of the app set, as seen by
         #: the context's response listener: a net for the leak check at the end.
@@ -252,8 +179,8 @@ class Scenario:
         #: set by the response that created it (read from that awaited response,
         #: and checked against the browser's jar).
         self.sessions: list[dict[str, str]] = []
-        context.on("response", self._collect_secrets)
-        self.page = context.new_page()
+        stage.context.on("response", self._collect_secrets)
+        super().__init__(stage)
 
     def _collect_secrets(self, response: Response) -> None:
         if response.url.startswith(self.base):
@@ -270,20 +197,20 @@ class Scenario:
         self.sessions.append(given)
 
     def run(self, cross_site: CrossSiteServer) -> None:
-        with step("1 public page, no session"):
-            self.public_page_without_session()
-        with step("2 protected page redirects to login"):
-            self.protected_page_redirects()
-        with step("3 sign in"):
-            self.sign_in()
-        with step("4 reload after expiry: silent refresh"):
-            self.reload_after_expiry()
-        with step("5 tabs at once after expiry: one refresh"):
-            self.tabs_after_expiry()
-        with step("6 log out"):
-            self.log_out()
-        with step("7 cross-site POST to /logout is refused"):
-            self.cross_site_logout_refused(cross_site)
+        run_steps(
+            [
+                ("1 public page, no session", self.public_page_without_session),
+                ("2 protected page redirects to login", self.protected_page_redirects),
+                ("3 sign in", self.sign_in),
+                ("4 reload after expiry: silent refresh", self.reload_after_expiry),
+                ("5 tabs at once after expiry: one refresh", self.tabs_after_expiry),
+                ("6 log out", self.log_out),
+                (
+                    "7 cross-site POST to /logout is refused",
+                    lambda: self.cross_site_logout_refused(cross_site),
+                ),
+            ]
+        )
 
     def public_page_without_session(self) -> None:
         response = self.page.goto(self.base + "/")
@@ -416,59 +343,6 @@ def navigation_to(url: str) -> Callable[[Response], bool]:
     return matches
 
 
-class SentWatch:
-    """Calls ``on_sent`` once ``tab``'s navigation to ``url`` has left the browser.
-
-    "Left" means with its final headers, the Cookie header included. Playwright's
-    ``request`` event is Chromium's ``Network.requestWillBeSent``, which comes
-    before the network service has read the cookie jar for the request: a
-    response landing in between still changes the cookies the request carries
-    (seen under load). ``Network.requestWillBeSentExtraInfo`` carries the
-    headers as sent (what ``Request.all_headers()`` reports), so once it is in,
-    the request's cookies are settled. The two events come in either order.
-
-    The tab's HTTP cache is off ("Disable cache" in DevTools): Chromium's cache
-    lets one request per URL go to the network at a time, and a tab opening a
-    URL another tab is already loading would wait for that tab's answer (and
-    for the refresh this tab is meant to overlap). The tests drive Chromium
-    only, so its DevTools protocol is at hand.
-    """
-
-    def __init__(
-        self, tab: Page, url: str, on_sent: Callable[[], None], kind: str = "Document"
-    ) -> None:
-        self.url = url
-        #: The resource type (DevTools ``Network.ResourceType``): ``Document`` for a
-        #: navigation, ``Fetch`` for a script's ``fetch()``.
-        self.kind = kind
-        self.sent = False
-        self._on_sent = on_sent
-        self._navigations: set[str] = set()
-        self._with_headers: set[str] = set()
-        self._session = tab.context.new_cdp_session(tab)
-        self._session.on("Network.requestWillBeSent", self._will_be_sent)
-        self._session.on("Network.requestWillBeSentExtraInfo", self._headers_sent)
-        self._session.send("Network.enable")
-        self._session.send("Network.setCacheDisabled", {"cacheDisabled": True})
-
-    def _will_be_sent(self, event: dict[str, Any]) -> None:
-        if event["request"]["url"] == self.url and event.get("type") == self.kind:
-            self._navigations.add(event["requestId"])
-            self._check()
-
-    def _headers_sent(self, event: dict[str, Any]) -> None:
-        self._with_headers.add(event["requestId"])
-        self._check()
-
-    def _check(self) -> None:
-        if not self.sent and self._navigations & self._with_headers:
-            self.sent = True
-            self._on_sent()
-
-    def close(self) -> None:
-        self._session.detach()
-
-
 def open_at_once(
     tabs: Sequence[Page], urls: Sequence[str], upstream: UpstreamGate
 ) -> list[Response]:
@@ -480,20 +354,10 @@ def open_at_once(
     tab. (The caller checks, from the headers as sent, that every request
     carried the old refresh secret.)
     """
-    pending = set(range(len(tabs)))
-
-    def sent(index: int) -> None:
-        pending.discard(index)
-        if not pending:
-            upstream.release()
-
-    with upstream.holding_refreshes(), contextlib.ExitStack() as watching:
-        watches = [
-            SentWatch(tab, url, functools.partial(sent, index))
-            for index, (tab, url) in enumerate(zip(tabs, urls, strict=True))
-        ]
-        for watch in watches:
-            watching.callback(watch.close)
+    with (
+        upstream.holding_refreshes(),
+        watching_sent(tabs, urls, upstream.release) as watches,
+    ):
         try:
             with contextlib.ExitStack() as stack:
                 waiting = [
@@ -524,46 +388,6 @@ def left_blank(url: str) -> bool:
 # -- the test ------------------------------------------------------------------------------
 
 
-#: How many free ports a server start may try (see :func:`app_server`).
-PORT_ATTEMPTS = 3
-
-
-def port_taken(error: AssertionError) -> bool:
-    """Whether a server failed to start because its port was taken (uvicorn, gunicorn, redis)."""
-    text = str(error).lower()
-    return "address already in use" in text or "connection in use" in text
-
-
-@contextlib.contextmanager
-def app_server(app: App, env: Mapping[str, str]) -> Iterator[Server]:
-    """The example app on a free port, with Redis when it needs one.
-
-    A port is free when picked, not when the server binds it: on a busy
-    machine another process (any outgoing connection's local port) can take it
-    in between. The server then fails to bind and exits, and the start is
-    tried again on another port.
-    """
-    with contextlib.ExitStack() as stack:
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            starting = contextlib.ExitStack()
-            try:
-                full_env = dict(env)
-                if app.redis:
-                    full_env["CROSSMINT_REDIS_URL"] = starting.enter_context(redis_server()).url
-                port = free_port()
-                server = starting.enter_context(
-                    run_server(app.command(port), port=port, env=full_env)
-                )
-            except AssertionError as error:
-                starting.close()
-                if attempt == PORT_ATTEMPTS or not port_taken(error):
-                    raise
-            else:
-                stack.enter_context(starting)
-                break
-        yield server
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("app", APPS)
 def test_sign_in_refresh_and_logout(
@@ -577,11 +401,8 @@ def test_sign_in_refresh_and_logout(
     crossmint_emulator.configure(jwt_ttl=JWT_TTL, reuse_window=0)
     screenshot = artifacts / f"{request.node.callspec.id}-signed-in.png"
     screenshot.unlink(missing_ok=True)
-    with (
-        UpstreamGate(crossmint_emulator.url) as upstream,
-        app_server(app, {"CROSSMINT_EMULATOR_URL": upstream.url}) as server,
-    ):
-        scenario = Scenario(context, server.url, crossmint_emulator, upstream, screenshot)
+    with behind_gate(app, crossmint_emulator, context) as (stage, server):
+        scenario = Scenario(stage, screenshot)
         try:
             scenario.run(cross_site)
         finally:

@@ -29,108 +29,81 @@ an event (a response, a callback of the SDK), never on time.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import functools
 import json
-import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from npm import npm_installed, run
 from playwright.sync_api import Browser, BrowserContext, Page, Request, Response
-from support import ROOT
+from support import ROOT, require_program
 
 from crossmint_wsgi.testing import CrossmintEmulator
 from crossmint_wsgi.testing.demo import DEMO_USER_ID
 
-from .test_browser import APPS, App, SentWatch, app_server, step
-from .upstream_gate import UpstreamGate
+from .browsing import (
+    APPS,
+    JWT_COOKIE,
+    REFRESH_COOKIE,
+    App,
+    BrowserScenario,
+    Stage,
+    auth_cookies,
+    behind_gate,
+    is_post,
+    is_post_request,
+    run_steps,
+    watching_sent,
+)
 
 pytestmark = pytest.mark.slow
 
 JS_DIR = ROOT / "tests" / "js" / "browser"
 SDK_DIR = ROOT / ".cache" / "browser-sdk"
-NPM_TIMEOUT = 300
 #: Crossmint's public key for development and staging API keys, as the SDK bundles it.
 CROSSMINT_DEVELOPMENT_SIGNER = "3hSfN4dWSwgCg1uf2yytBtK6KxK3ySFKasd2h9J2vSK5"
 #: Above the SDK's 120 s margin, so it schedules a refresh 15 s after each one.
 JWT_TTL = 135
-JWT_COOKIE = "crossmint-jwt"
-REFRESH_COOKIE = "crossmint-refresh-token"
 TABS = 3
 #: Seconds a recovered Crossmint may take to be asked again (a safety net: Redis
 #: keeps an outage 1 s for the requests that share it).
 RECOVERY = 20.0
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed (tools/test.sh installs it)", pytrace=False)
-    return path
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One npm install and build at a time, across processes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _run(command: list[str], cwd: Path) -> None:
-    try:
-        result = subprocess.run(
-            command, cwd=cwd, capture_output=True, text=True, timeout=NPM_TIMEOUT
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{' '.join(command)} took over {NPM_TIMEOUT}s", pytrace=False)
-    if result.returncode != 0:
-        pytest.fail(
-            f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}",
-            pytrace=False,
-        )
-
-
 @pytest.fixture(scope="module")
 def bundle() -> str:
     """The SDK bundled as npm installed it: ``npm ci`` and esbuild, redone when the lock changes."""
-    lock = (JS_DIR / "package-lock.json").read_bytes() + (JS_DIR / "entry.mjs").read_bytes()
-    stamp = SDK_DIR / "built-from.lock"
     out = SDK_DIR / "crossmint-browser-sdk.js"
-    with _locked(SDK_DIR.parent / "browser-sdk.lock"):
-        if not (stamp.exists() and stamp.read_bytes() == lock and out.exists()):
-            SDK_DIR.mkdir(parents=True, exist_ok=True)
-            stamp.unlink(missing_ok=True)
-            for name in ("package.json", "package-lock.json", "entry.mjs"):
-                shutil.copyfile(JS_DIR / name, SDK_DIR / name)
-            _run([_tool("npm"), "ci", "--ignore-scripts", "--no-audit", "--no-fund"], SDK_DIR)
-            esbuild = str(SDK_DIR / "node_modules" / ".bin" / "esbuild")
-            _run(
-                [
-                    _tool("node"),
-                    esbuild,
-                    "entry.mjs",
-                    "--bundle",
-                    "--format=iife",
-                    "--global-name=CrossmintSDK",
-                    "--platform=browser",
-                    "--log-level=warning",
-                    f"--outfile={out}",
-                ],
-                SDK_DIR,
-            )
-            stamp.write_bytes(lock)
-        return out.read_text()
+
+    def build() -> None:
+        esbuild = str(SDK_DIR / "node_modules" / ".bin" / "esbuild")
+        run(
+            [
+                require_program("node"),
+                esbuild,
+                "entry.mjs",
+                "--bundle",
+                "--format=iife",
+                "--global-name=CrossmintSDK",
+                "--platform=browser",
+                "--log-level=warning",
+                f"--outfile={out}",
+            ],
+            SDK_DIR,
+        )
+
+    npm_installed(
+        JS_DIR,
+        SDK_DIR,
+        copied=("package.json", "package-lock.json", "entry.mjs"),
+        stamped=("package-lock.json", "entry.mjs"),
+        stamp="built-from.lock",
+        product=out,
+        build=build,
+    )
+    return out.read_text()
 
 
 def trusting(bundle: str, signing_key: str) -> str:
@@ -174,20 +147,6 @@ def test_the_untouched_bundle_refuses_the_emulator_key(
 # -- the scenario --------------------------------------------------------------------------
 
 
-def is_post(base: str, path: str) -> Any:
-    def matches(response: Response) -> bool:
-        return response.url == base + path and response.request.method == "POST"
-
-    return matches
-
-
-def is_post_request(base: str, path: str) -> Any:
-    def matches(request: Request) -> bool:
-        return request.url == base + path and request.method == "POST"
-
-    return matches
-
-
 def set_cookie_names(response: Response) -> list[str]:
     names = []
     for header in response.headers_array():
@@ -196,22 +155,12 @@ def set_cookie_names(response: Response) -> list[str]:
     return names
 
 
-class Scenario:
+class Scenario(BrowserScenario):
     """Issue 13's steps with the real SDK, on one running app, in one fresh context."""
 
-    def __init__(
-        self,
-        context: BrowserContext,
-        base: str,
-        emulator: CrossmintEmulator,
-        upstream: UpstreamGate,
-        script: str,
-    ) -> None:
-        self.upstream = upstream
-        self.context = context
-        self.base = base
-        self.emulator = emulator
-        config = {"origin": base, "apiKey": emulator.api_key}
+    def __init__(self, stage: Stage, script: str) -> None:
+        context, base = stage.context, stage.base
+        config = {"origin": base, "apiKey": stage.emulator.api_key}
         context.add_init_script(script=f"window.__crossmintTest = {json.dumps(config)};")
         # Init scripts run in a function scope: publish the bundle's global by hand.
         context.add_init_script(script=script + "\nwindow.CrossmintSDK = CrossmintSDK;\n")
@@ -220,18 +169,11 @@ class Scenario:
         #: Every POST to /logout any page made: the SDK logs out on any failed refresh.
         self.logout_posts = 0
         context.on("request", self._count_logouts)
-        self.page = context.new_page()
+        super().__init__(stage)
 
-    def _count_logouts(self, request: Any) -> None:
-        if request.url == self.base + "/logout" and request.method == "POST":
+    def _count_logouts(self, request: Request) -> None:
+        if is_post_request(self.base, "/logout")(request):
             self.logout_posts += 1
-
-    def cookies(self) -> dict[str, str]:
-        return {
-            c["name"]: c["value"]
-            for c in self.context.cookies()
-            if c["name"] in (JWT_COOKIE, REFRESH_COOKIE)
-        }
 
     def sdk(self, page: Page | None = None) -> dict[str, Any]:
         state: dict[str, Any] = (page or self.page).evaluate("window.__sdk")
@@ -259,23 +201,15 @@ class Scenario:
                 answers.enter_context(page.expect_response(is_post(self.base, "/refresh")))
                 for page in pages
             ]
-            with self.upstream.holding_refreshes(), contextlib.ExitStack() as watching:
-                # Released once every page's fetch has left with its cookies: the
-                # request event comes before Chromium reads the cookie jar, and an
-                # answer landing in between would change the cookies a fetch carries.
-                left = threading.Event()
-                pending = set(range(len(pages)))
-
-                def sent(index: int) -> None:
-                    pending.discard(index)
-                    if not pending:
-                        left.set()
-
-                for index, page in enumerate(pages):
-                    watch = SentWatch(
-                        page, self.base + "/refresh", functools.partial(sent, index), "Fetch"
-                    )
-                    watching.callback(watch.close)
+            # Released once every page's fetch has left with its cookies: the
+            # request event comes before Chromium reads the cookie jar, and an
+            # answer landing in between would change the cookies a fetch carries.
+            left = threading.Event()
+            urls = [self.base + "/refresh"] * len(pages)
+            with (
+                self.upstream.holding_refreshes(),
+                watching_sent(pages, urls, left.set, "Fetch"),
+            ):
                 with contextlib.ExitStack() as requested:
                     for page in pages:
                         requested.enter_context(
@@ -321,18 +255,16 @@ class Scenario:
     # -- steps --------------------------------------------------------------------------
 
     def run(self) -> None:
-        with step("1 signed-out visitor: 401, then the SDK posts /logout"):
-            self.signed_out_visit()
-        with step("2 sign in with a one-time secret"):
-            self.sign_in()
-        with step("3 the SDK's scheduled refresh"):
-            self.scheduled()
-        with step("4 three tabs, their page-load and scheduled refreshes at once"):
-            self.tabs()
-        with step("5 an outage across a scheduled refresh, and recovery"):
-            self.outage()
-        with step("6 logout, revoked upstream"):
-            self.logout()
+        run_steps(
+            [
+                ("1 signed-out visitor: 401, then the SDK posts /logout", self.signed_out_visit),
+                ("2 sign in with a one-time secret", self.sign_in),
+                ("3 the SDK's scheduled refresh", self.scheduled),
+                ("4 three tabs, their page-load and scheduled refreshes at once", self.tabs),
+                ("5 an outage across a scheduled refresh, and recovery", self.outage),
+                ("6 logout, revoked upstream", self.logout),
+            ]
+        )
 
     def signed_out_visit(self) -> None:
         answer = self.open(self.page, "/")
@@ -455,12 +387,9 @@ def test_the_real_browser_sdk_against_the_examples(
     assert crossmint_emulator.signing_key is not None
     crossmint_emulator.configure(jwt_ttl=JWT_TTL, reuse_window=0)
     script = trusting(bundle, crossmint_emulator.signing_key)
-    with (
-        UpstreamGate(crossmint_emulator.url) as upstream,
-        app_server(app, {"CROSSMINT_EMULATOR_URL": upstream.url}) as server,
-    ):
+    with behind_gate(app, crossmint_emulator, context) as (stage, server):
         try:
-            Scenario(context, server.url, crossmint_emulator, upstream, script).run()
+            Scenario(stage, script).run()
         finally:
             print(f"--- server output ---\n{server.output()}")
 
@@ -481,18 +410,11 @@ def test_same_site_strict_bounces_a_cross_site_arrival_to_login(
     crossmint_emulator.configure(jwt_ttl=JWT_TTL)
     script = trusting(bundle, crossmint_emulator.signing_key)
     app = next(param.values[0] for param in APPS if param.id == "raw-asgi-uvicorn")
-    with (
-        UpstreamGate(crossmint_emulator.url) as upstream,
-        app_server(app, {"CROSSMINT_EMULATOR_URL": upstream.url}) as server,
-    ):
-        scenario = Scenario(context, server.url, crossmint_emulator, upstream, script)
+    with behind_gate(app, crossmint_emulator, context) as (stage, server):
+        scenario = Scenario(stage, script)
         scenario.signed_out_visit()
         scenario.sign_in()
-        strict = [
-            {**cookie, "sameSite": "Strict"}
-            for cookie in context.cookies()
-            if cookie["name"] in (JWT_COOKIE, REFRESH_COOKIE)
-        ]
+        strict = [{**cookie, "sameSite": "Strict"} for cookie in auth_cookies(context).values()]
         context.clear_cookies()
         context.add_cookies(strict)  # type: ignore[arg-type]
         page = scenario.page

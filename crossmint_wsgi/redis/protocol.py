@@ -54,6 +54,7 @@ __all__ = [
     "TURN",
     "Tombstone",
     "Turn",
+    "commands",
     "ms",
     "queue",
     "reply_of",
@@ -214,48 +215,50 @@ Step = Union[Command, Sleep, Perform]  # noqa: UP007 - a runtime alias on 3.10
 Flow = Generator[Step, Any, AuthMaterial]
 
 
-def queue(pipe: Any, step: Command) -> None:
-    """Queue the commands of ``step`` on a redis-py pipeline, sync or asyncio alike.
+def commands(step: Command) -> list[tuple[Any, ...]]:
+    """The Redis commands of ``step``, in order, as the arguments of ``execute_command``.
 
-    The pipeline is no transaction, so on a Redis Cluster its commands may go to
-    several nodes: each command's keys share one slot (one secret's hash tag),
-    and a step's commands for different secrets are independent.
+    Each command's keys share one Cluster slot (one secret's hash tag); a
+    step's commands for different secrets are independent, so a driver may
+    pipeline them (no transaction) or send them one by one.
     """
-    # EVAL through execute_command: a Cluster pipeline's eval() takes no script.
     if isinstance(step, Turn):
-        pipe.execute_command(
-            "EVAL",
-            TURN,
-            3,
-            step.result,
-            step.lock,
-            step.revoked,
-            step.token,
-            step.ttl_ms,
-            step.unreadable,
-        )
-    elif isinstance(step, Store):
-        pipe.set(step.key, step.value, px=step.ttl_ms, nx=step.only_new)
+        return [
+            ("EVAL", TURN, 3, step.result, step.lock, step.revoked, step.token, step.ttl_ms,
+             step.unreadable),
+        ]  # fmt: skip
+    if isinstance(step, Store):
+        store: list[tuple[Any, ...]] = [
+            ("SET", step.key, step.value, "PX", step.ttl_ms, *(("NX",) if step.only_new else ()))
+        ]
         if step.token is not None:
-            pipe.execute_command("EVAL", RELEASE, 1, step.lock, step.token)
+            store.append(("EVAL", RELEASE, 1, step.lock, step.token))
         if step.link is not None:
-            pipe.set(step.link[0], step.link[1], px=step.ttl_ms)
-    elif isinstance(step, Release):
-        pipe.execute_command("EVAL", RELEASE, 1, step.key, step.token)
-    elif isinstance(step, Get):
-        pipe.get(step.key)
-    elif isinstance(step, Exists):
-        for key in step.keys:
-            pipe.exists(key)
-    elif isinstance(step, Tombstone):
-        for key in step.keys:
-            pipe.set(key, b"1", px=step.ttl_ms)
-    else:
-        # The set and the channel share one name: one key, one slot, on a cluster too.
-        pipe.zadd(step.key, {step.digest: step.exp})
-        pipe.zremrangebyscore(step.key, "-inf", step.now)
-        # (PUBLISH through execute_command: a Cluster pipeline blocks its publish().)
-        pipe.execute_command("PUBLISH", step.key, f"{step.digest} {step.exp}")
+            store.append(("SET", step.link[0], step.link[1], "PX", step.ttl_ms))
+        return store
+    if isinstance(step, Release):
+        return [("EVAL", RELEASE, 1, step.key, step.token)]
+    if isinstance(step, Get):
+        return [("GET", step.key)]
+    if isinstance(step, Exists):
+        return [("EXISTS", key) for key in step.keys]
+    if isinstance(step, Tombstone):
+        return [("SET", key, b"1", "PX", step.ttl_ms) for key in step.keys]
+    # The set and the channel share one name: one key, one slot, on a cluster too.
+    return [
+        ("ZADD", step.key, step.exp, step.digest),
+        ("ZREMRANGEBYSCORE", step.key, "-inf", step.now),
+        ("PUBLISH", step.key, f"{step.digest} {step.exp}"),
+    ]
+
+
+def queue(pipe: Any, step: Command) -> None:
+    """Queue the commands of ``step`` on a redis-py pipeline (no transaction), sync
+    or asyncio alike."""
+    # Through execute_command: a Cluster pipeline's eval() takes no script and
+    # its publish() is blocked.
+    for command in commands(step):
+        pipe.execute_command(*command)
 
 
 def reply_of(step: Command, replies: list[Any]) -> Any:

@@ -9,23 +9,33 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis.cluster
+
 from ..coordination import LOGGED_OUT, LocalCoordinator
 from ..models import AuthMaterial
 from .base import RedisCoordinatorBase
 from .clients import SYNC_KINDS, SyncClient, Target, accept, cluster_errors_as_redis_errors
 from .exchange import Exchange
-from .protocol import Command, Perform, Sleep, Step, queue, reply_of
+from .protocol import Command, Perform, Sleep, Step, commands, queue, reply_of
 
 __all__ = ["RedisCoordinator", "send"]
 
 
 def send(client: SyncClient, step: Command) -> Any:
-    """Send one protocol step to Redis in one round trip; its reply for the flow.
+    """Send one protocol step to Redis; its reply for the flow.
 
-    Not a transaction: on a Cluster the step's commands may go to several nodes
-    (each command's keys share one slot).
+    One round trip on one server. Not a transaction: on a Cluster the step's
+    commands may go to several nodes (each command's keys share one slot).
     """
     with cluster_errors_as_redis_errors():
+        if isinstance(client, redis.cluster.RedisCluster):
+            # One by one, not in redis-py's Cluster pipeline: it routes an EVAL by
+            # asking its default node for the keys (COMMAND GETKEYS), so once that
+            # node dies (a failover) every EVAL fails, whatever its slot, until
+            # something else makes the client pick another default node. The
+            # client routes a lone EVAL by its keys, and heals its slot map.
+            cluster: Any = client  # execute_command is untyped in redis-py
+            return reply_of(step, [cluster.execute_command(*each) for each in commands(step)])
         pipe = client.pipeline(transaction=False)
         queue(pipe, step)
         return reply_of(step, pipe.execute())

@@ -286,6 +286,51 @@ def test_a_result_replaces_a_failure_never_the_reverse(redis: RedisServer) -> No
     assert late.calls == 0
 
 
+def test_a_refusal_after_taking_over_a_lost_lock_waits_for_the_winners_result(
+    redis: RedisServer,
+) -> None:
+    """A failover lost the winner's lock: a waiter takes it over and trades the spent
+    secret again, which Crossmint refuses; the winner's result, once stored, is the
+    answer, and nobody is logged out."""
+    secret = new_secret()
+    gate = threading.Event()
+    first = Upstream(material("first"), gate=gate)
+    spent = Upstream(CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "already used"))
+    coordinators = [RedisCoordinator.from_url(redis.url, wait=30) for _ in range(2)]
+    outcomes: dict[str, object] = {}
+
+    def refresh(name: str, coordinator: RedisCoordinator, upstream: Upstream) -> None:
+        try:
+            outcomes[name] = coordinator.refresh(secret, upstream)
+        except CrossmintAuthError as error:
+            outcomes[name] = error
+
+    winner = threading.Thread(target=refresh, args=("winner", coordinators[0], first))
+    waiter = threading.Thread(target=refresh, args=("waiter", coordinators[1], spent))
+    with redis.client() as client:
+        client.config_resetstat()
+        winner.start()
+        wait_until(lambda: first.calls == 1, "the winner calls upstream")
+        waiter.start()
+
+        def evals() -> int:
+            return int(client.info("commandstats").get("cmdstat_eval", {}).get("calls", 0))
+
+        # The winner's first turn was one EVAL; the waiter's is the second: it saw the lock.
+        wait_until(lambda: evals() >= 2, "the waiter took its first turn")
+        client.delete(lock_key(secret))  # as a failover before the replica had it
+        wait_until(lambda: spent.calls == 1, "the waiter takes the lock over and is refused")
+    gate.set()
+    winner.join(30)
+    waiter.join(30)
+    assert outcomes == {"winner": first.outcome, "waiter": first.outcome}
+    late = Upstream(material("late"))
+    assert RedisCoordinator.from_url(redis.url).refresh(secret, late) == first.outcome
+    assert late.calls == 0
+    for coordinator in coordinators:
+        coordinator.close()
+
+
 def test_a_record_that_does_not_open_is_replaced(
     redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:

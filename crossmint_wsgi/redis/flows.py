@@ -9,6 +9,7 @@ command, a sleep, the call to Crossmint) and receives their results; an
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import secrets
 from collections.abc import Callable, Generator
@@ -139,6 +140,16 @@ def _riding_out(
     yield Sleep(min(FAILOVER_POLL, max(0.0, deadline - clock())))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Won:
+    """The lock is ours. ``late``: won after a Redis failure or after seeing it held,
+    so another process may have traded the secret already (its lock lost in a
+    failover, or it died)."""
+
+    token: str
+    late: bool
+
+
 def _take_turn(
     keys: Keys,
     cipher: RecordCipher,
@@ -146,10 +157,11 @@ def _take_turn(
     clock: Callable[[], float],
     deadline: float,
     ride_out: bool,
-) -> Generator[Step, Any, Outcome | str | None]:
-    """Another process's outcome; our lock token when we won; ``None`` when we waited enough."""
+) -> Generator[Step, Any, Outcome | _Won | None]:
+    """Another process's outcome; the lock when we won it; ``None`` when we waited enough."""
     token = secrets.token_hex(16)
     unreadable = b""
+    late = False
     while True:
         # Winning after a wait is the takeover: a winner that died leaves its lock to expire.
         try:
@@ -158,12 +170,13 @@ def _take_turn(
             )
         except RedisError as error:
             yield from _riding_out(error, clock, deadline if ride_out else None)
+            late = True
             continue
         ride_out = True  # Redis answered this flow: a failure from now on is a failover.
         if revoked:
             return LOGGED_OUT
         if won:
-            return token
+            return _Won(token, late)
         found = cipher.unseal(record)
         if found is not None:
             return found
@@ -179,6 +192,7 @@ def _take_turn(
                 keys.short,
             )
             return None
+        late = True
         yield Sleep(min(settings.poll_interval, remaining))
 
 
@@ -186,12 +200,13 @@ def _lead(
     keys: Keys,
     cipher: RecordCipher,
     settings: Settings,
-    token: str | None,
+    won: _Won | None,
     clock: Callable[[], float],
     deadline: float,
 ) -> Flow:
     """Call Crossmint and publish the outcome; a Redis failure is ridden out until
     ``deadline``, then no longer matters."""
+    token = None if won is None else won.token
     try:
         outcome = yield Perform()
     except GeneratorExit:
@@ -203,6 +218,9 @@ def _lead(
             with contextlib.suppress(RedisError):
                 yield Release(keys.lock, token)
         raise
+    refused = isinstance(outcome, CrossmintAuthError) and outcome.clears_cookies
+    if refused and won is not None and won.late:
+        outcome = yield from _traded_elsewhere(keys, cipher, settings, clock, deadline, outcome)
     failed = isinstance(outcome, CrossmintAuthError)
     if isinstance(outcome, CrossmintAuthError):
         ttl = settings.rejected_ttl if outcome.clears_cookies else settings.unavailable_ttl
@@ -226,3 +244,31 @@ def _lead(
             except RedisError as error:
                 yield from _riding_out(error, clock, deadline)
     return unwrap(outcome)
+
+
+def _traded_elsewhere(
+    keys: Keys,
+    cipher: RecordCipher,
+    settings: Settings,
+    clock: Callable[[], float],
+    deadline: float,
+    refusal: CrossmintAuthError,
+) -> Generator[Step, Any, Outcome]:
+    """Crossmint refused a secret whose lock this flow took over: refresh secrets are
+    single use, so the process that held the lock before may have traded it (a
+    failover lost its lock while it rode out its store). Its result, once stored,
+    is the answer, not the refusal of a spent secret; until ``deadline``."""
+    logger.info(
+        "Crossmint refused secret %s after this process took its lock over: waiting for"
+        " the result of the refresh that may have traded it",
+        keys.short,
+    )
+    while clock() < deadline:
+        try:
+            found = cipher.unseal((yield Get(keys.result)))
+        except RedisError:
+            found = None  # a failover still under way: look again
+        if isinstance(found, AuthMaterial):
+            return found
+        yield Sleep(min(settings.poll_interval, max(0.0, deadline - clock())))
+    return refusal

@@ -197,6 +197,23 @@ def eval_calls(nodes: list[Node]) -> int:
     return total
 
 
+class SingleUse(Upstream):
+    """Crossmint's rotation: a secret's first trade gets the material, every later one
+    is refused (and would log its user out)."""
+
+    def __init__(self, outcome: AuthMaterial, gate: threading.Event) -> None:
+        super().__init__(outcome, gate=gate)
+        self.traded = False
+
+    def __call__(self) -> AuthMaterial:
+        with self._lock:
+            first, self.traded = not self.traded, True
+        result = super().__call__()
+        if not first:
+            raise CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "refresh token already used")
+        return result
+
+
 def storm_through_a_failover(
     coordinators: list[RedisCoordinator],
     secrets_: list[str],
@@ -205,9 +222,10 @@ def storm_through_a_failover(
 ) -> dict[str, int]:
     """Each secret refreshed by every coordinator at once; once every flow has taken its
     first turn and every winner is calling upstream, ``fail_over`` kills a primary.
-    Returns the upstream calls per secret; asserts everyone got the material."""
+    Returns the upstream calls per secret; asserts everyone got the material, though
+    Crossmint refuses a secret's second trade."""
     gate = threading.Event()
-    upstreams = {secret: Upstream(material(secret[:12]), gate=gate) for secret in secrets_}
+    upstreams = {secret: SingleUse(material(secret[:12]), gate) for secret in secrets_}
     for node in primaries():
         with node.client() as client:
             client.config_resetstat()

@@ -45,7 +45,7 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
     ) -> None:
         self._transport = transport
         self._coordinator = coordinator or AsyncLocalCoordinator(
-            self.refresh_grace, budget=self.core.cache_budget // 4
+            self.refresh_grace, budget=self.core.refresh_budget
         )
         self._keys_flight: AsyncSingleFlight[dict[str, Any]] = AsyncSingleFlight()
         self._loop: object = None

@@ -76,7 +76,7 @@ class GraceCache:
         clock: Callable[[], float] = time.monotonic,
         refusal_window: float = 5.0,
         revoked_window: float = 600.0,
-        budget: int = DEFAULT_BUDGET // 4,
+        budget: int = DEFAULT_BUDGET // 8,
     ) -> None:
         self.window = window
         self.max_entries = max_entries
@@ -296,7 +296,7 @@ class _InProcess(Generic[T]):
     of type ``T``) and do with Crossmint's outcomes."""
 
     def __init__(
-        self, grace: float = 30.0, max_entries: int = 10_000, budget: int = DEFAULT_BUDGET // 4
+        self, grace: float = 30.0, max_entries: int = 10_000, budget: int = DEFAULT_BUDGET // 8
     ) -> None:
         self.cache = GraceCache(grace, max_entries, budget=budget)
         self._flight = self._new_flight()

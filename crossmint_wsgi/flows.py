@@ -97,13 +97,19 @@ class AuthCore:
             refetch_interval=seconds("kid_refetch_interval", kid_refetch_interval),
             static=key_set("jwks", jwks),
         )
-        #: Bytes all caches for this auth may hold: a quarter for verified
-        #: tokens, a quarter for refresh results, half for the middlewares' sessions.
+        #: Bytes all caches for this auth may hold, shared out below.
         self.cache_budget = count("cache_budget", cache_budget)
-        # No count given: as many tokens as a quarter of the budget holds.
+        #: The middlewares' recent sessions: most requests end there.
+        self.session_budget = self.cache_budget * 5 // 8
+        #: Verified tokens: what a new header of a known session, and the
+        #: framework helpers, look up.
+        self.token_budget = self.cache_budget // 4
+        #: Refresh results kept for ``refresh_grace``: a few seconds' refreshes.
+        self.refresh_budget = self.cache_budget // 8
+        # No count given: as many tokens as their share of the budget holds.
         self.tokens = VerifiedTokenCache(
             None if token_cache_size is None else count("token_cache_size", token_cache_size),
-            self.cache_budget // 4,
+            self.token_budget,
         )
         self.leeway = count("leeway", leeway)
         self.issuer = text("issuer", issuer)

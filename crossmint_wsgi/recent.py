@@ -7,14 +7,9 @@ cheapest key: one hash, no parsing) each session is also found by a digest
 of its auth cookies alone, in order, when other cookies change between
 requests.
 
-Neither key holds the header itself: the exact header is found by Python's
-``hash`` of it (keyed per process, computed once per request, as a dict
-lookup by the header would), and a hit is confirmed by the last characters
-of the session's JWT signature appearing in the header. A false hit would
-need a 64-bit collision of a secretly keyed hash by a header that also
-carries the session's signature: that is, by someone holding the JWT
-already. A session costs its JWT, its claims and two small keys, whatever
-the size of the header.
+The exact header is kept as the key it is (ASGI's bytes or WSGI's text): a
+dict lookup by it costs one hash and one comparison, less than any digest of
+it, and a hit is exact, not probable.
 """
 
 from __future__ import annotations
@@ -29,18 +24,17 @@ from .revocations import RevokedTokens, token_digest
 
 V = TypeVar("V")
 
-__all__ = ["RecentSessions", "auth_pairs", "pairs_key"]
+__all__ = ["MAX_KEY", "RecentSessions", "auth_pairs", "pairs_key"]
 
-#: What a remembered session costs beyond its refresh secret and the cache's
-#: own entry: the Session, the decision, the JWT's tail and logout digest
+#: What a remembered session costs beyond its header, refresh secret and the
+#: cache's own entry: the Session, the decision and the logout digest
 #: (tracemalloc). Its JWT and claims are the verified-token cache's, which
 #: holds and charges them.
 SESSION_OVERHEAD = 500
 #: What the second key of a session costs: its digest.
 PAIRS_KEY_SIZE = 49
-#: How many of the JWT's last characters confirm a hit of the exact header:
-#: 96 bits of its signature.
-TAIL = 16
+#: Longer headers are never keys: a client cannot make one request fill the cache.
+MAX_KEY = 4096
 
 
 def auth_pairs(cookie: str) -> str:
@@ -73,11 +67,10 @@ class RecentSessions(Generic[V]):
     def __init__(
         self, budget: int, max_sessions: int | None, revoked: RevokedTokens | None = None
     ) -> None:
-        # Two keys a session: the hash of the header as the layer gives it,
-        # and the digest of its auth pairs. Each holds the decision, its JWT's
-        # digest (checked against logouts) and the JWT's tail, in the type of
-        # the header the layer looks up with.
-        self._cache: BoundedCache[int | bytes, tuple[V, str, str | bytes]] = BoundedCache(
+        # Two keys a session: the header as the layer gives it, and the digest
+        # of its auth pairs. Both hold one value: the decision and its JWT's
+        # digest, checked against logouts.
+        self._cache: BoundedCache[str | bytes, tuple[V, str]] = BoundedCache(
             "sessions",
             budget if max_sessions != 0 else 0,
             max_entries=None if max_sessions is None else 2 * max_sessions,
@@ -96,9 +89,9 @@ class RecentSessions(Generic[V]):
         # The exact header first: a browser resending the same cookies costs one
         # hash. This is every returning request's path: the cache's dict is read
         # directly, a method call less.
-        entry = self._entries.get(hash(cookie))
-        if entry is not None and entry[0] > now and entry[1][2] in cookie:  # type: ignore[index, operator]
-            found: tuple[V, str, str | bytes] = entry[1]  # type: ignore[assignment]
+        entry = self._entries.get(cookie)
+        if entry is not None and entry[0] > now:  # type: ignore[operator]
+            found: tuple[V, str] = entry[1]  # type: ignore[assignment]
             self._cache.hits += 1
         else:
             if (b"crossmint-" if isinstance(cookie, bytes) else "crossmint-") not in cookie:  # type: ignore[operator]
@@ -127,16 +120,15 @@ class RecentSessions(Generic[V]):
         up; the text ``cookie`` otherwise.
         """
         refresh = session.refresh_token.secret if session.refresh_token else ""
-        digest = token_digest(session.jwt)
-        tail: str | bytes = session.jwt[-TAIL:]
-        exact: str | bytes = cookie
-        if raw_cookie is not None:
-            exact, tail = raw_cookie, session.jwt[-TAIL:].encode("latin-1")
-        # The session is charged once, with the first key, which holds it.
+        value = (decision, token_digest(session.jwt))
+        exact = raw_cookie if raw_cookie is not None else cookie
+        # The session is charged once, with the first key that holds it.
         size = len(refresh) + SESSION_OVERHEAD
-        value = (decision, digest, tail)
-        if self._cache.put(hash(exact), value, deadline, size, now):
-            self._cache.put(self._pairs_key(cookie), value, deadline, PAIRS_KEY_SIZE, now)
+        if len(exact) <= MAX_KEY:
+            if not self._cache.put(exact, value, deadline, size + len(exact), now):
+                return
+            size = 0
+        self._cache.put(self._pairs_key(cookie), value, deadline, size + PAIRS_KEY_SIZE, now)
 
     def _pairs_key(self, text: str) -> bytes:
         # A miss looks the digest up, and the same request remembers its

@@ -191,7 +191,7 @@ class Gate:
         self._post_paths = frozenset(p for p in (refresh_path, logout_path) if p)
         #: Sessions verified moments ago: a returning browser costs a lookup.
         self.recent: RecentSessions[Proceed] = RecentSessions(
-            core.cache_budget // 2, core.tokens.max_size, core.revoked
+            core.session_budget, core.tokens.max_size, core.revoked
         )
         self._clock = core.clock
 

@@ -46,8 +46,9 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
         in-process single-flight plus a grace cache
         (:class:`~crossmint_wsgi.coordination.LocalCoordinator`).
     :param cache_budget: the bytes this auth's caches may hold together
-        (default 16 MiB: a quarter verified tokens, a quarter refresh
-        results, half the middlewares' recent sessions).
+        (default 48 MiB: five eighths the middlewares' recent sessions,
+        about 17,000 of them with 770-byte ``Cookie`` headers; a quarter
+        verified tokens; an eighth refresh results).
     :param refresh_failure_limit: distinct refresh secrets from one client
         address that Crossmint may refuse within ``refresh_failure_window``
         seconds; past that the address's unknown secrets are answered
@@ -103,7 +104,7 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
                 # above find everything else of this process in place.
                 self._keys_flight = SingleFlight()
                 self._local = LocalCoordinator(
-                    self.refresh_grace, budget=self.core.cache_budget // 4
+                    self.refresh_grace, budget=self.core.refresh_budget
                 )
                 self._pid = os.getpid()
                 self._client = httpx.Client(

@@ -144,7 +144,7 @@ class Turn:
 
 @dataclasses.dataclass(frozen=True)
 class Store:
-    """Write a record, then release the lock if ``token`` still holds it (one round trip).
+    """Write a record, then release the lock if ``token`` still holds it (pipelined).
 
     ``link`` is ``(key, digest)``: the new secret's ``previous`` key and the
     digest of the secret it was refreshed from, kept as long as the record.

@@ -36,8 +36,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import reliability_cases as rc  # noqa: E402
 import soak  # noqa: E402
+from soak_app import BYTES_PER_SESSION  # noqa: E402
 
 from crossmint_wsgi import CrossmintAuthError  # noqa: E402
+from crossmint_wsgi.caches import DEFAULT_BUDGET  # noqa: E402
 from crossmint_wsgi.testing import CrossmintEmulator  # noqa: E402
 from crossmint_wsgi.tokens import TokenInvalid  # noqa: E402
 
@@ -400,11 +402,22 @@ def security_section(tally: Tally) -> str:
 
 def soak_section(results: list[soak.ServerResult]) -> str:
     def caches(result: soak.ServerResult) -> str:
-        worst: dict[str, tuple[int, int]] = {}
+        # Per cache, over the processes: the most entries and bytes one held, its
+        # budget, and the evictions of all of them.
+        by_name: dict[str, list[dict[str, Any]]] = {}
         for cache in result.caches:
-            entries = worst.get(cache["type"], (0, 0))[0]
-            worst[cache["type"]] = (max(entries, cache["entries"]), cache["bound"])
-        return ", ".join(f"{name} {e}/{b}" for name, (e, b) in sorted(worst.items()))
+            by_name.setdefault(cache["type"], []).append(cache)
+        parts = []
+        for name, found in sorted(by_name.items()):
+            entries = max(cache["entries"] for cache in found)
+            budget = max(cache["budget"] for cache in found)
+            if not budget:  # Crossmint's keys: a handful, no byte budget
+                parts.append(f"{name} {entries}")
+                continue
+            kib = max(cache["bytes"] for cache in found) // 1024
+            evictions = sum(cache["evictions"] for cache in found)
+            parts.append(f"{name} {entries}, {kib}/{budget // 1024} KiB, {evictions} evicted")
+        return "; ".join(parts)
 
     def rss(result: soak.ServerResult) -> str:
         warm = sum(result.rss_warm_kb.values()) // 1024
@@ -445,7 +458,7 @@ def soak_section(results: list[soak.ServerResult]) -> str:
         ("logins through /refresh", lambda r: r.logins),
         ("Crossmint calls", lambda r: ", ".join(f"{k} {v}" for k, v in r.crossmint_calls.items())),
         ("RSS after warm-up → end", rss),
-        ("caches, largest entries / bound", caches),
+        ("caches: largest entries, KiB / budget, evictions", caches),
         (
             "Redis",
             lambda r: (
@@ -565,12 +578,20 @@ def document(sections: dict[str, str], tally: Tally, soak_text: str | None, args
             " one key rotation midway; 5 refresh calls failing with 503 at 70 %. Every answer's"
             " new JWT cookie is decoded and its `sub` compared with the user whose request it"
             " answers, and every `/api/me` answer's user id likewise. The caches' bounds are"
-            " lowered so that they fill up during the run (the middleware's recent-sessions"
-            " shortcut is trimmed by keys, several per session, so it may hold more sessions"
-            " than its nominal size while staying bounded); RSS is sampled after a quarter of the"
-            " run (warm-up) and at the end. Throughput is the ratio against anonymous requests to"
-            " the same server in the same run; absolute figures depend on the machine, which"
-            " also runs the load generator and the emulator.",
+            " lowered through the auth's public settings so that they fill up during the run:"
+            f" `token_cache_size={soak.CACHE_BOUND}` and"
+            f" `cache_budget` at {BYTES_PER_SESSION // 1024} KiB a session"
+            f" ({soak.CACHE_BOUND * BYTES_PER_SESSION / 2**20:g} MiB instead of the default"
+            f" {DEFAULT_BUDGET // 2**20} MiB), which the auth shares out as by default: five"
+            " eighths to the middleware's recent sessions (two entries a session: its exact"
+            " `Cookie` header and the digest of its auth cookies), a quarter to verified tokens,"
+            " an eighth to refresh results; under gunicorn the Redis coordinator's per-process"
+            f" refresh results are bounded to {soak.CACHE_BOUND} entries (`max_entries`)."
+            " The cache figures are each cache's largest entries and bytes in one process, its"
+            " budget, and its evictions summed over the processes. RSS is sampled after a"
+            " quarter of the run (warm-up) and at the end. Throughput is the ratio against"
+            " anonymous requests to the same server in the same run; absolute figures depend on"
+            " the machine, which also runs the load generator and the emulator.",
             "",
             soak_text,
         ]

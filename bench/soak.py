@@ -13,10 +13,17 @@ It starts, as real processes:
   (``examples/gunicorn.conf.py``), then the raw ASGI example under uvicorn.
 
 Each example is served through a thin pass-through (``bench/soak_app.py``), which adds
-one route, ``GET /_soak/stats`` (its process id, RSS and the sizes of the
-library's in-memory caches, found with :mod:`gc`), and lowers the caches'
-bounds to ``--cache-bound`` so that they fill up during the run: memory after
-warm-up is then the steady state, and a leak shows as growth.
+one route, ``GET /_soak/stats`` (its process id, RSS and the figures of the
+library's in-memory caches, read through the middleware's public
+``cache_stats()``), and lowers the caches' bounds through the auth's public
+settings: ``token_cache_size`` to ``--cache-bound`` and ``cache_budget`` to
+``--cache-bound`` times ``soak_app.BYTES_PER_SESSION`` (6 KiB), which
+``AuthCore`` shares out as the library does by default (five eighths recent
+sessions, a quarter verified tokens, an eighth refresh results), and the
+Redis coordinator's ``max_entries`` to ``--cache-bound`` (its per-process
+refresh results keep a byte budget of their own). So the caches fill
+up during the run: memory after warm-up is then the steady state, and a leak
+shows as growth.
 
 Against each server, for ``--seconds``: a baseline of anonymous requests
 first (its throughput is the ratio's denominator), then ``--users`` distinct
@@ -31,7 +38,8 @@ Checked on every answer: the status; the user id the app saw is the user's
 own; every Set-Cookie JWT belongs to the user whose request it answers (no
 cross-talk). Reported: requests, errors by kind, throughput against the
 baseline, RSS after warm-up against the end (target: under 10 % growth),
-cache sizes against their bounds, Redis keys and memory, Crossmint calls.
+each cache's entries, bytes against its budget and evictions, Redis keys and
+memory, Crossmint calls.
 
 The modules, one concern each: ``soak_app`` (what the servers load),
 ``soak_http`` (the client), ``soak_checks`` (what every answer is checked
@@ -50,7 +58,10 @@ from pathlib import Path
 from soak_report import failed, report
 from soak_servers import INJECTED, ServerResult, crossmint_and_redis, soak_server
 
-__all__ = ["INJECTED", "ServerResult", "main", "report", "soak"]
+__all__ = ["CACHE_BOUND", "INJECTED", "ServerResult", "main", "report", "soak"]
+
+#: Sessions each cache is sized for by default: fewer than the users, so they fill up.
+CACHE_BOUND = 256
 
 
 def soak(
@@ -58,7 +69,7 @@ def soak(
     seconds: float = 60.0,
     users: int = 200,
     jwt_ttl: int = 4,
-    cache_bound: int = 256,
+    cache_bound: int = CACHE_BOUND,
     servers: tuple[str, ...] = ("gunicorn", "uvicorn"),
     log: Callable[[str], None] = print,
 ) -> list[ServerResult]:
@@ -86,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="load time per server")
     parser.add_argument("--users", type=int, default=200, help="distinct concurrent users")
     parser.add_argument("--jwt-ttl", type=int, default=4, help="JWT lifetime, seconds")
-    parser.add_argument("--cache-bound", type=int, default=256, help="bound set on each cache")
+    parser.add_argument(
+        "--cache-bound", type=int, default=CACHE_BOUND, help="sessions each cache is sized for"
+    )
     parser.add_argument("--servers", default="gunicorn,uvicorn", help="comma-separated")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)

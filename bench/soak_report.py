@@ -29,9 +29,14 @@ def report(result: ServerResult) -> str:
             for pid in result.rss_warm_kb
         ),
         "caches (entries, KiB/budget, evictions)  "
-        + ", ".join(
-            f"{cache['type']}@{cache['pid']} {cache['entries']},"
-            f" {cache['bytes'] // 1024}/{cache['budget'] // 1024}, {cache['evictions']}"
+        + "; ".join(
+            f"{cache['type']}@{cache['pid']} {cache['entries']}"
+            # Crossmint's keys have no byte budget: their entries say it all.
+            + (
+                f", {cache['bytes'] // 1024}/{cache['budget'] // 1024}, {cache['evictions']}"
+                if cache["budget"]
+                else ""
+            )
             for cache in result.caches
         ),
         f"Crossmint calls     {result.crossmint_calls}",

@@ -19,8 +19,8 @@ two other cookies (about 770 bytes of ``Cookie`` header). Per ``S``:
   byte Python allocated while the sessions were first seen and kept
   after; target at most 1 KiB), and the caches' own estimate.
 
-With the default budget (48 MiB) five eighths hold recent sessions (about
-17,000 of these) and a quarter verified tokens: sessions beyond them are
+With the default budget (64 MiB) three quarters hold recent sessions (about
+15,000 of these) and an eighth verified tokens: sessions beyond them are
 served by a signature check, with a hit rate of about held / sessions.
 ``--token-cache-size`` is the auth's ``token_cache_size`` (by default, as
 many as the tokens' share of the budget holds).

@@ -30,8 +30,8 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 #: Bytes all of an auth object's caches may hold together, by default: the
-#: recent sessions' share holds about 17,000 sessions.
-DEFAULT_BUDGET = 48 * 1024 * 1024
+#: recent sessions' share holds about 15,000 sessions.
+DEFAULT_BUDGET = 64 * 1024 * 1024
 
 #: What an entry costs beyond its key and value: the dict slot, tuple and list slot.
 ENTRY_OVERHEAD = 200

@@ -100,10 +100,10 @@ class AuthCore:
         #: Bytes all caches for this auth may hold, shared out below.
         self.cache_budget = count("cache_budget", cache_budget)
         #: The middlewares' recent sessions: most requests end there.
-        self.session_budget = self.cache_budget * 5 // 8
+        self.session_budget = self.cache_budget * 3 // 4
         #: Verified tokens: what a new header of a known session, and the
         #: framework helpers, look up.
-        self.token_budget = self.cache_budget // 4
+        self.token_budget = self.cache_budget // 8
         #: Refresh results kept for ``refresh_grace``: a few seconds' refreshes.
         self.refresh_budget = self.cache_budget // 8
         # No count given: as many tokens as their share of the budget holds.

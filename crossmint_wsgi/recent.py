@@ -26,11 +26,11 @@ V = TypeVar("V")
 
 __all__ = ["MAX_KEY", "RecentSessions", "auth_pairs", "pairs_key"]
 
-#: What a remembered session costs beyond its header, refresh secret and the
-#: cache's own entry: the Session, the decision and the logout digest
-#: (tracemalloc). Its JWT and claims are the verified-token cache's, which
-#: holds and charges them.
-SESSION_OVERHEAD = 500
+#: What a remembered session costs beyond its header, JWT, refresh secret and
+#: the cache's own entry: the claims, the Session, the decision and the logout
+#: digest (tracemalloc). The JWT and claims may be the verified-token cache's
+#: too, but it may drop them first: they are charged here as well.
+SESSION_OVERHEAD = 1300
 #: What the second key of a session costs: its digest.
 PAIRS_KEY_SIZE = 49
 #: Longer headers are never keys: a client cannot make one request fill the cache.
@@ -123,7 +123,7 @@ class RecentSessions(Generic[V]):
         value = (decision, token_digest(session.jwt))
         exact = raw_cookie if raw_cookie is not None else cookie
         # The session is charged once, with the first key that holds it.
-        size = len(refresh) + SESSION_OVERHEAD
+        size = len(session.jwt) + len(refresh) + SESSION_OVERHEAD
         if len(exact) <= MAX_KEY:
             if not self._cache.put(exact, value, deadline, size + len(exact), now):
                 return

@@ -36,7 +36,7 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
     :param kid_refetch_interval: an unknown ``kid`` refetches the key set at
         most once per this many seconds.
     :param token_cache_size: how many verified JWTs to remember; by default
-        as many as a quarter of ``cache_budget`` holds.
+        as many as an eighth of ``cache_budget`` holds.
     :param leeway: seconds of clock skew allowed on ``exp``, ``nbf``, ``iat``.
     :param issuer: the required ``iss``; unchecked when ``None``.
     :param timeout: seconds a Crossmint call may take in total.
@@ -46,8 +46,8 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
         in-process single-flight plus a grace cache
         (:class:`~crossmint_wsgi.coordination.LocalCoordinator`).
     :param cache_budget: the bytes this auth's caches may hold together
-        (default 48 MiB: five eighths the middlewares' recent sessions,
-        about 17,000 of them with 770-byte ``Cookie`` headers; a quarter
+        (default 64 MiB: three quarters the middlewares' recent sessions,
+        about 15,000 of them with 770-byte ``Cookie`` headers; an eighth
         verified tokens; an eighth refresh results).
     :param refresh_failure_limit: distinct refresh secrets from one client
         address that Crossmint may refuse within ``refresh_failure_window``

@@ -307,7 +307,7 @@ class VerifiedTokenCache:
     :param budget: the most bytes the cache holds (see :mod:`~crossmint_wsgi.caches`).
     """
 
-    def __init__(self, max_size: int | None = None, budget: int = DEFAULT_BUDGET // 4) -> None:
+    def __init__(self, max_size: int | None = None, budget: int = DEFAULT_BUDGET // 8) -> None:
         self.max_size = max_size
         self._cache: BoundedCache[str, dict[str, Any]] = BoundedCache(
             "tokens", budget if max_size != 0 else 0, max_entries=max_size

@@ -720,7 +720,7 @@ def test_verified_tokens_are_bounded_by_the_budget_and_any_count(
 ) -> None:
     tokens = auth_class(OFFLINE, cache_budget=1 << 20, **token_cache_size).core.tokens
     assert tokens.max_size == max_size
-    assert tokens.stats().budget == (1 << 20) // 4
+    assert tokens.stats().budget == (1 << 20) // 8
 
 
 def _redis_coordinator(kind: str) -> object:

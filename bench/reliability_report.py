@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -503,7 +504,25 @@ kept as a case above:
 """
 
 
-def document(sections: dict[str, str], tally: Tally, soak_text: str | None, args: Any) -> str:
+def budget_shares(emulator: CrossmintEmulator) -> dict[str, Fraction]:
+    """How an auth shares its ``cache_budget`` out, as the library does it now."""
+    budget = 2**20
+    with rc.make_auth(emulator.crossmint(), cache_budget=budget) as auth:
+        core = auth.core
+        return {
+            "sessions": Fraction(core.session_budget, budget),
+            "tokens": Fraction(core.token_budget, budget),
+            "refreshes": Fraction(core.refresh_budget, budget),
+        }
+
+
+def document(
+    sections: dict[str, str],
+    tally: Tally,
+    soak_text: str | None,
+    shares: dict[str, Fraction],
+    args: Any,
+) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     total = tally.passed + len(tally.failed)
     lines = [
@@ -582,10 +601,11 @@ def document(sections: dict[str, str], tally: Tally, soak_text: str | None, args
             f" `token_cache_size={soak.CACHE_BOUND}` and"
             f" `cache_budget` at {BYTES_PER_SESSION // 1024} KiB a session"
             f" ({soak.CACHE_BOUND * BYTES_PER_SESSION / 2**20:g} MiB instead of the default"
-            f" {DEFAULT_BUDGET // 2**20} MiB), which the auth shares out as by default: five"
-            " eighths to the middleware's recent sessions (two entries a session: its exact"
-            " `Cookie` header and the digest of its auth cookies), a quarter to verified tokens,"
-            " an eighth to refresh results; under gunicorn the Redis coordinator's per-process"
+            f" {DEFAULT_BUDGET // 2**20} MiB), which the auth shares out as by default:"
+            f" {shares['sessions']} to the middleware's recent sessions (two entries a session:"
+            " its exact `Cookie` header and the digest of its auth cookies),"
+            f" {shares['tokens']} to verified tokens, {shares['refreshes']} to refresh results"
+            " (the budgets in the caches row); under gunicorn the Redis coordinator's per-process"
             f" refresh results are bounded to {soak.CACHE_BOUND} entries (`max_entries`)."
             " The cache figures are each cache's largest entries and bytes in one process, its"
             " budget, and its evictions summed over the processes. RSS is sampled after a"
@@ -619,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             print(f"running: {name}", flush=True)
             sections[name] = build(emulator, tally)
+        shares = budget_shares(emulator)
     print("running: security", flush=True)
     sections["security"] = security_section(tally)
     soak_text = None
@@ -630,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         soak_text = soak_section(results)
         soak_failed = any(r.unexpected_errors or not r.rss_growth < 0.10 for r in results)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(document(sections, tally, soak_text, args) + "\n")
+    args.output.write_text(document(sections, tally, soak_text, shares, args) + "\n")
     print(f"{tally.passed} passed, {len(tally.failed)} failed; wrote {args.output}")
     for failure in tally.failed:
         print(f"  FAILED {failure}")

@@ -40,13 +40,20 @@ in-process) and short enough that the next request retries. A failure never
 replaces a result: it is written only where no record exists, while a result
 overwrites whatever is there.
 
-When Redis does not answer (refused, timed out, any Redis error) before this
-process has called Crossmint, the refresh goes on in-process, exactly as
-without Redis; after the call, a failed store is ignored. The failure is
-logged at most once per ``log_interval`` (with a short digest of the secret,
-never a secret) and Redis is left alone for ``retry_interval`` seconds so
-requests do not each wait for its timeouts. A request never fails because of
-Redis.
+When Redis does not answer (refused, timed out, any Redis error), what happens
+depends on whether it answered this process before. A Redis that answered and
+then fails is most likely failing over (a Cluster or Sentinel promoting a
+replica): for ``failover_window`` seconds from the first failure, refreshes,
+those already under way and those that start meanwhile, keep trying it for
+at most ``wait`` each, so that nobody refreshes beside a process that reaches
+the new primary. A Redis that has failed for longer, or never answered, is
+taken to be gone: before this process has called Crossmint, the refresh goes
+on in-process, exactly as without Redis; after the call, a failed store is
+ignored. The failure is logged at most once per ``log_interval`` (with a
+short digest of the secret, never a secret) and a Redis taken to be gone is
+left alone for ``retry_interval`` seconds so requests do not each wait for its
+timeouts. A request never fails because of Redis, and waits for it at most
+``wait`` (and one command's timeouts).
 
 The package, one module per concern:
 

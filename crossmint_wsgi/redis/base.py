@@ -39,6 +39,7 @@ class RedisCoordinatorBase:
         rejected_ttl: float = 5.0,
         unavailable_ttl: float = 1.0,
         retry_interval: float = 2.0,
+        failover_window: float = 20.0,
         log_interval: float = 60.0,
         prefix: str = "crossmint-wsgi:refresh:",
         max_entries: int = 10_000,
@@ -59,6 +60,7 @@ class RedisCoordinatorBase:
         self._health = Health(
             seconds("retry_interval", retry_interval),
             seconds("log_interval", log_interval),
+            seconds("failover_window", failover_window),
         )
         self._pid = -1
         self._listener: Listener | None = None
@@ -107,8 +109,9 @@ class RedisCoordinatorBase:
         return Exchange.announce(digest, exp, self.settings, self._health, time.time())
 
     def _exchange(self, secret: str) -> Exchange | None:
-        """A refresh through Redis, or ``None`` while Redis is left alone after a failure."""
-        if not self._health.usable():
+        """A refresh through Redis, or ``None`` while Redis is taken to be gone and
+        left alone after a failure."""
+        if not self._health.worth_refreshing():
             return None
         return Exchange.refresh(secret, self.settings, self._health, time.monotonic)
 

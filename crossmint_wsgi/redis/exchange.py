@@ -55,12 +55,12 @@ class Exchange:
     ) -> Exchange:
         """A refresh of ``secret``: :attr:`result` is the material.
 
-        Redis failures are ridden out (a failover) while Redis answered this
-        process last time; once it is known down, they are not.
+        Redis failures are ridden out (a failover) while ``health`` takes them
+        for one; once Redis is taken to be gone, only by a flow it answered.
         """
         keys = Keys.of(secret, settings.prefix)
         cipher = RecordCipher.of(secret, keys.result, keys.short)
-        flow = coordinate(keys, cipher, settings, clock, ride_out=health.answering())
+        flow = coordinate(keys, cipher, settings, clock, health.ride_out_until)
         return cls(flow, keys.digest, health)
 
     @classmethod

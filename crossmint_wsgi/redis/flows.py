@@ -51,24 +51,29 @@ def coordinate(
     cipher: RecordCipher,
     settings: Settings,
     clock: Callable[[], float],
-    ride_out: bool = False,
+    ride_out_until: Callable[[], float] = lambda: float("-inf"),
 ) -> Flow:
     """One refresh of a secret, shared through Redis.
 
     The driver performs each step yielded and sends its result back; a Redis
     failure is thrown in as the ``RedisError``.
 
-    :param ride_out: Redis answered this process last time. A failure after
-        Redis answered (this process before, or this flow) is likely a failover
-        (a Cluster's replica or Sentinel's promoting itself), so the flow keeps
-        trying until its deadline (``wait``) instead of refreshing beside the
-        process that holds the lock: a waiter keeps polling, the winner keeps
-        trying to store its result, which the waiters then find on the new
-        primary. A Redis that never answered (down, misconfigured) is not waited for.
+    A failure after Redis answered this flow is taken for a failover (a Cluster's
+    replica or Sentinel's promoting itself): the flow keeps trying until its
+    deadline (``wait``) instead of refreshing beside the process that holds the
+    lock; a waiter keeps polling, the winner keeps trying to store its result,
+    which the waiters then find on the new primary. Before Redis answered this
+    flow, a failure is ridden out the same way, but only until ``ride_out_until()``
+    too: so a flow that starts during a failover waits for the new primary
+    rather than refreshing beside the others that do, while a Redis that is
+    gone, or never answered, is not waited for.
+
+    :param ride_out_until: the clock's time until which Redis, failing, is
+        likely failing over (:meth:`~crossmint_wsgi.redis.health.Health.ride_out_until`).
     """
     deadline = clock() + settings.wait
     try:
-        turn = yield from _take_turn(keys, cipher, settings, clock, deadline, ride_out)
+        turn = yield from _take_turn(keys, cipher, settings, clock, deadline, ride_out_until)
     except RedisError:
         # Redis failed before this process called Crossmint: go on as without Redis.
         return unwrap((yield Perform()))
@@ -131,13 +136,13 @@ def revoked_any(secrets_: tuple[str, ...], settings: Settings) -> Generator[Step
 
 
 def _riding_out(
-    error: RedisError, clock: Callable[[], float], deadline: float | None
+    error: RedisError, clock: Callable[[], float], until: float
 ) -> Generator[Step, Any, None]:
-    """After a Redis failure: wait a moment to try again, or raise it again when
-    not riding failures out or past the deadline."""
-    if deadline is None or clock() >= deadline:
+    """After a Redis failure: wait a moment to try again, or raise it again once
+    past ``until``."""
+    if clock() >= until:
         raise error
-    yield Sleep(min(FAILOVER_POLL, max(0.0, deadline - clock())))
+    yield Sleep(min(FAILOVER_POLL, until - clock()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,12 +161,13 @@ def _take_turn(
     settings: Settings,
     clock: Callable[[], float],
     deadline: float,
-    ride_out: bool,
+    ride_out_until: Callable[[], float],
 ) -> Generator[Step, Any, Outcome | _Won | None]:
     """Another process's outcome; the lock when we won it; ``None`` when we waited enough."""
     token = secrets.token_hex(16)
     unreadable = b""
     late = False
+    answered = False
     while True:
         # Winning after a wait is the takeover: a winner that died leaves its lock to expire.
         try:
@@ -169,10 +175,11 @@ def _take_turn(
                 keys.result, keys.lock, keys.revoked, token, ms(settings.lock_ttl), unreadable
             )
         except RedisError as error:
-            yield from _riding_out(error, clock, deadline if ride_out else None)
+            until = deadline if answered else min(deadline, ride_out_until())
+            yield from _riding_out(error, clock, until)
             late = True
             continue
-        ride_out = True  # Redis answered this flow: a failure from now on is a failover.
+        answered = True  # Redis answered this flow: a failure from now on is a failover.
         if revoked:
             return LOGGED_OUT
         if won:

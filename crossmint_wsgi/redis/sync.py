@@ -67,7 +67,16 @@ class RedisCoordinator(RedisCoordinatorBase):
     :param poll_interval: seconds between a waiter's looks at Redis.
     :param rejected_ttl: seconds Crossmint's refusal of a secret is shared.
     :param unavailable_ttl: seconds a failure to reach Crossmint is shared.
-    :param retry_interval: seconds Redis is left alone after it failed.
+    :param retry_interval: seconds Redis is left alone after it failed, once it
+        is taken to be gone.
+    :param failover_window: seconds a Redis that answered this process and
+        then fails is taken to be failing over (a Cluster or Sentinel promoting
+        a replica): meanwhile a refresh keeps trying it, for at most ``wait``,
+        instead of refreshing on its own. Once Redis has failed for longer,
+        refreshes go on in-process at once. Cover the deployment's failover
+        time (Redis Cluster: ``cluster-node-timeout`` and a few seconds; the
+        default suits its default 15 s); 0 lets only a flow already answered by
+        Redis ride a failure out.
     :param log_interval: at most one warning about Redis per this many seconds.
     :param prefix: the start of every Redis key this coordinator writes.
     :param max_entries: bound on each process's grace cache.

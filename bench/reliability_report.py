@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import reliability_cases as rc  # noqa: E402
 import soak  # noqa: E402
-from soak_app import BYTES_PER_SESSION  # noqa: E402
+from soak_app import cache_budget  # noqa: E402
 
 from crossmint_wsgi import CrossmintAuthError  # noqa: E402
 from crossmint_wsgi.caches import DEFAULT_BUDGET  # noqa: E402
@@ -504,23 +504,31 @@ kept as a case above:
 """
 
 
-def budget_shares(emulator: CrossmintEmulator) -> dict[str, Fraction]:
-    """How an auth shares its ``cache_budget`` out, as the library does it now."""
-    budget = 2**20
-    with rc.make_auth(emulator.crossmint(), cache_budget=budget) as auth:
+class Budget(NamedTuple):
+    """How an auth shares its ``cache_budget`` out, and the budget the soak sets."""
+
+    shares: dict[str, Fraction]
+    soak: int
+
+
+def budget(emulator: CrossmintEmulator) -> Budget:
+    """The library's split of the cache budget, read from a real auth."""
+    probe = 2**20
+    with rc.make_auth(emulator.crossmint(), cache_budget=probe) as auth:
         core = auth.core
-        return {
-            "sessions": Fraction(core.session_budget, budget),
-            "tokens": Fraction(core.token_budget, budget),
-            "refreshes": Fraction(core.refresh_budget, budget),
+        shares = {
+            "sessions": Fraction(core.session_budget, probe),
+            "tokens": Fraction(core.token_budget, probe),
+            "refreshes": Fraction(core.refresh_budget, probe),
         }
+    return Budget(shares, cache_budget(emulator.crossmint(), soak.CACHE_BOUND))
 
 
 def document(
     sections: dict[str, str],
     tally: Tally,
     soak_text: str | None,
-    shares: dict[str, Fraction],
+    budget: Budget,
     args: Any,
 ) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -586,6 +594,7 @@ def document(
         "## Load and soak",
         "",
     ]
+    shares = budget.shares
     if soak_text is None:
         lines.append("Not run this time (`--no-soak`).")
     else:
@@ -599,9 +608,9 @@ def document(
             " answers, and every `/api/me` answer's user id likewise. The caches' bounds are"
             " lowered through the auth's public settings so that they fill up during the run:"
             f" `token_cache_size={soak.CACHE_BOUND}` and"
-            f" `cache_budget` at {BYTES_PER_SESSION // 1024} KiB a session"
-            f" ({soak.CACHE_BOUND * BYTES_PER_SESSION / 2**20:g} MiB instead of the default"
-            f" {DEFAULT_BUDGET // 2**20} MiB), which the auth shares out as by default:"
+            f" `cache_budget={budget.soak}` ({budget.soak / 2**20:.1f} MiB, sized so that its"
+            f" shares hold {soak.CACHE_BOUND} sessions and {soak.CACHE_BOUND} tokens; the default"
+            f" is {DEFAULT_BUDGET // 2**20} MiB), which the auth shares out as by default:"
             f" {shares['sessions']} to the middleware's recent sessions (two entries a session:"
             " its exact `Cookie` header and the digest of its auth cookies),"
             f" {shares['tokens']} to verified tokens, {shares['refreshes']} to refresh results"
@@ -639,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             print(f"running: {name}", flush=True)
             sections[name] = build(emulator, tally)
-        shares = budget_shares(emulator)
+        split = budget(emulator)
     print("running: security", flush=True)
     sections["security"] = security_section(tally)
     soak_text = None
@@ -651,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
         soak_text = soak_section(results)
         soak_failed = any(r.unexpected_errors or not r.rss_growth < 0.10 for r in results)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(document(sections, tally, soak_text, shares, args) + "\n")
+    args.output.write_text(document(sections, tally, soak_text, split, args) + "\n")
     print(f"{tally.passed} passed, {len(tally.failed)} failed; wrote {args.output}")
     for failure in tally.failed:
         print(f"  FAILED {failure}")

@@ -16,12 +16,12 @@ Each example is served through a thin pass-through (``bench/soak_app.py``), whic
 one route, ``GET /_soak/stats`` (its process id, RSS and the figures of the
 library's in-memory caches, read through the middleware's public
 ``cache_stats()``), and lowers the caches' bounds through the auth's public
-settings: ``token_cache_size`` to ``--cache-bound`` and ``cache_budget`` to
-``--cache-bound`` times ``soak_app.BYTES_PER_SESSION`` (6 KiB), which
-``AuthCore`` shares out as the library does by default (five eighths recent
-sessions, a quarter verified tokens, an eighth refresh results), and the
-Redis coordinator's ``max_entries`` to ``--cache-bound`` (its per-process
-refresh results keep a byte budget of their own). So the caches fill
+settings: ``token_cache_size`` to ``--cache-bound``, ``cache_budget`` to what
+lets ``AuthCore``'s shares of it (read from a real one: ``session_budget``,
+``token_budget``, ``refresh_budget``) hold that many sessions and tokens
+(``soak_app.cache_budget``), and the Redis coordinator's ``max_entries`` to
+``--cache-bound`` (its per-process refresh results keep a byte budget of
+their own). So the caches fill
 up during the run: memory after warm-up is then the steady state, and a leak
 shows as growth.
 

@@ -3,32 +3,50 @@
 The route answers the worker's process id, RSS and the figures of the
 middleware's caches (its public ``cache_stats()``). With ``SOAK_CACHE_BOUND``
 set, the example's middleware is rebuilt, with the same options, around an
-auth whose caches hold about that many sessions (``token_cache_size``, and
-``cache_budget`` at :data:`BYTES_PER_SESSION` a session, and the Redis
-coordinator's ``max_entries``), so that they fill up during a run: memory
-after warm-up is then the steady state.
+auth whose caches hold about that many sessions (``token_cache_size``,
+``cache_budget`` from :func:`cache_budget`, and the Redis coordinator's
+``max_entries``), so that they fill up during a run: memory after warm-up is
+then the steady state.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from crossmint_wsgi.config import Crossmint
+from crossmint_wsgi.flows import AuthCore
 from crossmint_wsgi.middleware import GatedMiddleware
 
 STATS_PATH = "/_soak/stats"
 
-#: Bytes of ``cache_budget`` per session the soak allows. ``AuthCore`` gives
-#: a quarter of the budget to verified tokens, where a soak session's JWT
-#: (633 bytes) is charged about 1.5 KB: 6 KiB a session lets that quarter
-#: hold ``token_cache_size`` tokens, and the recent sessions' five eighths
-#: (3.75 KiB a session) hold the 1.7 KB a session is charged there. The
-#: refresh results' eighth (768 bytes a session, 1.6 KB a result and its
-#: link) is bounded by its bytes: it fills first.
-BYTES_PER_SESSION = 6 * 1024
+#: What a soak session (a 633-byte JWT, a 43-byte refresh secret, a 716-byte
+#: ``Cookie`` header) is charged, about: in the verified tokens, its JWT
+#: (twice its length and the entry); in the recent sessions, its two keys,
+#: the header, JWT, secret and the library's per-session overhead.
+TOKEN_CHARGE = 1500
+SESSION_CHARGE = 3150
+
+
+def cache_budget(crossmint: Crossmint, bound: int) -> int:
+    """A ``cache_budget`` in which the verified tokens' share holds ``bound``
+    soak JWTs and the recent sessions' share ``bound`` sessions.
+
+    The shares are read from a real :class:`~crossmint_wsgi.flows.AuthCore`,
+    so the soak follows the library's split of the budget wherever it goes;
+    the refresh results' share is then whatever the split gives them.
+    """
+    probe = 2**20
+    core = AuthCore(crossmint, cache_budget=probe)
+    return max(
+        math.ceil(bound * TOKEN_CHARGE * probe / core.token_budget),
+        math.ceil(bound * SESSION_CHARGE * probe / core.session_budget),
+    )
+
 
 #: The middleware options, as :class:`~crossmint_wsgi.routes.Gate` keeps them.
 GATE_OPTIONS = (
@@ -75,7 +93,7 @@ def _small_caches(middleware: MiddlewareT, bound: int, **auth_settings: Any) -> 
     auth = type(middleware.auth)(
         middleware.auth.crossmint,
         token_cache_size=bound,
-        cache_budget=bound * BYTES_PER_SESSION,
+        cache_budget=cache_budget(middleware.auth.crossmint, bound),
         **auth_settings,
     )
     options = {name: getattr(middleware.gate, name) for name in GATE_OPTIONS}

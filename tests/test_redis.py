@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import collections
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import TracebackType
 
 import anyio
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis_server import RedisServer, redis_server
 from support import free_port
 from test_redis_record import cipher_of, lock_key, material, new_secret, result_key
@@ -24,6 +28,9 @@ from crossmint_wsgi import (
 from crossmint_wsgi.coordination import secret_digest
 from crossmint_wsgi.models import AuthMaterial
 from crossmint_wsgi.redis import AsyncRedisCoordinator, RedisCoordinator
+from crossmint_wsgi.redis.exchange import Exchange
+from crossmint_wsgi.redis.health import Health
+from crossmint_wsgi.redis.protocol import Perform, Settings, Sleep, Turn
 from crossmint_wsgi.testing import CrossmintEmulator
 
 
@@ -83,6 +90,70 @@ class Upstream:
         if isinstance(self.outcome, BaseException):
             raise self.outcome
         return self.outcome
+
+
+class SingleUse(Upstream):
+    """Crossmint's rotation: a secret's first trade gets the material, every later one
+    is refused (and would log its user out)."""
+
+    def __init__(self, outcome: AuthMaterial, gate: threading.Event | None = None) -> None:
+        super().__init__(outcome, gate=gate)
+        self.traded = False
+
+    def __call__(self) -> AuthMaterial:
+        with self._lock:
+            first, self.traded = not self.traded, True
+        result = super().__call__()
+        if not first:
+            raise CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "refresh token already used")
+        return result
+
+
+class FailureLog(logging.Handler):
+    """Which threads logged a Redis failure during the refresh of which secret (give the
+    coordinators ``log_interval=0`` so that every failure is logged): a flow runs in the
+    thread that called ``refresh``, so it tells that a flow met the failure."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self._threads: dict[str, set[int]] = collections.defaultdict(set)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = re.search(r"Redis is unavailable .* secret ([0-9a-f]{8})", record.getMessage())
+        if found is not None:
+            self._threads[found.group(1)].add(record.thread or 0)
+
+    def flows(self, secret: str) -> int:
+        """How many threads met a Redis failure refreshing ``secret``."""
+        return len(self._threads[secret_digest(secret)[:8]])
+
+    def __enter__(self) -> FailureLog:
+        logging.getLogger("crossmint_wsgi").addHandler(self)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        logging.getLogger("crossmint_wsgi").removeHandler(self)
+
+
+class Flows:
+    """``in_threads(count, call)`` in the background; :meth:`join` returns its results."""
+
+    def __init__(self, count: int, call: Callable[[int], object]) -> None:
+        self._results: list[object] = []
+        self._thread = threading.Thread(
+            target=lambda: self._results.extend(in_threads(count, call))
+        )
+        self._thread.start()
+
+    def join(self) -> list[object]:
+        self._thread.join(120)
+        assert not self._thread.is_alive(), "the flows did not end"
+        return self._results
 
 
 def in_threads(count: int, call: Callable[[int], object]) -> list[object]:
@@ -469,11 +540,162 @@ def test_redis_killed_mid_test_requests_still_succeed(
     assert "Redis answers again" in caplog.text
 
 
+# -- a failover, told from a Redis that is gone ---------------------------------------------
+
+Events = list[tuple[str, float]]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def health_after(events: Events, window: float, clock: Clock) -> Health:
+    """A Health (retry_interval 2 s) that saw Redis answer ("ok") or fail ("fail") then."""
+    health = Health(retry_interval=2.0, log_interval=3600.0, failover_window=window, clock=clock)
+    for what, at in events:
+        clock.now = at
+        if what == "ok":
+            health.succeeded()
+        else:
+            health.failed(RedisConnectionError("refused"), "0" * 64)
+    return health
+
+
+@pytest.mark.parametrize(
+    ("events", "window", "now", "expected"),
+    [
+        # expected: (a refresh goes through Redis, a failure is ridden out, one-shot flows ask)
+        pytest.param([], 20, 0, (True, False, True), id="never-asked"),
+        pytest.param([("fail", 0)], 20, 1, (False, False, False), id="never-answered-failed"),
+        pytest.param([("fail", 0)], 20, 2, (True, False, True), id="never-answered-retry-due"),
+        pytest.param([("ok", 0)], 20, 999, (True, True, True), id="answering"),
+        pytest.param([("ok", 0), ("fail", 5)], 20, 6, (True, True, False), id="failing-over"),
+        pytest.param(
+            [("ok", 0), ("fail", 5), ("fail", 24)], 20, 24.5, (True, True, False),
+            id="failing-over-to-the-window's-end",
+        ),
+        pytest.param(
+            [("ok", 0), ("fail", 5), ("fail", 24)], 20, 25.5, (False, False, False),
+            id="failing-longer-than-the-window",
+        ),
+        pytest.param(
+            [("ok", 0), ("fail", 5), ("fail", 24)], 20, 26, (True, False, True),
+            id="gone-retry-due",
+        ),
+        pytest.param(
+            [("ok", 0), ("fail", 5), ("ok", 10), ("fail", 30)], 20, 45, (True, True, True),
+            id="an-answer-restarts-the-window",
+        ),
+        pytest.param([("ok", 0), ("fail", 5)], 0, 5.5, (False, False, False), id="no-window"),
+    ],
+)  # fmt: skip
+def test_health_rides_out_a_failover_not_a_redis_that_is_gone(
+    events: Events, window: float, now: float, expected: tuple[bool, bool, bool]
+) -> None:
+    clock = Clock()
+    health = health_after(events, window, clock)
+    clock.now = now
+    assert (health.worth_refreshing(), now < health.ride_out_until(), health.usable()) == expected
+
+
+@pytest.mark.parametrize(
+    ("events", "window", "replies", "expected"),
+    [
+        # replies: (when, what Redis did with a Turn); expected: the flow's next step each time.
+        pytest.param([("ok", 0)], 20, [(1, "fail")], ["Sleep"], id="answered-before"),
+        pytest.param([], 20, [(1, "fail")], ["Perform"], id="never-answered"),
+        pytest.param([("ok", 0), ("fail", 1)], 20, [(30, "fail")], ["Perform"], id="gone"),
+        pytest.param(
+            [("ok", 0), ("fail", 1)], 20, [(15, "fail"), (20.9, "fail"), (21, "fail")],
+            ["Sleep", "Sleep", "Perform"], id="started-mid-failover-until-the-window-ends",
+        ),
+        pytest.param(
+            [("ok", 0)], 20, [(1, "fail"), (10.9, "fail"), (11, "fail")],
+            ["Sleep", "Sleep", "Perform"], id="until-its-wait-ends",
+        ),
+        pytest.param([("ok", 0)], 0, [(1, "fail")], ["Perform"], id="no-window"),
+        pytest.param(
+            [("ok", 0)], 0, [(1, "held"), (2, "fail"), (10.9, "fail"), (11, "fail")],
+            ["Sleep", "Sleep", "Sleep", "Perform"], id="answered-this-flow-no-window",
+        ),
+    ],
+)  # fmt: skip
+def test_a_refresh_rides_out_redis_failures_while_health_takes_them_for_a_failover(
+    events: Events, window: float, replies: list[tuple[float, str]], expected: list[str]
+) -> None:
+    clock = Clock()
+    health = health_after(events, window, clock)
+    settings = Settings(
+        grace=30, wait=10, lock_ttl=10, poll_interval=0.5, rejected_ttl=5, unavailable_ttl=1,
+        prefix="test:",
+    )  # fmt: skip
+    clock.now = replies[0][0]
+    exchange = Exchange.refresh(new_secret(), settings, health, clock)
+    steps = iter(exchange)
+    step = next(steps)
+    seen = []
+    for at, reply in replies:
+        assert isinstance(step, Turn)
+        clock.now = at
+        with exchange.outcome():
+            if reply == "fail":
+                raise RedisConnectionError("refused")
+            exchange.answer((None, False, False))  # another process holds the lock
+        step = next(steps)
+        seen.append(type(step).__name__)
+        if isinstance(step, Sleep):
+            with exchange.outcome():
+                exchange.answer(None)
+            step = next(steps)
+    assert seen == expected
+    assert isinstance(step, (Turn, Perform))
+    exchange.close()
+
+
+def test_refreshes_starting_while_redis_fails_over_wait_for_it(own_redis: RedisServer) -> None:
+    """Redis answered both processes, then fails; each process met the failure (before
+    failover_window, Health left Redis alone then, and their refreshes went on alone:
+    two trades of a single-use secret). Refreshes starting now wait for Redis, which
+    comes back (as a replica promoted), and share one refresh."""
+    coordinators = [
+        RedisCoordinator.from_url(own_redis.url, wait=60, failover_window=60, log_interval=0)
+        for _ in range(2)
+    ]
+    for index, coordinator in enumerate(coordinators):
+        coordinator.refresh(new_secret(), Upstream(material(f"warm-{index}")))
+    probe, secret = new_secret(), new_secret()
+    upstreams = {probe: SingleUse(material("probe")), secret: SingleUse(material("shared"))}
+
+    def refreshing(presented: str) -> Flows:
+        return Flows(2, lambda i: coordinators[i].refresh(presented, upstreams[presented]))
+
+    with FailureLog() as failures:
+        own_redis.kill()
+        try:
+            probes = refreshing(probe)
+            wait_until(lambda: failures.flows(probe) == 2, "each process met the failure")
+            shared = refreshing(secret)
+            wait_until(lambda: failures.flows(secret) == 2, "the new refreshes met it too")
+            assert upstreams[secret].calls == 0  # nobody refreshed on its own
+        finally:
+            own_redis.start()
+        assert probes.join() == [upstreams[probe].outcome] * 2
+        assert shared.join() == [upstreams[secret].outcome] * 2
+    assert (upstreams[probe].calls, upstreams[secret].calls) == (1, 1)
+    for coordinator in coordinators:
+        coordinator.close()
+
+
 @pytest.mark.parametrize("coordinator", [RedisCoordinator, AsyncRedisCoordinator])
 @pytest.mark.parametrize(
     ("setting", "value"),
     [
         pytest.param("wait", -1, id="wait-negative"),
+        pytest.param("failover_window", -1, id="failover-window-negative"),
         pytest.param("poll_interval", 0, id="poll-zero"),
         pytest.param("lock_ttl", 0, id="lock-ttl-zero"),
         pytest.param("grace", "30", id="grace-text"),

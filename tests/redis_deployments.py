@@ -186,6 +186,33 @@ class Cluster:
     def live(self) -> list[Node]:
         return [node for node in self.nodes if node.process is not None]
 
+    def replica_of(self, primary: Node) -> Node | None:
+        """A live replica of ``primary`` in sync with it, if it has one."""
+        for node in self.live():
+            with node.client() as client:
+                info = client.info("replication")
+            if (
+                info["role"] == "slave"
+                and int(info["master_port"]) == primary.port
+                and info.get("master_link_status") == "up"
+            ):
+                return node
+        return None
+
+    @staticmethod
+    def hold_failover(replica: Node) -> None:
+        """Keep ``replica`` from taking over its primary (until :meth:`release_failover`)."""
+        with replica.client() as client:
+            # However long the hold, its data is not too old to take over with.
+            client.config_set("cluster-replica-validity-factor", 0)
+            client.config_set("cluster-replica-no-failover", "yes")
+
+    @staticmethod
+    def release_failover(replica: Node) -> None:
+        """Let ``replica`` take over a dead primary, as it would have by itself."""
+        with replica.client() as client:
+            client.config_set("cluster-replica-no-failover", "no")
+
     def wait_failover(self, dead: Node, key: str) -> Node:
         """Until a live node serves ``key``'s slot in every live node's view; that node."""
         survivors = self.live()
@@ -271,6 +298,21 @@ class Sentinels:
                 return bool(client.info("replication")["role"] == "master")
 
         wait_for(promoted, "the sentinels promoted the replica", timeout=60)
+
+    def hold_failover(self) -> None:
+        """Keep the sentinels from seeing the primary down (until :meth:`release_failover`)."""
+        self._down_after(3_600_000)
+
+    def release_failover(self) -> None:
+        """Let the sentinels see a dead primary down, and promote the replica."""
+        self._down_after(self.down_ms)
+
+    def _down_after(self, ms: int) -> None:
+        for sentinel in self.sentinels:
+            with sentinel.client() as client:
+                client.execute_command(
+                    "SENTINEL", "SET", self.service, "down-after-milliseconds", str(ms)
+                )
 
     def stop(self) -> None:
         for node in [*self.sentinels, self.replica, self.primary]:

@@ -24,7 +24,7 @@ import redis.cluster
 import redis.sentinel
 from redis_deployments import Cluster, Node, Sentinels, make_tls_files, wait_for
 from support import free_port
-from test_redis import Upstream, in_threads
+from test_redis import FailureLog, Flows, SingleUse, Upstream, in_threads
 from test_redis_record import material, new_secret
 from werkzeug.test import Client
 
@@ -197,23 +197,6 @@ def eval_calls(nodes: list[Node]) -> int:
     return total
 
 
-class SingleUse(Upstream):
-    """Crossmint's rotation: a secret's first trade gets the material, every later one
-    is refused (and would log its user out)."""
-
-    def __init__(self, outcome: AuthMaterial, gate: threading.Event) -> None:
-        super().__init__(outcome, gate=gate)
-        self.traded = False
-
-    def __call__(self) -> AuthMaterial:
-        with self._lock:
-            first, self.traded = not self.traded, True
-        result = super().__call__()
-        if not first:
-            raise CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "refresh token already used")
-        return result
-
-
 def storm_through_a_failover(
     coordinators: list[RedisCoordinator],
     secrets_: list[str],
@@ -322,6 +305,135 @@ def test_sentinel_primary_killed_mid_storm(sentinels: Sentinels) -> None:
     calls = storm_through_a_failover(
         coordinators, secrets_, lambda: [sentinels.primary, sentinels.replica], fail_over
     )
+    assert all(count <= 2 for count in calls.values()), calls
+    for coordinator in coordinators:
+        coordinator.close()
+
+
+# -- refreshes that start during a failover ----------------------------------------------
+
+
+def storm_starting_mid_failover(
+    coordinators: list[RedisCoordinator],
+    probe: str,
+    secrets_: list[str],
+    on_victim: list[str],
+    kill: Callable[[], None],
+    promote: Callable[[], None],
+) -> dict[str, int]:
+    """Refreshes that start after the primary died and before its replica took over.
+
+    Every coordinator reached Redis first. ``kill`` kills the primary of ``probe``
+    and of ``on_victim``, its failover held; every coordinator then meets the
+    failure refreshing ``probe`` (each process knows Redis is failing), and only
+    then does the storm start: each of ``secrets_`` refreshed by every coordinator
+    at once. Once every flow on the dead primary met the failure too and none has
+    called upstream, ``promote`` lets the replica take over. Returns the upstream
+    calls per secret; asserts everyone got the material, though Crossmint refuses
+    a secret's second trade.
+    """
+    for index, coordinator in enumerate(coordinators):
+        coordinator.refresh(new_secret(), Upstream(material(f"warm-{index}")))
+    upstreams = {secret: SingleUse(material(secret[:12])) for secret in [probe, *secrets_]}
+    workers = len(coordinators)
+
+    def refreshing(presented: list[str]) -> Flows:
+        return Flows(
+            len(presented) * workers,
+            lambda i: coordinators[i % workers].refresh(
+                presented[i // workers], upstreams[presented[i // workers]]
+            ),
+        )
+
+    with FailureLog() as failures:
+        kill()
+        try:
+            probes = refreshing([probe])
+            wait_for(lambda: failures.flows(probe) == workers, "every process met the failure")
+            storm = refreshing(secrets_)
+            for secret in on_victim:
+                wait_for(
+                    lambda s=secret: failures.flows(s) == workers,  # type: ignore[misc]
+                    "every refresh on the dead primary met the failure",
+                )
+            # They wait for Redis: nobody traded a secret on its own.
+            assert [upstreams[s].calls for s in [probe, *on_victim]] == [0] * (len(on_victim) + 1)
+        finally:
+            promote()
+        assert probes.join() == [upstreams[probe].outcome] * workers
+        results = storm.join()
+    expected = [upstreams[secrets_[i // workers]].outcome for i in range(len(results))]
+    assert len(results) == len(secrets_) * workers
+    assert results == expected, [r for r in results if not isinstance(r, AuthMaterial)]
+    return {secret: upstream.calls for secret, upstream in upstreams.items()}
+
+
+def mid_failover_coordinators(url: str, count: int = 4) -> list[RedisCoordinator]:
+    # Every failure logged (log_interval=0) tells the test which flows met it; wait and
+    # the window are bounds the failover never comes near: the test releases it.
+    return [
+        RedisCoordinator.from_url(
+            url, wait=60, lock_ttl=60, failover_window=60, poll_interval=0.05, log_interval=0
+        )
+        for _ in range(count)
+    ]
+
+
+def test_cluster_refreshes_starting_mid_failover(cluster: Cluster) -> None:
+    # Any primary with a replica (an earlier test may have used one shard's up).
+    victim, replica = next(
+        (node, replica)
+        for node in cluster.live()
+        if (replica := cluster.replica_of(node)) is not None
+    )
+    secrets_: list[str] = []
+    on_victim: list[str] = []
+    probe = ""
+    while not probe or len(on_victim) < 3 or len(secrets_) - len(on_victim) < 3:
+        secret = new_secret()
+        if cluster.primary_of(Keys.of(secret, PREFIX).result) is not victim:
+            if len(secrets_) - len(on_victim) < 3:
+                secrets_.append(secret)
+        elif not probe:
+            probe = secret
+        else:
+            secrets_.append(secret)
+            on_victim.append(secret)
+    coordinators = mid_failover_coordinators(cluster.url)
+    key = Keys.of(probe, PREFIX).result
+
+    def kill() -> None:
+        cluster.hold_failover(replica)
+        victim.kill()
+
+    def promote() -> None:
+        assert cluster.primary_of(key) is victim  # not promoted while the flows started
+        cluster.release_failover(replica)
+        assert cluster.wait_failover(victim, key) is replica
+
+    calls = storm_starting_mid_failover(coordinators, probe, secrets_, on_victim, kill, promote)
+    print(f"[cluster, refreshes starting mid-failover] per session: {sorted(calls.values())}")
+    assert all(calls[s] <= 2 for s in [probe, *on_victim]), calls
+    assert all(calls[s] == 1 for s in secrets_ if s not in on_victim), calls
+    for coordinator in coordinators:
+        coordinator.close()
+
+
+def test_sentinel_refreshes_starting_mid_failover(sentinels: Sentinels) -> None:
+    coordinators = mid_failover_coordinators(sentinels.url)
+    probe, *secrets_ = [new_secret() for _ in range(5)]
+
+    def kill() -> None:
+        sentinels.hold_failover()
+        sentinels.primary.kill()
+
+    def promote() -> None:
+        assert sentinels.reported_primary() == sentinels.primary.port  # not promoted yet
+        sentinels.release_failover()
+        sentinels.wait_failover()
+
+    calls = storm_starting_mid_failover(coordinators, probe, secrets_, secrets_, kill, promote)
+    print(f"[sentinel, refreshes starting mid-failover] per session: {sorted(calls.values())}")
     assert all(count <= 2 for count in calls.values()), calls
     for coordinator in coordinators:
         coordinator.close()

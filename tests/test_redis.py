@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 
 import anyio
+import anyio.to_thread
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis_server import RedisServer, redis_server
@@ -688,6 +689,46 @@ def test_refreshes_starting_while_redis_fails_over_wait_for_it(own_redis: RedisS
     assert (upstreams[probe].calls, upstreams[secret].calls) == (1, 1)
     for coordinator in coordinators:
         coordinator.close()
+
+
+@pytest.mark.anyio
+async def test_async_refresh_starting_while_redis_fails_over_waits_for_it(
+    own_redis: RedisServer,
+) -> None:
+    coordinator = AsyncRedisCoordinator.from_url(
+        own_redis.url, wait=60, failover_window=60, log_interval=0
+    )
+    await coordinator.refresh(new_secret(), Upstream(material("warm")).run)
+    probe, secret = new_secret(), new_secret()
+    upstreams = {probe: Upstream(material("probe")), secret: Upstream(material("after"))}
+    results: dict[str, AuthMaterial] = {}
+
+    async def refresh(presented: str) -> None:
+        results[presented] = await coordinator.refresh(presented, upstreams[presented].run)
+
+    async def met_the_failure(presented: str) -> None:
+        def met() -> bool:
+            return failures.flows(presented) > 0
+
+        await anyio.to_thread.run_sync(wait_until, met, "the refresh met the failure")
+
+    with FailureLog() as failures, anyio.fail_after(60):
+        own_redis.kill()
+        async with anyio.create_task_group() as group:
+            try:
+                group.start_soon(refresh, probe)
+                await met_the_failure(probe)  # this process knows Redis is failing
+                group.start_soon(refresh, secret)
+                await met_the_failure(secret)
+                assert upstreams[secret].calls == 0
+            finally:
+                await anyio.to_thread.run_sync(own_redis.start)
+    assert results == {presented: upstreams[presented].outcome for presented in upstreams}
+    # Refreshed through Redis once it was back: another process finds the result.
+    late = Upstream(material("late"))
+    assert RedisCoordinator.from_url(own_redis.url).refresh(secret, late) == results[secret]
+    assert late.calls == 0
+    await coordinator.aclose()
 
 
 @pytest.mark.parametrize("coordinator", [RedisCoordinator, AsyncRedisCoordinator])

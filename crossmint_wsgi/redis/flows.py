@@ -142,7 +142,7 @@ def _riding_out(
     past ``until``."""
     if clock() >= until:
         raise error
-    yield Sleep(min(FAILOVER_POLL, until - clock()))
+    yield Sleep(min(FAILOVER_POLL, max(0.0, until - clock())))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -103,9 +103,7 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
                 # The client last: once it is set, threads that skip the lock
                 # above find everything else of this process in place.
                 self._keys_flight = SingleFlight()
-                self._local = LocalCoordinator(
-                    self.refresh_grace, budget=self.core.refresh_budget
-                )
+                self._local = LocalCoordinator(self.refresh_grace, budget=self.core.refresh_budget)
                 self._pid = os.getpid()
                 self._client = httpx.Client(
                     timeout=httpx_timeout(self.timeout),

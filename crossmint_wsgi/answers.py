@@ -13,8 +13,9 @@ from collections.abc import Generator, Iterable
 from typing import Any
 
 from .cookies import AuthCookies, is_token_text
+from .effects import Effect
 from .errors import CrossmintAuthError, ErrorCode
-from .flows import AuthCore, Effect
+from .flows import AuthCore
 from .models import AuthMaterial
 from .tokens import TokenExpired, TokenInvalid
 

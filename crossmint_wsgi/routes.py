@@ -21,8 +21,9 @@ from .answers import (
     refusal,
 )
 from .cookies import AuthCookies, parse_auth_cookie_header
+from .effects import Effect, ReadBody
 from .errors import CrossmintAuthError, ErrorCode
-from .flows import AuthCore, Effect, ReadBody, Resolution
+from .flows import AuthCore, Resolution
 from .models import AuthMaterial, Session
 from .paths import PathMatcher
 from .recent import RecentSessions

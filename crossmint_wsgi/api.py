@@ -27,6 +27,7 @@ __all__ = [
     "jwks_request",
     "logout_request",
     "not_crossmint",
+    "parse_logout_answer",
     "parse_jwks_answer",
     "parse_refresh_answer",
     "parse_refresh_route_answer",
@@ -239,17 +240,61 @@ def _json_object(call: str, status: int, body: bytes) -> dict[str, Any]:
     return data
 
 
+def _is_json_object(body: bytes) -> bool:
+    """Whether an error answer's body is a JSON object, as every answer of
+    Crossmint's own API is (``{"message": ...}``). A WAF or CDN in front of
+    it (an HTML 403 block page, Cloudflare's "error 1009"), a proxy, or a
+    cut connection answers HTML, text or nothing: that is no verdict on a secret."""
+    try:
+        return isinstance(json.loads(body), dict)
+    except (ValueError, UnicodeError, RecursionError):
+        return False
+
+
+def _not_a_verdict(call: str, status: int, body: bytes) -> CrossmintAuthError | None:
+    """The error for an error answer that says nothing about the secret, or
+    ``None`` when the answer is a refusal of it: a 4xx other than 408 and
+    429 whose body is a JSON object."""
+    if status in (408, 429):
+        # Too slow or too many requests: Crossmint is busy, the token may be fine.
+        return upstream_unavailable(call, f"HTTP {status}")
+    if not _is_json_object(body):
+        start = body[:200].lstrip().lower()
+        if not start:
+            kind = "empty"
+        elif start.startswith(b"<"):
+            kind = "HTML"
+        else:
+            kind = "not a JSON object"
+        return upstream_unavailable(call, f"HTTP {status} with a body that is {kind}")
+    return None
+
+
 def parse_refresh_answer(status: int, body: bytes) -> AuthMaterial:
     """Read Crossmint's refresh answer.
 
-    :raises CrossmintAuthError: ``SESSION_EXPIRED`` on any 4xx (the refresh
-        token is not accepted); ``UPSTREAM_UNAVAILABLE`` on a 5xx or an
-        answer that is not the expected JSON.
+    Only Crossmint itself can refuse a refresh token, and it speaks JSON; an
+    error answer that is not JSON came from something in front of it (a
+    WAF or CDN block page, a proxy), as ``@crossmint/common-sdk-base`` 0.11
+    also holds. So:
+
+    - a 4xx other than 408 and 429 whose body is a JSON object: the token
+      is refused, ``SESSION_EXPIRED`` (cookies cleared);
+    - any other 4xx (an HTML or text page, an empty body, JSON that is not
+      an object such as ``null`` or a list), a 408, a 429, a 5xx, or a 2xx
+      that is not the expected JSON: ``UPSTREAM_UNAVAILABLE`` (503, cookies
+      kept).
+
+    The body decides, not the ``Content-Type``: a block page labelled JSON
+    is still not JSON, and a JSON refusal is read whatever its label.
+
+    :raises CrossmintAuthError: ``SESSION_EXPIRED`` or ``UPSTREAM_UNAVAILABLE``,
+        as above.
     """
-    if status in (408, 429):
-        # Too slow or too many requests: Crossmint is busy, the token may be fine.
-        raise upstream_unavailable("refresh", f"HTTP {status}")
     if 400 <= status < 500:
+        error = _not_a_verdict("refresh", status, body)
+        if error is not None:
+            raise error
         if status in (401, 403):
             # The same statuses also mean a wrong API key; say so once in the log.
             logger.info("Crossmint refused a refresh with HTTP %d", status)
@@ -303,14 +348,20 @@ def parse_refresh_route_answer(
     A route that keeps the secret of an HttpOnly cookie out of its body (as
     this library's does) still sends it in ``Set-Cookie``: it is read there.
 
-    :raises CrossmintAuthError: ``SESSION_EXPIRED`` on a 401 (the route did
-        not accept the secret); ``UPSTREAM_UNAVAILABLE`` on anything else
-        that is not a new session: a 5xx, another 4xx (a wrong URL or a
-        route that refuses us is no reason to log users out), JSON of
-        another shape, or a 2xx without a new secret (a route keeping a
-        session through its own outage answers its old JWT that way).
+    :raises CrossmintAuthError: ``SESSION_EXPIRED`` on a 401 whose body is
+        a JSON object (the route did not accept the secret: this library's
+        route and the JS SDK's answer ``{"message": ...}``);
+        ``UPSTREAM_UNAVAILABLE`` on anything else that is not a new session:
+        a 401 that is not JSON (a proxy's or a WAF's page, an empty body), a
+        5xx, another 4xx (a wrong URL or a route that refuses us is no
+        reason to log users out), JSON of another shape, or a 2xx without a
+        new secret (a route keeping a session through its own outage answers
+        its old JWT that way).
     """
     if status == 401:
+        error = _not_a_verdict("refresh route", status, body)
+        if error is not None:
+            raise error
         raise CrossmintAuthError(
             ErrorCode.SESSION_EXPIRED,
             "the refresh route did not accept the refresh token (HTTP 401)",
@@ -358,6 +409,30 @@ def refresh_call(
     if route is None:
         return refresh_request(crossmint, secret), _parse_crossmint_refresh
     return refresh_route_request(route, secret), parse_refresh_route_answer
+
+
+def parse_logout_answer(status: int, body: bytes) -> None:
+    """Read Crossmint's logout answer: whether the secret is known to be dead.
+
+    A 2xx (its body is ignored) revoked the secret; a 4xx other than 408
+    and 429 whose body is a JSON object is Crossmint refusing a secret that
+    is already dead: both are done. Anything else, a non-JSON error answer
+    (a WAF or CDN page, an empty body) included, may have left the secret
+    alive at Crossmint.
+
+    :raises CrossmintAuthError: ``UPSTREAM_UNAVAILABLE`` when the secret may
+        still be alive (the logout flow logs it; the cookies are cleared anyway).
+    """
+    if 200 <= status < 300:
+        return
+    if 400 <= status < 500:
+        error = _not_a_verdict("logout", status, body)
+        if error is not None:
+            raise error
+        return
+    raise upstream_unavailable(
+        "logout", f"HTTP {status}" if status >= 500 else f"unexpected HTTP {status}"
+    )
 
 
 def parse_user_answer(status: int, body: bytes) -> User:

@@ -25,7 +25,9 @@ from crossmint_wsgi.api import (
     jwks_request,
     logout_request,
     parse_jwks_answer,
+    parse_logout_answer,
     parse_refresh_answer,
+    parse_refresh_route_answer,
     parse_user_answer,
     refresh_request,
     unreachable,
@@ -164,6 +166,13 @@ def body(value: Any) -> bytes:
     return value if isinstance(value, bytes) else json.dumps(value).encode()
 
 
+#: A CDN's block page, as Cloudflare answers a blocked region ("error 1009").
+CLOUDFLARE_1009 = (
+    b"<!DOCTYPE html>\n<html><head><title>Access denied | www.crossmint.com used Cloudflare"
+    b" to restrict access</title></head><body><h1>Error 1009</h1></body></html>"
+)
+
+
 def test_good_refresh_answer() -> None:
     material = parse_refresh_answer(200, body(answer()))
     assert material == AuthMaterial(
@@ -195,9 +204,34 @@ def test_refresh_answer_variants(status: int, data: Any, user: str | None) -> No
     [
         pytest.param(400, {"message": "bad"}, ErrorCode.SESSION_EXPIRED, "HTTP 400", id="400"),
         pytest.param(401, {"message": "no"}, ErrorCode.SESSION_EXPIRED, "HTTP 401", id="401"),
-        pytest.param(403, b"<html>", ErrorCode.SESSION_EXPIRED, "HTTP 403", id="403-html"),
-        pytest.param(404, b"", ErrorCode.SESSION_EXPIRED, "HTTP 404", id="404-empty"),
+        pytest.param(403, {}, ErrorCode.SESSION_EXPIRED, "HTTP 403", id="403-empty-object"),
+        pytest.param(404, {"message": "x"}, ErrorCode.SESSION_EXPIRED, "HTTP 404", id="404-json"),
         pytest.param(410, answer(), ErrorCode.SESSION_EXPIRED, "HTTP 410", id="410-with-body"),
+        # Not JSON: a WAF, CDN or proxy answered, never Crossmint; no verdict on the secret.
+        pytest.param(
+            403, CLOUDFLARE_1009, ErrorCode.UPSTREAM_UNAVAILABLE, "403 .* HTML", id="403-cloudflare"
+        ),
+        pytest.param(403, b"<html>", ErrorCode.UPSTREAM_UNAVAILABLE, "403 .* HTML", id="403-html"),
+        pytest.param(401, b"", ErrorCode.UPSTREAM_UNAVAILABLE, "401 .* empty", id="401-empty"),
+        pytest.param(404, b"  \n", ErrorCode.UPSTREAM_UNAVAILABLE, "404 .* empty", id="404-blank"),
+        pytest.param(
+            400, b"Bad Request", ErrorCode.UPSTREAM_UNAVAILABLE, "not a JSON object", id="400-text"
+        ),
+        pytest.param(
+            403,
+            b'{"message": "x"',
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "not a JSON",
+            id="truncated-4xx",
+        ),
+        pytest.param(401, None, ErrorCode.UPSTREAM_UNAVAILABLE, "not a JSON", id="401-null"),
+        pytest.param(401, [], ErrorCode.UPSTREAM_UNAVAILABLE, "not a JSON", id="401-list"),
+        pytest.param(401, "no", ErrorCode.UPSTREAM_UNAVAILABLE, "not a JSON", id="401-string"),
+        pytest.param(
+            403, b"\xff\xfe", ErrorCode.UPSTREAM_UNAVAILABLE, "not a JSON", id="403-not-utf8"
+        ),
+        pytest.param(429, {"message": "slow"}, ErrorCode.UPSTREAM_UNAVAILABLE, "429", id="429"),
+        pytest.param(408, b"", ErrorCode.UPSTREAM_UNAVAILABLE, "408", id="408"),
         pytest.param(500, answer(), ErrorCode.UPSTREAM_UNAVAILABLE, "HTTP 500", id="500"),
         pytest.param(502, b"<html>", ErrorCode.UPSTREAM_UNAVAILABLE, "HTTP 502", id="502-html"),
         pytest.param(503, b"", ErrorCode.UPSTREAM_UNAVAILABLE, "HTTP 503", id="503-empty"),
@@ -311,6 +345,67 @@ def test_refused_refresh_is_logged_without_the_secret(caplog: pytest.LogCaptureF
         parse_refresh_answer(401, body({"message": SECRET}))
     assert "HTTP 401" in caplog.text
     assert SECRET not in caplog.text
+
+
+def route_answer(**overrides: Any) -> dict[str, Any]:
+    data = answer(**overrides)
+    data["refreshToken"] = data.pop("refresh")
+    return data
+
+
+@pytest.mark.parametrize(
+    ("status", "data", "outcome"),
+    [
+        pytest.param(200, route_answer(), None, id="200"),
+        pytest.param(401, {"message": "no"}, ErrorCode.SESSION_EXPIRED, id="401-json"),
+        pytest.param(401, {}, ErrorCode.SESSION_EXPIRED, id="401-empty-object"),
+        # A 401 that is not JSON is a proxy's or a WAF's, not the route's verdict.
+        pytest.param(401, b"", ErrorCode.UPSTREAM_UNAVAILABLE, id="401-empty"),
+        pytest.param(
+            401, b"<html>Unauthorized</html>", ErrorCode.UPSTREAM_UNAVAILABLE, id="401-html"
+        ),
+        pytest.param(401, [], ErrorCode.UPSTREAM_UNAVAILABLE, id="401-list"),
+        pytest.param(403, {"message": "no"}, ErrorCode.UPSTREAM_UNAVAILABLE, id="403-json"),
+        pytest.param(403, CLOUDFLARE_1009, ErrorCode.UPSTREAM_UNAVAILABLE, id="403-cloudflare"),
+        pytest.param(404, b"", ErrorCode.UPSTREAM_UNAVAILABLE, id="404"),
+        pytest.param(502, b"<html>", ErrorCode.UPSTREAM_UNAVAILABLE, id="502-html"),
+    ],
+)
+def test_refresh_route_answer(status: int, data: Any, outcome: ErrorCode | None) -> None:
+    if outcome is None:
+        assert parse_refresh_route_answer(status, body(data)).jwt == JWT
+        return
+    with pytest.raises(CrossmintAuthError) as caught:
+        parse_refresh_route_answer(status, body(data))
+    assert caught.value.code is outcome
+
+
+@pytest.mark.parametrize(
+    ("status", "data", "done"),
+    [
+        pytest.param(200, {}, True, id="200"),
+        pytest.param(204, b"", True, id="204-empty"),
+        pytest.param(200, b"<html>", True, id="200-html-ignored"),
+        # A JSON refusal: the secret was dead already.
+        pytest.param(401, {"message": "no"}, True, id="401-json"),
+        pytest.param(400, {"message": "bad"}, True, id="400-json"),
+        # No verdict: the secret may still be alive at Crossmint.
+        pytest.param(403, CLOUDFLARE_1009, False, id="403-cloudflare"),
+        pytest.param(401, b"", False, id="401-empty"),
+        pytest.param(429, {"message": "slow"}, False, id="429"),
+        pytest.param(500, {"message": "oops"}, False, id="500"),
+        pytest.param(503, b"", False, id="503"),
+        pytest.param(302, b"", False, id="302"),
+    ],
+)
+def test_logout_answer(status: int, data: Any, done: bool) -> None:
+    if done:
+        assert parse_logout_answer(status, body(data)) is None
+        return
+    with pytest.raises(CrossmintAuthError) as caught:
+        parse_logout_answer(status, body(data))
+    assert caught.value.code is ErrorCode.UPSTREAM_UNAVAILABLE
+    assert "logout" in caught.value.message
 
 
 # -- user and key set answers ---------------------------------------------------------------------

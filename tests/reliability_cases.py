@@ -1478,6 +1478,12 @@ def _bad_refresh_answer(body: object, *, status: int = 200, what: str) -> FaultC
 
 _FAR = "2099-01-01T00:00:00.000Z"
 
+#: What a CDN in front of Crossmint answers a blocked region: HTML, never JSON.
+CDN_BLOCK_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Access denied | used Cloudflare to restrict access"
+    b"</title></head><body><h1>Error 1009</h1></body></html>"
+)
+
 FAULT_CASES: list[FaultCase] = [
     FaultCase(
         "slow-refresh-protected",
@@ -1575,6 +1581,18 @@ FAULT_CASES: list[FaultCase] = [
     ),
     _bad_refresh_answer({"message": "created"}, status=201, what="an-empty-object"),
     _bad_refresh_answer({"message": "redirect"}, status=302, what="a-redirect"),
+    # Not JSON: a WAF or CDN in front of Crossmint (Cloudflare's region block
+    # "error 1009"), never Crossmint's verdict on the secret.
+    _bad_refresh_answer(CDN_BLOCK_PAGE, status=403, what="a-cdn-block-page"),
+    _bad_refresh_answer(b"", status=401, what="an-empty-401"),
+    FaultCase(
+        "refresh-route-cdn-block-page",
+        "the refresh route while a CDN answers the refresh call 403 with an HTML page",
+        (
+            Step(_refresh_route, _UNAVAILABLE, before=_fail(1, 403, CDN_BLOCK_PAGE)),
+            Step(_refresh_route, Expect(200, None, app=False, cookies=NEW_SESSION)),
+        ),
+    ),
     FaultCase(
         "refresh-rejected-401",
         "Crossmint rejects the refresh token (a real rejection, for contrast)",

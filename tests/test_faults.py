@@ -7,7 +7,8 @@ fault controls. For each step: the outcome code of SPEC section 5, no auth
 cookie touched on ``UPSTREAM_UNAVAILABLE`` (and a ``Retry-After``), the probe
 app never handed a half-decided session, and the request finished within
 the auth timeout plus a margin: a correctness bound (nothing waits on
-Crossmint past the timeout), far below the injected latency.
+Crossmint past the timeout), far below the injected latency. One case also
+runs through a real server (uvicorn).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from collections.abc import Iterator
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
+import httpx
 import pytest
 from reliability_cases import (
     BOUND,
+    CDN_BLOCK_PAGE,
     FAULT_CASES,
     HOSTILE_TOKENS,
     PROTECTED,
@@ -54,6 +57,7 @@ from reliability_cases import (
     universal_problems,
     wsgi_stack,
 )
+from support import free_port, require_program, run_server
 
 from crossmint_wsgi.testing import CrossmintEmulator
 from crossmint_wsgi.tokens import TokenInvalid
@@ -388,3 +392,42 @@ async def test_asgi_chaos_never_half_decides(emulator: CrossmintEmulator) -> Non
             stop.set()
     assert problems == []
     assert {200, 401} <= statuses
+
+
+# -- through a real server ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_cdn_block_page_keeps_the_session_through_a_real_server(
+    emulator: CrossmintEmulator,
+) -> None:
+    """Crossmint behind a CDN that answers the refresh call with an HTML 403
+    (Cloudflare's region block, "error 1009"): the browser's ``POST /refresh``
+    gets 503 with ``Retry-After`` and its cookies stay; once the CDN lets the
+    call through, the same secret refreshes."""
+    port = free_port()
+    command = [
+        require_program("uvicorn"),
+        *("--app-dir", "examples", "raw_asgi:app", "--port", str(port)),
+    ]
+    with run_server(command, port=port, env={"CROSSMINT_EMULATOR_URL": emulator.url}) as server:
+        login = emulator.create_session("user-behind-a-cdn", jwt_ttl=-30)
+        cookie = material_cookie(login).decode()
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            emulator.fail_next(1, status=403, body=CDN_BLOCK_PAGE, endpoint="refresh")
+            blocked = client.post("/refresh", json={}, headers={"Cookie": cookie})
+            assert blocked.status_code == 503, blocked.text
+            assert blocked.json()["error"] == "UPSTREAM_UNAVAILABLE"
+            assert "HTML" in blocked.json()["message"]
+            assert int(blocked.headers["Retry-After"]) > 0
+            assert "set-cookie" not in blocked.headers  # the session is kept
+            assert emulator.requests["refresh"] == 1
+
+            refreshed = client.post("/refresh", json={}, headers={"Cookie": cookie})
+            assert refreshed.status_code == 200, refreshed.text
+            assert refreshed.json()["jwt"] != login.jwt
+            assert any(
+                value.startswith("crossmint-jwt=")
+                for value in refreshed.headers.get_list("set-cookie")
+            )
+            assert emulator.requests["refresh"] == 2

@@ -15,8 +15,9 @@ from .answers import Answer
 from .api import unreachable
 from .auth_base import Call, R, _AuthBase, httpx_timeout, tls_context
 from .coordination import AsyncLocalCoordinator, AsyncRefreshCoordinator, AsyncSingleFlight
-from .effects import Effect, Refresh, ano_body
+from .effects import Effect, Refresh, SharedKeySet, ano_body
 from .errors import CrossmintAuthError
+from .host_coordination import AsyncHostCoordinator
 from .models import AuthMaterial, Session, User
 
 __all__ = ["AsyncCrossmintAuth"]
@@ -37,6 +38,7 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
         httpx.AsyncBaseTransport,
         "httpx.AsyncHTTPTransport(...) or httpx.MockTransport(...)",
     )
+    _HOST = AsyncHostCoordinator
 
     def _init_driver(
         self,
@@ -47,7 +49,7 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
         self._coordinator = coordinator or AsyncLocalCoordinator(
             self.refresh_grace, budget=self.core.refresh_budget
         )
-        self._keys_flight: AsyncSingleFlight[dict[str, Any]] = AsyncSingleFlight()
+        self._keys_flight: AsyncSingleFlight[dict[str, Any] | SharedKeySet] = AsyncSingleFlight()
         self._loop: object = None
         self._client: httpx.AsyncClient | None = None
 
@@ -103,8 +105,12 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
             response.status_code, response.content, response.headers.get_list("set-cookie")
         )
 
-    async def _fetch_keys(self) -> dict[str, Any]:
-        return await self._keys_flight.do("jwks", functools.partial(self._call, self._keys_call()))
+    async def _fetch_keys(self) -> dict[str, Any] | SharedKeySet:
+        fetch = functools.partial(self._call, self._keys_call())
+        host: AsyncHostCoordinator | None = self.host
+        return await self._keys_flight.do(
+            "jwks", fetch if host is None else functools.partial(host.keys, fetch)
+        )
 
     async def _refresh_upstream(self, effect: Refresh) -> AuthMaterial:
         with self.core.upstream_call(effect):

@@ -34,9 +34,19 @@ from .api import (
 from .caches import CacheStats
 from .config import Crossmint
 from .cookies import AuthCookies, cookie_header_from, read_auth_cookies
-from .effects import Effect, FetchKeys, Logout, ReadBody, Refresh, Revoke, RevokeToken
+from .effects import (
+    Effect,
+    FetchKeys,
+    Logout,
+    ReadBody,
+    Refresh,
+    Revoke,
+    RevokeToken,
+)
 from .errors import CrossmintAuthError, ErrorCode
 from .flows import AuthCore
+from .host_coordination import AsyncHostCoordinator, HostCoordinator, HostSettings
+from .host_store import open_host_store
 from .models import AuthMaterial, CookieOptions, Session, User
 from .settings import coordinator_for, instance, seconds
 from .tokens import TokenExpired, TokenInvalid, TokenRevoked
@@ -113,6 +123,8 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
     _ASYNC: ClassVar[bool]
     #: The httpx transport class the driver sends through, and how to make one.
     _TRANSPORT: ClassVar[tuple[type[Any], str]]
+    #: The host coordinator the driver can use.
+    _HOST: ClassVar[type[HostCoordinator] | type[AsyncHostCoordinator]]
 
     def __init__(
         self,
@@ -123,6 +135,7 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         refresh_route: str | None = None,
         coordinator: CoordinatorT | None = None,
         transport: TransportT | None = None,
+        host_store: str | os.PathLike[str] | bool = True,
         **settings: Unpack[CoreOptions],
     ) -> None:
         name = type(self).__name__
@@ -139,8 +152,18 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         # The core's settings are its own: it checks them, and its signature has the defaults.
         self.core = AuthCore(crossmint, **settings)
         self._listening_pid = -1
-        self._init_driver(coordinator, transport)
-        if coordinator is None:
+        store = open_host_store(self.crossmint, host_store)
+        #: What the worker processes of this host share (refreshes, logouts,
+        #: the key set), or ``None`` when ``host_store=False`` or it cannot be created.
+        self.host: Any = None
+        if store is not None:
+            self.host = self._HOST(
+                store,
+                HostSettings.for_timeout(self.timeout, self.refresh_grace),
+                budget=self.core.refresh_budget,
+            )
+        self._init_driver(coordinator if coordinator is not None else self.host, transport)
+        if coordinator is None and self.host is None:
             # Workers that each refresh on their own log users out: say so at start-up.
             warn_without_shared_coordinator(workers())
 
@@ -199,6 +222,7 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
             return self._fetch_keys
         if isinstance(effect, ReadBody):
             return functools.partial(read_body, effect.limit)
+
         if isinstance(effect, Logout):
             return functools.partial(self._call, self._logout_call(effect.secret))
         coordinator: Any = self.coordinator

@@ -27,6 +27,7 @@ __all__ = [
     "AsyncSingleFlight",
     "GraceCache",
     "LocalCoordinator",
+    "LoggedOutDuringRefresh",
     "RefreshCoordinator",
     "SingleFlight",
     "secret_digest",
@@ -43,6 +44,27 @@ def secret_digest(secret: str) -> str:
 
 #: What a secret of a logged-out session gets for as long as this process remembers it.
 LOGGED_OUT = CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "the session was logged out")
+
+
+class LoggedOutDuringRefresh(CrossmintAuthError):
+    """The session was logged out while a refresh of it was under way.
+
+    Crossmint minted a new pair all the same: the *orphan*, which nobody may
+    receive. The flow that meets this error first revokes it (:meth:`take`
+    hands it out once, however many requests shared the refresh); every one
+    of them answers ``SESSION_EXPIRED``.
+    """
+
+    def __init__(self, orphan: AuthMaterial) -> None:
+        super().__init__(ErrorCode.SESSION_EXPIRED, "the session was logged out during its refresh")
+        self._orphan: AuthMaterial | None = orphan
+        self._lock = threading.Lock()
+
+    def take(self) -> AuthMaterial | None:
+        """The orphaned pair, to the first caller only."""
+        with self._lock:
+            orphan, self._orphan = self._orphan, None
+        return orphan
 
 
 # How far a chain of refreshes is followed: a session refreshes at most every
@@ -133,6 +155,10 @@ class GraceCache:
         if self._cache.put(digest, material, now + ttl, size, now):
             successor = secret_digest(material.refresh_token.secret)
             self._cache.put("<" + successor, digest, now + ttl, 2 * len(digest), now, force=True)
+
+    def logged_out(self, digest: str) -> bool:
+        """Whether the session of this secret was logged out here (and not forgotten yet)."""
+        return self._logged_out(digest, self._clock())
 
     def refuse(self, digest: str, error: CrossmintAuthError) -> None:
         """Remember a failed refresh, if Crossmint refused the secret itself.
@@ -310,7 +336,21 @@ class _InProcess(Generic[T]):
         return self.cache.stats()
 
     def _settle(self, digest: str, outcome: AuthMaterial | CrossmintAuthError) -> AuthMaterial:
-        """Remember what Crossmint said about a secret; the material, or raise its refusal."""
+        """Remember what Crossmint said about a secret; the material, or raise its refusal.
+
+        :raises LoggedOutDuringRefresh: the session was logged out (here, or
+            in another process as the outcome says) while Crossmint was asked.
+        """
+        if isinstance(outcome, AuthMaterial) and self.cache.logged_out(digest):
+            outcome = LoggedOutDuringRefresh(outcome)
+        if isinstance(outcome, LoggedOutDuringRefresh):
+            # Its chain, the orphan's secret included, is refused from now on.
+            orphan = outcome.take()
+            if orphan is not None:
+                self.cache.revoke(digest)
+                self.cache.revoke(secret_digest(orphan.refresh_token.secret))
+                outcome = LoggedOutDuringRefresh(orphan)
+            raise outcome
         if isinstance(outcome, CrossmintAuthError):
             self.cache.refuse(digest, outcome)
             raise outcome

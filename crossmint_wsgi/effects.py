@@ -10,7 +10,7 @@ them; unit tests answer them by hand. Secrets are kept out of every ``repr``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import Any, Union
 
 from .errors import CrossmintAuthError
@@ -25,6 +25,7 @@ __all__ = [
     "Refresh",
     "Revoke",
     "RevokeToken",
+    "SharedKeySet",
     "ano_body",
     "no_body",
 ]
@@ -32,7 +33,18 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class FetchKeys:
-    """Fetch Crossmint's JWK Set. Result: the JSON object, or an error."""
+    """Fetch Crossmint's JWK Set. Result: the JSON object; when Crossmint
+    failed, the host's copy (:class:`SharedKeySet`) or the error."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedKeySet:
+    """A :class:`FetchKeys` result when Crossmint failed: the key set another
+    worker of this host fetched at ``fetched_at``, and why this fetch failed."""
+
+    jwks: Mapping[str, Any] = dataclasses.field(repr=False)
+    fetched_at: float
+    why: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +53,14 @@ class Refresh:
 
     When ``refused`` is set, the secret may still be answered from what the
     coordinator knows, but Crossmint is not called: the call fails with it.
+    ``user``: the user an authentic JWT of the request names, ``None`` for a
+    stranger; a user's call may take the slots kept for users
+    (:class:`~crossmint_wsgi.limits.UpstreamSlots`).
     """
 
     secret: str = dataclasses.field(repr=False)
     refused: CrossmintAuthError | None = None
+    user: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

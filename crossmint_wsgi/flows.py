@@ -20,8 +20,15 @@ from typing import Any
 from .caches import DEFAULT_BUDGET
 from .config import Crossmint
 from .cookies import AuthCookies, clear_cookie_headers, session_cookie_headers
-from .coordination import secret_digest
-from .effects import FETCH_KEYS, Logout, Refresh, Revoke, RevokeToken
+from .coordination import LOGGED_OUT, LoggedOutDuringRefresh, secret_digest
+from .effects import (
+    FETCH_KEYS,
+    Logout,
+    Refresh,
+    Revoke,
+    RevokeToken,
+    SharedKeySet,
+)
 from .effects import Effect as Effect  # re-exported: routes, answers and tests import it from here
 from .effects import FetchKeys as FetchKeys  # re-exported, as Effect
 from .effects import ReadBody as ReadBody  # re-exported, as Effect
@@ -41,9 +48,13 @@ from .tokens import (
     verify_signed_token,
 )
 
-__all__ = ["AuthCore", "Resolution"]
+__all__ = ["SHARED_KEYS_MAX_AGE", "AuthCore", "Resolution"]
 
 logger = logging.getLogger("crossmint_wsgi")
+
+#: The oldest key set another worker of this host fetched that verifies
+#: tokens while Crossmint is down: Crossmint rotates its keys rarely.
+SHARED_KEYS_MAX_AGE = 24 * 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +172,9 @@ class AuthCore:
                 # in-flight count would stay up for good.
                 self.keys.abandon()
                 raise
-            if isinstance(result, CrossmintAuthError):
+            if isinstance(result, SharedKeySet):
+                self._take_shared_keys(result)
+            elif isinstance(result, CrossmintAuthError):
                 self.keys.fail(self.clock(), result.message)
             else:
                 try:
@@ -186,6 +199,27 @@ class AuthCore:
         )
         self.tokens.put(token, claims, now)
         return claims
+
+    def _take_shared_keys(self, shared: SharedKeySet) -> None:
+        """End a failed fetch: verify with the key set another worker of this
+        host fetched, if it is young enough, else fail as without it."""
+        now = self.clock()
+        age = now - shared.fetched_at
+        if age > SHARED_KEYS_MAX_AGE:
+            self.keys.fail(now, shared.why)
+            return
+        try:
+            # Fresh for one refetch interval: Crossmint is asked again after it.
+            self.keys.store(shared.jwks, now, fresh_for=self.keys.refetch_interval)
+        except ValueError as error:
+            logger.error("the key set this host shares is unusable: %s", error)
+            return
+        logger.warning(
+            "Crossmint key set fetch failed (%s): verifying with the copy this host fetched"
+            " %.0f s ago",
+            shared.why,
+            max(age, 0.0),
+        )
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -227,24 +261,46 @@ class AuthCore:
             logger.warning("logout could not tell the other processes: %s", result.message)
 
     def refresh(
-        self, secret: str, client: str | None = None
+        self, secret: str, client: str | None = None, *, user: str | None = None
     ) -> Generator[Effect, Any, AuthMaterial]:
         """Trade a refresh secret for new material.
 
         :param client: the address the secret came from, when a request
             brought it: an address whose secrets Crossmint keeps refusing
             gets no more calls for a while (see :mod:`~crossmint_wsgi.limits`).
+        :param user: the ``sub`` of an authentic JWT (expired or not) the
+            request carried: the refresh is that user's, counted against
+            them and never against ``client``, and may use the slots kept for users.
         :raises CrossmintAuthError: ``SESSION_EXPIRED`` when Crossmint does
             not accept the secret, ``UPSTREAM_UNAVAILABLE`` when it did not
             answer usably or was not asked.
         """
-        result = yield Refresh(secret, self.failed_refreshes.refusal(client, self.clock()))
+        digest = secret_digest(secret)
+        with self.failed_refreshes.attempt(client, digest, self.clock(), user) as refused:
+            result = yield Refresh(secret, refused, user)
+        if isinstance(result, LoggedOutDuringRefresh):
+            yield from self._end_orphan(result)
+            raise LOGGED_OUT
         if isinstance(result, CrossmintAuthError):
             if result.code is ErrorCode.SESSION_EXPIRED:
-                self.failed_refreshes.failed(client, secret_digest(secret), self.clock())
+                self.failed_refreshes.failed(client, digest, self.clock(), user)
             raise result
         assert isinstance(result, AuthMaterial)
         return result
+
+    def _end_orphan(self, error: LoggedOutDuringRefresh) -> Generator[Effect, Any, None]:
+        """Revoke the pair a refresh minted after its session was logged out:
+        its JWT everywhere, its secret in the coordinator and at Crossmint.
+        Only the first of the requests that shared the refresh does it."""
+        orphan = error.take()
+        if orphan is None:
+            return
+        yield from self._revoke_token(orphan.jwt)
+        secret = orphan.refresh_token.secret
+        for effect in (Revoke(secret), Logout(secret)):
+            result = yield effect
+            if isinstance(result, CrossmintAuthError):
+                logger.warning("logout during a refresh: %s (best effort)", result.message)
 
     @contextlib.contextmanager
     def upstream_call(self, effect: Refresh) -> Iterator[None]:
@@ -255,7 +311,7 @@ class AuthCore:
         """
         if effect.refused is not None:
             raise effect.refused
-        with self.upstream_slots.hold():
+        with self.upstream_slots.hold(vouched=effect.user is not None):
             yield
 
     def resolve(
@@ -273,11 +329,16 @@ class AuthCore:
             )
         problem = ErrorCode.SESSION_EXPIRED
         why = "the JWT has expired"
+        user: str | None = None
         if cookies.jwt:
             try:
                 claims = yield from self.verify(cookies.jwt)
-            except TokenExpired:
+            except TokenRevoked:
                 pass
+            except TokenExpired:
+                # Raised only once the signature and every other claim held: a
+                # user's refresh, never counted against the address (limits.py).
+                user = trusted_claims(cookies.jwt)["sub"]
             except TokenInvalid as error:
                 problem, why = ErrorCode.INVALID_TOKEN, str(error)
             except CrossmintAuthError as error:
@@ -295,7 +356,7 @@ class AuthCore:
                 message = _expired_message(bool(cookies.jwt), "there is no refresh token")
             return Resolution(None, CrossmintAuthError(problem, message), cookies)
         try:
-            material = yield from self.refresh(cookies.refresh, client)
+            material = yield from self.refresh(cookies.refresh, client, user=user)
         except CrossmintAuthError as error:
             if error.code is ErrorCode.SESSION_EXPIRED and problem is ErrorCode.INVALID_TOKEN:
                 error = CrossmintAuthError(

@@ -157,9 +157,11 @@ class KeySetCache:
         with self._lock:
             self._in_flight = max(0, self._in_flight - 1)
 
-    def store(self, jwks: Mapping[str, Any], now: float) -> None:
+    def store(self, jwks: Mapping[str, Any], now: float, *, fresh_for: float | None = None) -> None:
         """Take a freshly fetched key set.
 
+        :param fresh_for: seconds it counts as fresh, when less than ``ttl``
+            (a copy another worker fetched: Crossmint is asked again sooner).
         :raises ValueError: the set is unusable; the cached keys stay.
         """
         # Install first, end the fetch after: a token with the new kid checked
@@ -171,7 +173,7 @@ class KeySetCache:
             raise
         else:
             self._keys = keys
-            self._fetched_at = now
+            self._fetched_at = now if fresh_for is None else now - max(self.ttl - fresh_for, 0.0)
         finally:
             self._end()
 

@@ -1,9 +1,11 @@
 """A refresh record: what one refresh of a secret came to, sealed so only that secret opens it.
 
-Values are sealed with AES-256-GCM under a key derived from the secret by
-HKDF-SHA256 (a different function of the secret from the Redis key name),
-with a fresh random 96-bit nonce per value and the Redis key name as
-associated data. A record that does not open is treated as absent.
+The stores that share refreshes between processes (Redis, the host store)
+hold records sealed here. Values are sealed with AES-256-GCM under a key
+derived from the secret by HKDF-SHA256 (a different function of the secret
+from the name the record is stored under), with a fresh random 96-bit nonce
+per value and that name as associated data. A record that does not open is
+treated as absent.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..errors import CrossmintAuthError, ErrorCode
-from ..models import AuthMaterial, RefreshToken, User, parse_timestamp
+from .errors import CrossmintAuthError, ErrorCode
+from .models import AuthMaterial, RefreshToken, User, parse_timestamp
 
 __all__ = ["HKDF_INFO", "HKDF_SALT", "Outcome", "RecordCipher", "unwrap"]
 
@@ -28,6 +30,7 @@ logger = logging.getLogger("crossmint_wsgi")
 
 _FORMAT = b"\x01"
 _NONCE_SIZE = 12
+#: The salt of the Redis coordinator's records (the host store's has its own).
 HKDF_SALT = b"crossmint-wsgi redis coordinator"
 HKDF_INFO = b"refresh record v1"
 
@@ -66,19 +69,27 @@ def _load(data: Any) -> Outcome:
 class RecordCipher:
     """Seals and opens the records of one secret stored under one Redis key.
 
-    :param key: the Redis key the record lives under (the associated data).
+    :param key: the name the record lives under (the associated data).
     :param short: a short digest of the secret, for log lines.
     :param aead: the AES-GCM cipher keyed from the secret.
+    :param where: the store, as log lines name it.
     """
 
     key: str
     short: str
     aead: AESGCM = dataclasses.field(repr=False)
+    where: str = "Redis"
 
     @classmethod
-    def of(cls, secret: str, key: str, short: str) -> RecordCipher:
-        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=HKDF_SALT, info=HKDF_INFO)
-        return cls(key, short, AESGCM(derived.derive(secret.encode())))
+    def of(
+        cls, secret: str, key: str, short: str, *, salt: bytes = HKDF_SALT, where: str = "Redis"
+    ) -> RecordCipher:
+        """The cipher of ``secret``'s records stored under ``key``; ``salt`` tells stores apart."""
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=HKDF_INFO)
+        # surrogatepass: whatever a client managed to send, deriving never raises.
+        return cls(
+            key, short, AESGCM(derived.derive(secret.encode("utf-8", "surrogatepass"))), where
+        )
 
     def seal(self, outcome: Outcome) -> bytes:
         # A fresh random nonce per value: the key is per secret, but a secret's
@@ -92,18 +103,23 @@ class RecordCipher:
             return None
         raw = value.encode("latin-1") if isinstance(value, str) else value
         if raw[:1] != _FORMAT or len(raw) < 1 + _NONCE_SIZE + 16:
-            logger.warning("ignoring a malformed refresh record in Redis (secret %s)", self.short)
+            logger.warning(
+                "ignoring a malformed refresh record in %s (secret %s)", self.where, self.short
+            )
             return None
         nonce, sealed = raw[1 : 1 + _NONCE_SIZE], raw[1 + _NONCE_SIZE :]
         try:
             return _load(json.loads(self.aead.decrypt(nonce, sealed, self.key.encode())))
         except InvalidTag:
             logger.warning(
-                "ignoring a refresh record in Redis that does not open with its secret (secret %s)",
+                "ignoring a refresh record in %s that does not open with its secret (secret %s)",
+                self.where,
                 self.short,
             )
         except (ValueError, KeyError, TypeError):
-            logger.warning("ignoring an unreadable refresh record in Redis (secret %s)", self.short)
+            logger.warning(
+                "ignoring an unreadable refresh record in %s (secret %s)", self.where, self.short
+            )
         return None
 
 

@@ -14,8 +14,9 @@ from .answers import Answer
 from .api import unreachable
 from .auth_base import Call, R, _AuthBase, httpx_timeout, tls_context
 from .coordination import LocalCoordinator, RefreshCoordinator, SingleFlight
-from .effects import Effect, Refresh, no_body
+from .effects import Effect, Refresh, SharedKeySet, no_body
 from .errors import CrossmintAuthError
+from .host_coordination import HostCoordinator
 from .models import AuthMaterial, Session, User
 
 __all__ = ["CrossmintAuth"]
@@ -73,6 +74,7 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
 
     _ASYNC = False
     _TRANSPORT = (httpx.BaseTransport, "httpx.HTTPTransport(...) or httpx.MockTransport(...)")
+    _HOST = HostCoordinator
 
     def _init_driver(
         self, coordinator: RefreshCoordinator | None, transport: httpx.BaseTransport | None
@@ -81,7 +83,7 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
         self._transport = transport
         self._pid = -1
         self._client: httpx.Client | None = None
-        self._keys_flight: SingleFlight[dict[str, Any]] = SingleFlight()
+        self._keys_flight: SingleFlight[dict[str, Any] | SharedKeySet] = SingleFlight()
         self._local: LocalCoordinator | None = None
         self._process_lock = threading.Lock()
 
@@ -102,7 +104,7 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
             if self._client is None or self._pid != os.getpid():
                 # The client last: once it is set, threads that skip the lock
                 # above find everything else of this process in place.
-                self._keys_flight = SingleFlight()
+                self._keys_flight = SingleFlight[dict[str, Any] | SharedKeySet]()
                 self._local = LocalCoordinator(self.refresh_grace, budget=self.core.refresh_budget)
                 self._pid = os.getpid()
                 self._client = httpx.Client(
@@ -157,8 +159,12 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
             response.status_code, response.content, response.headers.get_list("set-cookie")
         )
 
-    def _fetch_keys(self) -> dict[str, Any]:
-        return self._keys_flight.do("jwks", lambda: self._call(self._keys_call()))
+    def _fetch_keys(self) -> dict[str, Any] | SharedKeySet:
+        def fetch() -> dict[str, Any]:
+            return self._call(self._keys_call())
+
+        host: HostCoordinator | None = self.host
+        return self._keys_flight.do("jwks", fetch if host is None else lambda: host.keys(fetch))
 
     def _refresh_upstream(self, effect: Refresh) -> AuthMaterial:
         with self.core.upstream_call(effect):

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from crossmint_wsgi import AsyncCrossmintAuth, CrossmintAuth
 from crossmint_wsgi.testing import CrossmintEmulator
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _host_store_of_this_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Servers this run starts keep their host store apart from other runs'."""
+    saved = os.environ.get("CROSSMINT_HOST_STORE")
+    os.environ["CROSSMINT_HOST_STORE"] = str(tmp_path_factory.mktemp("host-store"))
+    yield
+    if saved is None:
+        del os.environ["CROSSMINT_HOST_STORE"]
+    else:
+        os.environ["CROSSMINT_HOST_STORE"] = saved
+
+
+@pytest.fixture(autouse=True)
+def _host_store_of_this_test(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test's auths share a host store with each other, never with another test's:
+    one host per test, as a fresh deployment would be."""
+    monkeypatch.setenv("CROSSMINT_HOST_STORE", str(tmp_path_factory.mktemp("host")))
 
 
 @pytest.fixture(

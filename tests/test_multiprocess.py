@@ -1,10 +1,13 @@
-"""Several worker processes: the Flask example under gunicorn, with and without Redis.
+"""Several worker processes: the Flask example under gunicorn, with Redis, with the
+host store alone (the default), and with neither.
 
 An expired session arrives many times at once and is spread over four
-gunicorn workers. Refresh tokens are single use (``reuse_window=0``): with the
-Redis coordinator the workers make one upstream refresh between them and
-every request keeps its session. Without Redis each worker refreshes on its
-own and the losers are logged out; that run is reported, not asserted.
+gunicorn workers. Refresh tokens are single use (``reuse_window=0``): through
+Redis, or through the host store that the workers of one host share by
+default, the workers make one upstream refresh between them and every request
+keeps its session. With the host store turned off and no Redis, each worker
+refreshes on its own and the losers are logged out; that run is reported, not
+asserted.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from redis_server import RedisServer, redis_server
@@ -51,9 +55,13 @@ def redis() -> Iterator[RedisServer]:
 
 
 @contextlib.contextmanager
-def gunicorn_server(emulator: CrossmintEmulator, redis_url: str | None) -> Iterator[Server]:
+def gunicorn_server(
+    emulator: CrossmintEmulator, redis_url: str | None, host_store: str | None = None
+) -> Iterator[Server]:
     port = free_port()
     env = {"CROSSMINT_EMULATOR_URL": emulator.url, "CROSSMINT_REDIS_URL": redis_url or ""}
+    if host_store is not None:
+        env["CROSSMINT_HOST_STORE"] = host_store
     command = [
         require_program("gunicorn"),
         "--chdir",
@@ -148,31 +156,51 @@ def report(label: str, result: Burst) -> str:
     )
 
 
-def test_workers_share_one_refresh_through_redis(
-    emulator: CrossmintEmulator, redis: RedisServer, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with gunicorn_server(emulator, redis.url) as server:
-        # The kernel may hand a whole burst to one worker on a busy machine: that proves
-        # nothing either way, so burst again (a new session each time) until it spreads.
-        for _ in range(5):
-            result = burst(emulator, server)
-            if result.workers > 1:
-                break
-    with capsys.disabled():
-        print(report("with Redis", result))
+def spread_burst(emulator: CrossmintEmulator, server: Server) -> Burst:
+    # The kernel may hand a whole burst to one worker on a busy machine: that proves
+    # nothing either way, so burst again (a new session each time) until it spreads.
+    for _ in range(5):
+        result = burst(emulator, server)
+        if result.workers > 1:
+            break
     assert result.workers > 1, f"five bursts reached {result.workers} worker(s) only"
+    return result
+
+
+def assert_one_refresh_for_all(result: Burst) -> None:
     assert result.refreshes == 1, result
     assert result.statuses == {200: BURST}, result  # nobody was logged out
     assert result.user_ids == {"user-mp": BURST}
     assert len(result.new_jwts) == 1, result  # the same new session everywhere
 
 
-def test_workers_without_redis_are_reported(
+def test_workers_share_one_refresh_through_redis(
+    emulator: CrossmintEmulator, redis: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with gunicorn_server(emulator, redis.url) as server:
+        result = spread_burst(emulator, server)
+    with capsys.disabled():
+        print(report("with Redis", result))
+    assert_one_refresh_for_all(result)
+
+
+def test_workers_share_one_refresh_through_the_host_store(
+    emulator: CrossmintEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The default deployment: no Redis, nothing configured."""
+    with gunicorn_server(emulator, None, str(tmp_path)) as server:
+        result = spread_burst(emulator, server)
+    with capsys.disabled():
+        print(report("host store, no Redis", result))
+    assert_one_refresh_for_all(result)
+
+
+def test_workers_with_nothing_shared_are_reported(
     emulator: CrossmintEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with gunicorn_server(emulator, None) as server:
+    with gunicorn_server(emulator, None, "off") as server:
         result = burst(emulator, server)
     with capsys.disabled():
-        print(report("without Redis", result))
+        print(report("host store off, no Redis", result))
     # Each request got an answer: its session, or a clean refusal.
     assert set(result.statuses) <= {200, 401}, result

@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from support import free_port, require_program
+from support import PortTaken, free_port, port_taken, require_program
 
 __all__ = ["Cluster", "Node", "Sentinels", "TlsFiles", "make_tls_files", "wait_for"]
 
@@ -94,8 +94,11 @@ class Node:
             def answers() -> bool:
                 assert self.process is not None
                 if self.process.poll() is not None:
-                    raise AssertionError(f"redis-server exited:\n{self.output()}")
-                return bool(client.ping())
+                    output = self.output()
+                    error = PortTaken if port_taken(output) else AssertionError
+                    raise error(f"redis-server exited:\n{output}")
+                # This node's answer, not another process's on a port taken meanwhile.
+                return bool(client.info("server")["process_id"] == self.process.pid)
 
             wait_for(answers, f"redis-server on port {self.port} answers PING", timeout)
         return self

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
-from support import free_port, require_program
+from support import PORT_ATTEMPTS, PortTaken, free_port, port_taken, require_program
 
 
 class RedisServer:
@@ -23,16 +23,39 @@ class RedisServer:
     def __init__(self, directory: Path, port: int | None = None) -> None:
         self.program = require_program("redis-server")
         self.directory = directory
+        #: Whether the port is ours to change: picked here, never served on yet.
+        self._may_move = port is None
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
 
     @property
     def log(self) -> Path:
         return self.directory / "redis.log"
 
-    def start(self, timeout: float = 10.0) -> RedisServer:
-        """Start the server (again after :meth:`kill`, on the same port); wait for PING."""
+    def start(self, timeout: float = 30.0) -> RedisServer:
+        """Start the server (again after :meth:`kill`, on the same port); wait for PING.
+
+        A first start on a port picked here that another process took meanwhile
+        is tried again on another port (see :func:`support.free_port`).
+        """
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                self._start(timeout)
+            except PortTaken:
+                if not self._may_move or attempt == PORT_ATTEMPTS:
+                    raise
+                self.port = free_port()
+                self.log.unlink(missing_ok=True)  # its "already in use" told this attempt only
+                continue
+            self._may_move = False
+            return self
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> None:
         command = [
             self.program,
             "--port",
@@ -52,15 +75,16 @@ class RedisServer:
             command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
         )
         deadline = time.monotonic() + timeout
-        with redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1) as client:
+        with redis.Redis(port=self.port, socket_timeout=5, socket_connect_timeout=5) as client:
             while True:
                 if self.process.poll() is not None:
-                    raise AssertionError(
-                        f"redis-server exited with {self.process.returncode}:\n{self.output()}"
-                    )
+                    output = self.output()
+                    error = PortTaken if port_taken(output) else AssertionError
+                    raise error(f"redis-server exited with {self.process.returncode}:\n{output}")
                 try:
-                    if client.ping():
-                        return self
+                    # This server's answer, not another process's on a port taken meanwhile.
+                    if client.info("server")["process_id"] == self.process.pid:
+                        return
                 except redis.RedisError:
                     pass
                 if time.monotonic() > deadline:

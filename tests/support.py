@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -12,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -36,21 +38,68 @@ def wait_out_key_backoff() -> None:
     time.sleep(KEYS_FAILURE_BACKOFF + 0.1)
 
 
+#: Ports :func:`free_port` handed out in this process: never handed out twice.
+_HANDED_OUT: set[int] = set()
+#: Open lock files, one per port handed out, held for this process's lifetime.
+_RESERVATIONS: list[object] = []
+#: Where processes that use :func:`free_port` (test runs, benchmarks) reserve ports.
+_RESERVATION_DIR = Path(tempfile.gettempdir()) / f"crossmint-wsgi-test-ports-{os.getuid()}"
+
+
+def _reserve(port: int) -> bool:
+    """Hold a lock on ``port`` for this process's lifetime; ``False`` when another
+    process holds it (it handed the port out, its server may not have bound it yet)."""
+    _RESERVATION_DIR.mkdir(mode=0o700, exist_ok=True)
+    lock = open(_RESERVATION_DIR / str(port), "a")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        return False
+    _RESERVATIONS.append(lock)
+    return True
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago.
+    """A TCP port on 127.0.0.1 that was free a moment ago, and that no other
+    caller of this function (in this process or another) is handed.
 
     Picked below Linux's ephemeral range (32768 and up): a server that binds
-    port 0 meanwhile (an embedded emulator) cannot be handed the same one.
+    port 0 meanwhile (an embedded emulator), or any outgoing connection,
+    cannot be handed the same one. A process that binds ports of its own
+    choosing may still take it before its server does: :func:`serve` starts
+    a server again on another port when that happens.
     """
-    for _ in range(200):
+    for _ in range(500):
         port = random.randint(20_000, 32_000)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        if not _reserve(port):
+            continue
+        _HANDED_OUT.add(port)
+        return port
     raise AssertionError("no free TCP port between 20000 and 32000")
+
+
+#: What servers print when the port they were given is taken (uvicorn, hypercorn,
+#: werkzeug, Django: "address/port already in use"; gunicorn: "Connection in use";
+#: node: EADDRINUSE; redis-server: "bind: Address already in use").
+_PORT_TAKEN = re.compile(r"already in use|connection in use|eaddrinuse", re.IGNORECASE)
+
+
+def port_taken(output: str) -> bool:
+    """Whether a server's output says its port was taken."""
+    return _PORT_TAKEN.search(output) is not None
+
+
+class PortTaken(AssertionError):
+    """The server could not bind its port: another process took it after
+    :func:`free_port` picked it."""
 
 
 def require_program(name: str) -> str:
@@ -70,6 +119,7 @@ class Server:
     def __init__(self, process: subprocess.Popen[bytes], url: str, log: Path) -> None:
         self.process = process
         self.url = url
+        self.port = int(url.rsplit(":", 1)[1])
         self.log = log
 
     def output(self) -> str:
@@ -91,7 +141,9 @@ def run_server(
 
     The process runs in its own process group and is terminated (then killed)
     with all its children at the end. Its output goes to a log file, shown in
-    the failure message if it never became ready.
+    the failure message if it never became ready. When the port was taken
+    (see :func:`free_port`), raises :class:`PortTaken`; :func:`serve` then
+    starts the server again on another port.
     """
     log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept open for the process
         prefix="server-", suffix=".log", delete=False
@@ -111,19 +163,24 @@ def run_server(
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise AssertionError(
-                    f"{command[0]} exited with {process.returncode} before serving:\n"
-                    + server.output()
+                output = server.output()
+                error = PortTaken if port_taken(output) else AssertionError
+                raise error(
+                    f"{command[0]} exited with {process.returncode} before serving:\n" + output
                 )
             try:
-                httpx.get(url + ready_path, timeout=1.0)
-                break
+                httpx.get(url + ready_path, timeout=5.0)
             except httpx.HTTPError:
                 if time.monotonic() > deadline:
                     raise AssertionError(
                         f"{command[0]} did not serve {url} in {timeout}s:\n" + server.output()
                     ) from None
                 time.sleep(0.1)
+                continue
+            if port_taken(server.output()):
+                # Another process answered: this one is still retrying its bind (gunicorn).
+                raise PortTaken(f"{command[0]} could not bind {url}:\n" + server.output())
+            break
         yield server
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -136,3 +193,47 @@ def run_server(
             process.wait(timeout=10)
         log_file.close()
         os.unlink(log_file.name)
+
+
+#: How many ports :func:`serve` tries before giving up.
+PORT_ATTEMPTS = 5
+
+
+@contextlib.contextmanager
+def serve(
+    command: Callable[[int], Sequence[str]],
+    *,
+    env: Mapping[str, str] | Callable[[int], Mapping[str, str]] | None = None,
+    ready_path: str = "/",
+    timeout: float = 30.0,
+    cwd: Path = ROOT,
+) -> Iterator[Server]:
+    """:func:`run_server` on a port of :func:`free_port`, ``command(port)``
+    (and ``env(port)`` when ``env`` is callable).
+
+    A port is free when picked, not necessarily when the server binds it: when
+    another process took it meanwhile, the server is started again on another
+    port (at most :data:`PORT_ATTEMPTS` ports).
+    """
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = free_port()
+        full_env = env(port) if callable(env) else env
+        starting = contextlib.ExitStack()
+        try:
+            server = starting.enter_context(
+                run_server(
+                    command(port),
+                    port=port,
+                    env=full_env,
+                    ready_path=ready_path,
+                    timeout=timeout,
+                    cwd=cwd,
+                )
+            )
+        except PortTaken:
+            if attempt == PORT_ATTEMPTS:
+                raise
+            continue
+        with starting:
+            yield server
+        return

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import test_examples_asgi as asgi_cases
 import test_examples_wsgi as wsgi_cases
-from support import ROOT, Server, free_port, require_program, run_server
+from support import ROOT, Server, require_program, serve
 from websockets.exceptions import InvalidStatus
 
 from crossmint_wsgi.testing import CrossmintEmulator
@@ -57,22 +57,27 @@ site = wsgi_cases.site
 
 @pytest.fixture(scope="module", params=list(SERVERS))
 def server(request: pytest.FixtureRequest, emulator: CrossmintEmulator) -> Iterator[Server]:
-    port = free_port()
-    env = {**wsgi_cases.CLEAN_ENV, "CROSSMINT_EMULATOR_URL": emulator.url, "PORT": str(port)}
-    with run_server(command_for(request.param, port), port=port, env=env) as running:
+    def env(port: int) -> dict[str, str]:
+        return {**wsgi_cases.CLEAN_ENV, "CROSSMINT_EMULATOR_URL": emulator.url, "PORT": str(port)}
+
+    with serve(lambda port: command_for(request.param, port), env=env) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def running(emulator: CrossmintEmulator) -> Iterator[wsgi_cases.Running]:
     """The Django project under gunicorn, two workers, for the WSGI scenarios."""
-    port = free_port()
-    command = [
-        require_program("gunicorn"),
-        *("--chdir", "examples", "-w", "2", "-b", f"127.0.0.1:{port}", "django_app.wsgi"),
-    ]
-    env = {**wsgi_cases.CLEAN_ENV, "CROSSMINT_EMULATOR_URL": emulator.url, "PORT": str(port)}
-    with run_server(command, port=port, env=env, cwd=ROOT) as server:
+
+    def command(port: int) -> list[str]:
+        return [
+            require_program("gunicorn"),
+            *("--chdir", "examples", "-w", "2", "-b", f"127.0.0.1:{port}", "django_app.wsgi"),
+        ]
+
+    def env(port: int) -> dict[str, str]:
+        return {**wsgi_cases.CLEAN_ENV, "CROSSMINT_EMULATOR_URL": emulator.url, "PORT": str(port)}
+
+    with serve(command, env=env, cwd=ROOT) as server:
         control = wsgi_cases.Control(emulator.url)
         yield wsgi_cases.Running("django-gunicorn", server, control)
         control.http.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import free_port, require_program, run_server
+from support import free_port, require_program, serve
 from werkzeug.test import Client
 
 from crossmint_wsgi import CrossmintConfigError, CrossmintWSGIMiddleware
@@ -291,24 +291,26 @@ def test_gunicorn_serves_the_wrapped_app(
     crossmint_emulator: CrossmintEmulator, app_module: Path, redis_url: str | None
 ) -> None:
     gunicorn = require_program("gunicorn")
-    port = free_port()
-    command = [
-        gunicorn,
-        "--chdir",
-        str(app_module),
-        "--workers",
-        "2",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "crossmint_wsgi.gunicorn:wrap('hello_app:app')",
-    ]
+
+    def command(port: int) -> list[str]:
+        return [
+            gunicorn,
+            "--chdir",
+            str(app_module),
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "crossmint_wsgi.gunicorn:wrap('hello_app:app')",
+        ]
+
     env = {
         "CROSSMINT_EMULATOR_URL": crossmint_emulator.url,
         "CROSSMINT_PROTECT": "/private/:path*",
         **({"CROSSMINT_REDIS_URL": redis_url} if redis_url else {}),
     }
     with (
-        run_server(command, port=port, env=env) as server,
+        serve(command, env=env) as server,
         httpx.Client(base_url=server.url) as http,
     ):
         assert http.get("/").text == "hello anonymous"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from redis_server import RedisServer, redis_server
-from support import Server, free_port, require_program, run_server
+from support import Server, require_program, serve
 
 from crossmint_wsgi import CrossmintAuth, CrossmintAuthError
 from crossmint_wsgi.testing import CrossmintEmulator
@@ -61,13 +61,18 @@ def shared_redis() -> Iterator[RedisServer]:
 def server(
     request: pytest.FixtureRequest, emulator: CrossmintEmulator, shared_redis: RedisServer
 ) -> Iterator[Server]:
-    port = free_port()
     program, *args = SERVERS[request.param]
-    command = [require_program(program), *(arg.replace("{port}", str(port)) for arg in args)]
-    env = {"CROSSMINT_EMULATOR_URL": emulator.url, "PORT": str(port)}
-    if program == "gunicorn":
-        env["CROSSMINT_REDIS_URL"] = shared_redis.url
-    with run_server(command, port=port, env=env) as running:
+
+    def command(port: int) -> list[str]:
+        return [require_program(program), *(arg.replace("{port}", str(port)) for arg in args)]
+
+    def env(port: int) -> dict[str, str]:
+        env = {"CROSSMINT_EMULATOR_URL": emulator.url, "PORT": str(port)}
+        if program == "gunicorn":
+            env["CROSSMINT_REDIS_URL"] = shared_redis.url
+        return env
+
+    with serve(command, env=env) as running:
         yield running
 
 

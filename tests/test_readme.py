@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from support import free_port, run_server
+from support import free_port, serve
 from werkzeug.test import Client
 
 import crossmint_wsgi
@@ -140,11 +140,12 @@ def snippet_module(tmp_path: Path) -> Path:
 def test_asgi_example_under_its_servers(
     server: str, snippet_module: Path, crossmint_emulator: CrossmintEmulator
 ) -> None:
-    port = free_port()
-    command = [sys.executable, *(part.format(port=port) for part in SERVERS[server])]
+    def command(port: int) -> list[str]:
+        return [sys.executable, *(part.format(port=port) for part in SERVERS[server])]
+
     env = {"CROSSMINT_EMULATOR_URL": crossmint_emulator.url, "SERVER_CROSSMINT_API_KEY": "unused"}
     material = crossmint_emulator.create_session("grace")
-    with run_server(command, port=port, env=env, cwd=snippet_module) as served:
+    with serve(command, env=env, cwd=snippet_module) as served:
         with httpx.Client(base_url=served.url, timeout=10) as client:
             assert client.get("/").text == "Hello, stranger"
             assert client.get("/account").status_code == 401
@@ -246,11 +247,13 @@ def test_uvicorn_proxy_headers_example(
 ) -> None:
     """The README's uvicorn line: cookies are Secure when the proxy says https."""
     (line,) = [line for line in README.splitlines() if line.startswith(UVICORN_PROXY)]
-    port = free_port()
-    command = [sys.executable, "-m", *line.split("#")[0].split(), "--port", str(port)]
+
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-m", *line.split("#")[0].split(), "--port", str(port)]
+
     env = {"CROSSMINT_EMULATOR_URL": crossmint_emulator.url, "SERVER_CROSSMINT_API_KEY": "unused"}
-    with run_server(command, port=port, env=env, cwd=snippet_module) as served:
-        origin = f"https://127.0.0.1:{port}"
+    with serve(command, env=env, cwd=snippet_module) as served:
+        origin = f"https://127.0.0.1:{served.port}"
         signed_in = []
         for proto in ("https", "http"):
             answer = httpx.post(

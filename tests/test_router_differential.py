@@ -35,7 +35,7 @@ from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from routers import apps
-from support import free_port, require_program, run_server
+from support import require_program, serve
 
 from crossmint_wsgi import (
     AsyncCrossmintAuth,
@@ -428,14 +428,17 @@ def real_servers(
     started = {}
     with contextlib.ExitStack() as exit_stack:
         for name, (command, frameworks) in SERVERS.items():
-            port = free_port()
             program, *arguments = command
-            bind = ["--bind", f"127.0.0.1:{port}"] if program != "uvicorn" else []
-            bind += ["--port", str(port)] if program == "uvicorn" else []
-            exit_stack.enter_context(
-                run_server([require_program(program), *bind, *arguments], port=port, env=env)
-            )
-            started[name] = RealServer(name, port, frameworks)
+
+            def bound(
+                port: int, program: str = program, arguments: list[str] = arguments
+            ) -> list[str]:
+                bind = ["--bind", f"127.0.0.1:{port}"] if program != "uvicorn" else []
+                bind += ["--port", str(port)] if program == "uvicorn" else []
+                return [require_program(program), *bind, *arguments]
+
+            server = exit_stack.enter_context(serve(bound, env=env))
+            started[name] = RealServer(name, server.port, frameworks)
         yield started
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Cookie, Page, Request, Response
 from redis_server import redis_server
-from support import Server, free_port, require_program, run_server
+from support import Server, require_program, serve
 
 from crossmint_wsgi.testing import CrossmintEmulator
 
@@ -60,44 +60,19 @@ APPS = [
 ]
 
 
-#: How many free ports a server start may try (see :func:`app_server`).
-PORT_ATTEMPTS = 3
-
-
-def port_taken(error: AssertionError) -> bool:
-    """Whether a server failed to start because its port was taken (uvicorn, gunicorn, redis)."""
-    text = str(error).lower()
-    return "address already in use" in text or "connection in use" in text
-
-
 @contextlib.contextmanager
 def app_server(app: App, env: Mapping[str, str]) -> Iterator[Server]:
     """The example app on a free port, with Redis when it needs one.
 
-    A port is free when picked, not when the server binds it: on a busy
-    machine another process (any outgoing connection's local port) can take it
-    in between. The server then fails to bind and exits, and the start is
-    tried again on another port.
+    A port is free when picked, not necessarily when the server binds it:
+    :func:`support.serve` and :class:`redis_server.RedisServer` start again on
+    another port when another process took it meanwhile.
     """
     with contextlib.ExitStack() as stack:
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            starting = contextlib.ExitStack()
-            try:
-                full_env = dict(env)
-                if app.redis:
-                    full_env["CROSSMINT_REDIS_URL"] = starting.enter_context(redis_server()).url
-                port = free_port()
-                server = starting.enter_context(
-                    run_server(app.command(port), port=port, env=full_env)
-                )
-            except AssertionError as error:
-                starting.close()
-                if attempt == PORT_ATTEMPTS or not port_taken(error):
-                    raise
-            else:
-                stack.enter_context(starting)
-                break
-        yield server
+        full_env = dict(env)
+        if app.redis:
+            full_env["CROSSMINT_REDIS_URL"] = stack.enter_context(redis_server()).url
+        yield stack.enter_context(serve(app.command, env=full_env))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1856,20 +1856,44 @@ class RotationResult:
     new_kid_verified: int
 
 
+def traffic_until(
+    enough: Callable[[], bool], *, at_least: float = 0.0, limit: float = 30.0
+) -> bool:
+    """Let traffic flow until ``enough()`` holds and ``at_least`` seconds passed;
+    ``False`` when ``enough()`` still does not hold after ``limit`` seconds.
+
+    What a traffic test needs (every thread got through this many requests)
+    is waited on, never guessed from time: a loaded machine only takes longer.
+    """
+    start = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= at_least and enough():
+            return True
+        if elapsed >= limit:
+            return False
+        time.sleep(0.01)
+
+
 def rotation_under_traffic(
     emulator: CrossmintEmulator,
     *,
     threads: int = 8,
     seconds_before: float = 0.5,
     seconds_after: float = 1.5,
+    rounds_before: int = 2,
+    rounds_after: int = 3,
     **settings: Any,
 ) -> RotationResult:
     """Threads verify tokens continuously while Crossmint rotates its signing key.
 
     Every thread verifies freshly issued JWTs (never seen before, so each
-    needs the key set) in a loop; midway, :meth:`CrossmintEmulator.rotate_keys`
-    runs and from then on tokens carry the new ``kid``. Counts verifications
-    that did not yield a session.
+    needs the key set) in a loop; once every thread verified ``rounds_before``
+    tokens (and ``seconds_before`` passed), :meth:`CrossmintEmulator.rotate_keys`
+    runs and from then on tokens carry the new ``kid``; the traffic stops once
+    every thread verified ``rounds_after`` tokens of the new ``kid`` (and
+    ``seconds_after`` passed), or after 30 s of either wait. Counts
+    verifications that did not yield a session.
     """
     auth = make_auth(emulator.crossmint(), leeway=0, **settings)
     stop = threading.Event()
@@ -1878,6 +1902,9 @@ def rotation_under_traffic(
     codes: dict[str, int] = {}
     errors: list[BaseException] = []
     old_kid = emulator.kid
+    # Per thread: tokens verified (with or without a session), and those of the new kid.
+    rounds = [0] * threads
+    new_rounds = [0] * threads
 
     def worker(index: int) -> None:
         try:
@@ -1891,6 +1918,9 @@ def rotation_under_traffic(
                     failed = error.code.value
                 with lock:
                     counts["total"] += 1
+                    rounds[index] += 1
+                    if kid != old_kid:
+                        new_rounds[index] += 1
                     if failed:
                         counts["failures"] += 1
                         codes[failed] = codes.get(failed, 0) + 1
@@ -1904,9 +1934,11 @@ def rotation_under_traffic(
     try:
         for thread in pool:
             thread.start()
-        time.sleep(seconds_before)
+        traffic_until(lambda: bool(errors) or min(rounds) >= rounds_before, at_least=seconds_before)
         emulator.rotate_keys(keep_old=True)
-        time.sleep(seconds_after)
+        traffic_until(
+            lambda: bool(errors) or min(new_rounds) >= rounds_after, at_least=seconds_after
+        )
     finally:
         stop.set()
         for thread in pool:

@@ -18,7 +18,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import anyio
 import anyio.lowlevel
@@ -54,6 +54,7 @@ from reliability_cases import (
     rotation_under_traffic,
     run_fault_case_asgi,
     run_fault_case_wsgi,
+    traffic_until,
     universal_problems,
     wsgi_stack,
 )
@@ -175,9 +176,12 @@ async def test_asgi_tasks_never_wait_past_the_timeout(emulator: CrossmintEmulato
 
 def test_key_rotation_while_threads_verify(emulator: CrossmintEmulator) -> None:
     """Eight threads verify fresh JWTs while Crossmint rotates its key: not one fails."""
-    result = rotation_under_traffic(emulator, threads=8, seconds_before=0.5, seconds_after=1.0)
+    result = rotation_under_traffic(
+        emulator, threads=8, seconds_before=0.5, seconds_after=1.0, rounds_after=3
+    )
     assert result.failures == 0, result.failure_codes
-    assert result.new_kid_verified > 0
+    # Every thread verified tokens of the new kid: the traffic ran on past the rotation.
+    assert result.new_kid_verified >= 8 * 3
     # One fetch to start, one (shared) for the new kid; a third at most on a race.
     assert result.key_set_fetches <= 3
 
@@ -194,6 +198,8 @@ def test_key_rotation_through_the_wsgi_middleware(emulator: CrossmintEmulator) -
         stop = threading.Event()
         replies: list[tuple[str, Reply]] = []
         lock = threading.Lock()
+        # Per client: JWTs sent of the old kid (False) and of the new one (True).
+        sent = {False: [0] * 6, True: [0] * 6}
 
         def client(index: int) -> None:
             while not stop.is_set():
@@ -201,22 +207,29 @@ def test_key_rotation_through_the_wsgi_middleware(emulator: CrossmintEmulator) -
                 reply = call_wsgi(app, Req(path=PROTECTED, cookie=cookie_header(token)))
                 with lock:
                     replies.append((_kid(token), reply))
+                    sent[_kid(token) != old_kid][index] += 1
+
+        def every_client_sent(rounds: int, new_kid: bool) -> bool:
+            return min(sent[new_kid]) >= rounds
 
         old_kid = emulator.kid
         threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
         for thread in threads:
             thread.start()
-        time.sleep(0.4)
-        emulator.rotate_keys(keep_old=True)
-        time.sleep(0.8)
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+        try:
+            # Rotate while every client is busy, and let each send JWTs of the new kid.
+            traffic_until(lambda: every_client_sent(2, new_kid=False), at_least=0.4)
+            emulator.rotate_keys(keep_old=True)
+            traffic_until(lambda: every_client_sent(3, new_kid=True), at_least=0.8)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
     expect = Expect(200, None, app=True)
     assert [
         problems_with(reply, expect) for _, reply in replies if problems_with(reply, expect)
     ] == []
-    assert sum(1 for kid, _ in replies if kid != old_kid) > 0
+    assert every_client_sent(3, new_kid=True)
 
 
 @pytest.mark.anyio
@@ -228,21 +241,43 @@ async def test_key_rotation_through_the_asgi_middleware(emulator: CrossmintEmula
         old_kid = emulator.kid
         replies: list[tuple[str, Reply]] = []
         done = anyio.Event()
+        # Per task: JWTs sent of the old kid (False) and of the new one (True).
+        sent = {False: [0] * 6, True: [0] * 6}
+        waits: list[tuple[Callable[[], bool], anyio.Event]] = []
+
+        def every_task_sent(rounds: int, new_kid: bool) -> bool:
+            return min(sent[new_kid]) >= rounds
 
         async def traffic(index: int) -> None:
             while not done.is_set():
                 token = emulator.issue_jwt(f"rotating-{index}")
                 reply = await call_httpx(client, Req(path=PROTECTED, cookie=cookie_header(token)))
                 replies.append((_kid(token), reply))
+                sent[_kid(token) != old_kid][index] += 1
+                for enough, reached in waits:
+                    if enough():
+                        reached.set()
                 # A cached verification never suspends: let the other tasks run.
                 await anyio.lowlevel.checkpoint()
 
+        async def until(enough: Callable[[], bool], at_least: float) -> None:
+            # As traffic_until (at most 30 s), without blocking the event loop.
+            reached = anyio.Event()
+            waits.append((enough, reached))
+            with anyio.move_on_after(30):
+                await anyio.sleep(at_least)
+                if not enough():
+                    await reached.wait()
+
         async def rotate() -> None:
-            await anyio.sleep(0.3)
-            # Key generation is slow: off the event loop, as an operator's would be.
-            await anyio.to_thread.run_sync(lambda: emulator.rotate_keys(keep_old=True))
-            await anyio.sleep(0.6)
-            done.set()
+            try:
+                # Rotate while every task is busy, and let each send JWTs of the new kid.
+                await until(lambda: every_task_sent(2, new_kid=False), at_least=0.3)
+                # Key generation is slow: off the event loop, as an operator's would be.
+                await anyio.to_thread.run_sync(lambda: emulator.rotate_keys(keep_old=True))
+                await until(lambda: every_task_sent(3, new_kid=True), at_least=0.6)
+            finally:
+                done.set()
 
         async with anyio.create_task_group() as group:
             for index in range(6):
@@ -252,7 +287,7 @@ async def test_key_rotation_through_the_asgi_middleware(emulator: CrossmintEmula
     assert [
         problems_with(reply, expect) for _, reply in replies if problems_with(reply, expect)
     ] == []
-    assert sum(1 for kid, _ in replies if kid != old_kid) > 0
+    assert every_task_sent(3, new_kid=True)
 
 
 # -- the key-set fetch's bookkeeping survives cancellation and races ------------------------

@@ -177,7 +177,7 @@ def in_threads(count: int, call: Callable[[int], object]) -> list[object]:
     return results
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
@@ -500,8 +500,15 @@ def test_redis_killed_mid_test_requests_still_succeed(
             coordinators[1].refresh(waiting_secret, waiter_upstream)
         )
     )
-    with caplog.at_level(logging.INFO, "crossmint_wsgi"):
+    with caplog.at_level(logging.INFO, "crossmint_wsgi"), own_redis.client() as client:
+        client.config_resetstat()
         waiter.start()
+
+        def evals() -> int:
+            return int(client.info("commandstats").get("cmdstat_eval", {}).get("calls", 0))
+
+        # The waiter's first turn is the first EVAL since the reset: it saw the lock.
+        wait_until(lambda: evals() >= 1, "the waiter took its first turn")
         own_redis.kill()
         waiter.join(30)
         gate.set()
@@ -518,7 +525,8 @@ def test_redis_killed_mid_test_requests_still_succeed(
             )
             assert results == [down.outcome] * 20
             assert down.calls == 1
-            time.sleep(0.25)  # past retry_interval: each round tries Redis again
+            # Past retry_interval: the next round tries Redis again (and fails).
+            wait_until(coordinators[0]._health.usable, "Redis is worth trying again")
 
     # Once per process (coordinator) and log_interval, though every round met it.
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -17,7 +17,7 @@ from .effects import Effect
 from .errors import CrossmintAuthError, ErrorCode
 from .flows import AuthCore
 from .models import AuthMaterial
-from .tokens import TokenExpired, TokenInvalid
+from .tokens import TokenExpired, TokenInvalid, TokenRevoked, trusted_claims
 
 __all__ = [
     "MAX_BODY",
@@ -164,6 +164,28 @@ def _still_valid(core: AuthCore, jwt: str) -> Generator[Effect, Any, dict[str, A
         return None
 
 
+def _authentic_user(core: AuthCore, jwt: str | None) -> Generator[Effect, Any, str | None]:
+    """The user the request's JWT proves it is, expired or not, else ``None``.
+
+    A refresh that brings one is that user's: counted against them, never
+    against the address it came from, and it may use the upstream slots
+    kept for users (:mod:`~crossmint_wsgi.limits`). A forged, misdirected
+    or logged-out JWT proves nobody.
+    """
+    if not jwt:
+        return None
+    try:
+        claims = yield from core.verify(jwt)
+    except TokenRevoked:
+        return None
+    except TokenExpired:
+        # Raised only once the signature and every other claim held.
+        return str(trusted_claims(jwt)["sub"])
+    except (TokenInvalid, CrossmintAuthError):
+        return None
+    return str(claims["sub"])
+
+
 def _kept_session(core: AuthCore, cookies: AuthCookies, claims: dict[str, Any]) -> Answer:
     """``200`` with the JWT the request already holds, and no new cookies.
 
@@ -227,8 +249,9 @@ def refresh_answer(
                 ErrorCode.MISSING_SESSION, "no refresh token in the body or the cookies"
             )
         )
+    user = yield from _authentic_user(core, cookies.jwt)
     try:
-        material = yield from core.refresh(secret, client)
+        material = yield from core.refresh(secret, client, user=user)
     except CrossmintAuthError as error:
         if error.code is ErrorCode.UPSTREAM_UNAVAILABLE and own and cookies.jwt:
             claims = yield from _still_valid(core, cookies.jwt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from datetime import datetime, timezone
@@ -23,6 +24,8 @@ from crossmint_wsgi.cookies import AuthCookies
 from crossmint_wsgi.coordination import secret_digest
 from crossmint_wsgi.effects import FETCH_KEYS, FetchKeys, Logout, ReadBody, Refresh
 from crossmint_wsgi.flows import AuthCore
+from crossmint_wsgi.limits import FailedRefreshes
+from crossmint_wsgi.revocations import token_digest
 from crossmint_wsgi.tokens import TokenExpired, TokenInvalid
 
 PROJECT = "project-f"
@@ -269,7 +272,8 @@ def test_refresh_rescues(core: AuthCore, signer: Signer, jwt_state: str) -> None
     }[jwt_state]
     new = material(signer, "user-1", ttl=900)
     resolution, effects = drive(core.resolve(AuthCookies(jwt, OLD_SECRET)), new)
-    assert effects == [Refresh(OLD_SECRET)]
+    # An authentic JWT, merely expired, vouches for its user; an invalid one for nobody.
+    assert effects == [Refresh(OLD_SECRET, user="user-1" if jwt_state == "expired" else None)]
     session = resolution.session
     assert resolution.error is None
     assert isinstance(session, Session)
@@ -353,7 +357,8 @@ def test_no_session(
     cookies = AuthCookies(jwt, refresh)
     results = (refresh_result,) if refresh_result is not None else ()
     resolution, effects = drive(core.resolve(cookies), *results)
-    assert effects == ([Refresh(OLD_SECRET)] if refresh else [])
+    user = "user-1" if jwt_state == "expired" else None
+    assert effects == ([Refresh(OLD_SECRET, user=user)] if refresh else [])
     assert resolution.session is None
     assert resolution.cookies is cookies
     assert resolution.error is not None
@@ -440,3 +445,118 @@ def test_clear_cookies(core: AuthCore) -> None:
         "crossmint-jwt-project-f",
     ]
     assert all("Expires=Thu, 01 Jan 1970 00:00:00 GMT" in header for header in headers)
+
+
+# -- whose refresh it is: a user's (authentic JWT) or a stranger's ----------------------------
+
+OFFICE = "93.184.216.34"  # a public address real users and a flood share
+
+
+@pytest.mark.parametrize(
+    ("jwt_state", "user"),
+    [
+        pytest.param("expired", "user-1", id="authentic-expired"),
+        pytest.param("forged", None, id="forged-signature"),
+        pytest.param("other-audience", None, id="other-audience"),
+        pytest.param("other-key", None, id="unknown-kid"),
+        pytest.param("revoked", None, id="logged-out"),
+        pytest.param("absent", None, id="no-jwt"),
+    ],
+)
+def test_a_blocked_address_still_lets_its_users_refresh(
+    core: AuthCore, signer: Signer, rotated: Signer, clock: Clock, jwt_state: str, user: str | None
+) -> None:
+    warmed(core, signer)
+    core.failed_refreshes = FailedRefreshes(limit=1, window=60)
+    core.failed_refreshes.failed(OFFICE, "made-up", clock.now)  # the flood
+    expired = signer.token(ttl=-10)
+    jwt = {
+        "expired": expired,
+        "forged": expired[: expired.rindex(".") + 1] + signer.token(ttl=-20).rsplit(".", 1)[1],
+        "other-audience": signer.token(ttl=-10, aud="another-project"),
+        "other-key": rotated.token(ttl=-10),
+        "revoked": expired,
+        "absent": None,
+    }[jwt_state]
+    if jwt_state == "revoked":
+        core.revoked.add(token_digest(expired), NOW + 60, clock.now)
+    flow = core.resolve(AuthCookies(jwt, OLD_SECRET), OFFICE)
+    effect = next(flow)
+    if isinstance(effect, FetchKeys):
+        effect = flow.send(signer.jwks())  # an unknown kid: refetched once
+    assert isinstance(effect, Refresh)
+    assert effect.user == user
+    # A user is never refused for the address; a stranger there is, without a call.
+    assert (effect.refused is None) is (user is not None)
+    if effect.refused is not None:
+        assert "from this address" in effect.refused.message
+    flow.close()
+
+
+def test_a_users_refused_secrets_count_against_the_user_not_the_address(
+    core: AuthCore, signer: Signer, clock: Clock
+) -> None:
+    warmed(core, signer)
+    core.failed_refreshes = FailedRefreshes(limit=2, window=60)
+    jwt = signer.token("user-9", ttl=-10)
+    for index in range(2):
+        drive(core.resolve(AuthCookies(jwt, f"made-up-{index}"), OFFICE), rejected())
+    # That user is now bounded, wherever they come from...
+    for address in (OFFICE, "151.101.1.69"):
+        flow = core.resolve(AuthCookies(jwt, "made-up-2"), address)
+        effect = next(flow)
+        assert effect.refused is not None
+        assert "for this user" in effect.refused.message
+        flow.close()
+    # ...while the address, and strangers there, are not.
+    assert core.failed_refreshes.refusal(OFFICE, clock.now) is None
+    _, effects = drive(core.resolve(AuthCookies(None, "a-login-secret"), OFFICE), rejected())
+    assert effects == [Refresh("a-login-secret")]
+
+
+def test_strangers_secrets_in_flight_count_against_the_address(
+    core: AuthCore, clock: Clock
+) -> None:
+    core.failed_refreshes = FailedRefreshes(limit=2, window=60)
+    flows = [core.resolve(AuthCookies(None, f"made-up-{index}"), OFFICE) for index in range(3)]
+    effects = [next(flow) for flow in flows]
+    # Two calls in flight: the third is refused before its call, not after.
+    assert [effect.refused is None for effect in effects] == [True, True, False]
+    # The same secret again (a page's parallel requests) joins, adding no call.
+    joining = core.resolve(AuthCookies(None, "made-up-0"), OFFICE)
+    assert next(joining).refused is None
+    for flow in (*flows[:2], joining):
+        with pytest.raises(StopIteration):
+            flow.send(rejected())
+    # Landed as refusals: the address stays blocked, now for the window.
+    assert core.failed_refreshes.blocked_for(OFFICE, clock.now) == 60
+    assert not core.failed_refreshes._pending
+
+
+@pytest.mark.parametrize(
+    ("strangers", "vouched", "allowed"),
+    [
+        pytest.param(2, False, True, id="stranger-under-its-share"),
+        pytest.param(3, False, False, id="stranger-past-its-share"),
+        pytest.param(3, True, True, id="user-takes-the-reserve"),
+        pytest.param(4, True, False, id="all-full"),
+    ],
+)
+def test_upstream_calls_keep_slots_for_users(
+    crossmint: Crossmint, strangers: int, vouched: bool, allowed: bool
+) -> None:
+    core = AuthCore(crossmint, max_concurrent_refreshes=4)  # a quarter kept: 1
+    user = "user-1" if vouched else None
+    with contextlib.ExitStack() as stack:
+        for index in range(strangers):
+            # Whoever holds them: users may hold the strangers' share too.
+            holder = "user-2" if index == 3 else None
+            stack.enter_context(core.upstream_call(Refresh(f"s{index}", user=holder)))
+        if allowed:
+            with core.upstream_call(Refresh(OLD_SECRET, user=user)):
+                pass
+        else:
+            with pytest.raises(CrossmintAuthError) as caught:
+                stack.enter_context(core.upstream_call(Refresh(OLD_SECRET, user=user)))
+            assert caught.value.code is ErrorCode.UPSTREAM_UNAVAILABLE
+    assert core.upstream_slots.in_flight == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -234,16 +235,25 @@ def test_refresh_route_outage_fetches_keys_to_judge_the_jwt(
     cookie = f"crossmint-refresh-token={SECRET}; crossmint-jwt={jwt}"
     gate = make_gate(core)
     answer, effects = drive(
-        gate.handle(post("/refresh", cookie=cookie)), b"{}", upstream(), signer.jwks()
+        gate.handle(post("/refresh", cookie=cookie)), b"{}", signer.jwks(), upstream()
     )
-    assert effects == [ReadBody(MAX_BODY), Refresh(SECRET), FetchKeys()]
+    # The JWT is judged first: an authentic one makes the refresh its user's.
+    assert effects == [ReadBody(MAX_BODY), FetchKeys(), Refresh(SECRET, user="user-1")]
     assert answer.status == 200
-    # Without keys nothing is known to be valid: 503.
+    # Without keys nothing is known to be valid: 503, whatever else is tried.
     core = AuthCore(crossmint, clock=lambda: NOW)
-    answer, _ = drive(
-        make_gate(core).handle(post("/refresh", cookie=cookie)), b"{}", upstream(), upstream()
-    )
-    assert answer.status == 503
+    assert all_failing(make_gate(core).handle(post("/refresh", cookie=cookie))).status == 503
+
+
+def all_failing(flow: Generator[Any, Any, Any]) -> Any:
+    """Run ``flow`` with every effect failing, except the body read (``{}``)."""
+    effect = next(flow)
+    for _ in range(10):
+        try:
+            effect = flow.send(b"{}" if isinstance(effect, ReadBody) else upstream())
+        except StopIteration as done:
+            return done.value
+    raise AssertionError("the flow never ended")
 
 
 @pytest.mark.parametrize(
@@ -568,7 +578,9 @@ def test_protect_refusals(
     answer, effects = drive(
         make_gate(core).handle(request("GET", "/dashboard", cookie=header, accept=accept)), *results
     )
-    assert effects == ([Refresh(SECRET)] if results else [])
+    # Only an authentic (here expired) JWT vouches for the refresh.
+    user = "user-1" if cookie.startswith("expired") else None
+    assert effects == ([Refresh(SECRET, user=user)] if results else [])
     set_cookies = headers(answer, "Set-Cookie")
     if cleared:
         assert cookie_names(set_cookies) == ["crossmint-jwt", "crossmint-refresh-token"]
@@ -627,7 +639,7 @@ def test_refreshed_session_proceeds_with_new_cookies(
     result, effects = drive(
         make_gate(core).handle(request("GET", "/dashboard", cookie=header, scheme=scheme)), new
     )
-    assert effects == [Refresh(SECRET)]
+    assert effects == [Refresh(SECRET, user="user-1")]
     assert isinstance(result, Proceed)
     assert result.session is not None
     assert result.session.refreshed

@@ -353,8 +353,9 @@ def test_static_key_set_is_never_fetched(crossmint_emulator: CrossmintEmulator) 
 def test_timeout_is_upstream_unavailable_not_a_logout(
     crossmint_emulator: CrossmintEmulator,
 ) -> None:
-    with CrossmintAuth(crossmint_emulator.crossmint(), leeway=0, timeout=0.3) as auth:
-        auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt("warm"))  # keys fetched first
+    # The key set given, never fetched: only the slow refresh meets the short timeout.
+    keys = crossmint_emulator.key_set
+    with CrossmintAuth(crossmint_emulator.crossmint(), jwks=keys, leeway=0, timeout=0.3) as auth:
         material = crossmint_emulator.create_session("user-1", jwt_ttl=-5)
         crossmint_emulator.set_latency(1.5)
         with pytest.raises(CrossmintAuthError) as caught:
@@ -590,8 +591,11 @@ async def test_async_timeout_is_upstream_unavailable(
     crossmint_emulator: CrossmintEmulator,
 ) -> None:
     material = crossmint_emulator.create_session("user-1", jwt_ttl=-5)
-    async with AsyncCrossmintAuth(crossmint_emulator.crossmint(), leeway=0, timeout=0.3) as auth:
-        await auth.verify_crossmint_jwt(crossmint_emulator.issue_jwt("warm"))
+    # The key set given, never fetched: only the slow refresh meets the short timeout.
+    keys = crossmint_emulator.key_set
+    async with AsyncCrossmintAuth(
+        crossmint_emulator.crossmint(), jwks=keys, leeway=0, timeout=0.3
+    ) as auth:
         crossmint_emulator.set_latency(1.5)
         with pytest.raises(CrossmintAuthError) as caught:
             await auth.get_session(cookie_mapping(material))

@@ -736,6 +736,10 @@ def test_latency_delays_api_answers_but_not_control_routes(
     emulator.set_latency(30)
     with pytest.raises(httpx.ReadTimeout):
         get(f"{emulator.url}{JWKS}", timeout=0.2)
+    # The client gave up first: the emulator counts the request once its thread reads it.
+    deadline = time.monotonic() + 30
+    while control.get("/requests").json()["jwks"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert control.get("/requests").json()["jwks"] == 1
     emulator.set_latency(0)
     assert get(f"{emulator.url}{JWKS}", timeout=10).status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import os
@@ -16,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -40,23 +42,28 @@ def wait_out_key_backoff() -> None:
 
 #: Ports :func:`free_port` handed out in this process: never handed out twice.
 _HANDED_OUT: set[int] = set()
-#: Open lock files, one per port handed out, held for this process's lifetime.
-_RESERVATIONS: list[object] = []
+#: Open lock files, one per port handed out lately (the oldest are let go: their
+#: servers bound them long ago, and a process's open files are limited).
+_RESERVATIONS: collections.deque[IO[str]] = collections.deque()
+_MAX_RESERVATIONS = 128
 #: Where processes that use :func:`free_port` (test runs, benchmarks) reserve ports.
 _RESERVATION_DIR = Path(tempfile.gettempdir()) / f"crossmint-wsgi-test-ports-{os.getuid()}"
 
 
 def _reserve(port: int) -> bool:
-    """Hold a lock on ``port`` for this process's lifetime; ``False`` when another
-    process holds it (it handed the port out, its server may not have bound it yet)."""
+    """Hold a lock on ``port`` (until :data:`_MAX_RESERVATIONS` later ones, or this
+    process's end); ``False`` when another process holds it (it handed the port out,
+    its server may not have bound it yet)."""
     _RESERVATION_DIR.mkdir(mode=0o700, exist_ok=True)
-    lock = open(_RESERVATION_DIR / str(port), "a")  # noqa: SIM115 - held until exit
+    lock = open(_RESERVATION_DIR / str(port), "a")  # noqa: SIM115 - held while reserved
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         lock.close()
         return False
     _RESERVATIONS.append(lock)
+    while len(_RESERVATIONS) > _MAX_RESERVATIONS:
+        _RESERVATIONS.popleft().close()
     return True
 
 

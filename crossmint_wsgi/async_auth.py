@@ -15,7 +15,7 @@ from .answers import Answer
 from .api import unreachable
 from .auth_base import Call, R, _AuthBase, httpx_timeout, tls_context
 from .coordination import AsyncLocalCoordinator, AsyncRefreshCoordinator, AsyncSingleFlight
-from .effects import Effect, Refresh, SharedKeySet, ano_body
+from .effects import Effect, Refresh, SharedKeySet, ano_body, no_host_keys
 from .errors import CrossmintAuthError
 from .host_coordination import AsyncHostCoordinator
 from .models import AuthMaterial, Session, User
@@ -105,12 +105,16 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
             response.status_code, response.content, response.headers.get_list("set-cookie")
         )
 
-    async def _fetch_keys(self) -> dict[str, Any] | SharedKeySet:
+    async def _fetch_keys(self, host_only: bool) -> dict[str, Any] | SharedKeySet:
         fetch = functools.partial(self._call, self._keys_call())
         host: AsyncHostCoordinator | None = self.host
-        return await self._keys_flight.do(
-            "jwks", fetch if host is None else functools.partial(host.keys, fetch)
-        )
+        if host is None:
+            if host_only:
+                no_host_keys()
+            return await self._keys_flight.do("jwks", fetch)
+        if host_only:
+            return await host.keys(None)
+        return await self._keys_flight.do("jwks", functools.partial(host.keys, fetch))
 
     async def _refresh_upstream(self, effect: Refresh) -> AuthMaterial:
         with self.core.upstream_call(effect):

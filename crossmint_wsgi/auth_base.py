@@ -152,7 +152,7 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         # The core's settings are its own: it checks them, and its signature has the defaults.
         self.core = AuthCore(crossmint, **settings)
         self._listening_pid = -1
-        store = open_host_store(self.crossmint, host_store)
+        store = open_host_store(self.crossmint, host_store, self.refresh_route or "")
         #: What the worker processes of this host share (refreshes, logouts,
         #: the key set), or ``None`` when ``host_store=False`` or it cannot be created.
         self.host: Any = None
@@ -182,8 +182,9 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         """Make ``call`` and read its answer."""
         raise NotImplementedError
 
-    def _fetch_keys(self) -> Any:
-        """Fetch Crossmint's key set, one fetch at a time in this process."""
+    def _fetch_keys(self, host_only: bool) -> Any:
+        """Fetch Crossmint's key set, one fetch at a time in this process (see
+        :class:`~crossmint_wsgi.effects.FetchKeys`)."""
         raise NotImplementedError
 
     def _refresh_upstream(self, effect: Refresh) -> Any:
@@ -219,7 +220,7 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         """What performs ``effect``: the blocking driver calls it, the async one
         awaits the call. A failure is a :class:`CrossmintAuthError` raised."""
         if isinstance(effect, FetchKeys):
-            return self._fetch_keys
+            return functools.partial(self._fetch_keys, effect.host_only)
         if isinstance(effect, ReadBody):
             return functools.partial(read_body, effect.limit)
 

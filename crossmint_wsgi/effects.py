@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Generator, Mapping
-from typing import Any, Union
+from typing import Any, NoReturn, Union
 
-from .errors import CrossmintAuthError
+from .errors import CrossmintAuthError, ErrorCode
 
 __all__ = [
     "FETCH_KEYS",
+    "HOST_KEYS",
     "Effect",
     "FetchKeys",
     "Flow",
@@ -28,13 +29,20 @@ __all__ = [
     "SharedKeySet",
     "ano_body",
     "no_body",
+    "no_host_keys",
 ]
 
 
 @dataclasses.dataclass(frozen=True)
 class FetchKeys:
     """Fetch Crossmint's JWK Set. Result: the JSON object; when Crossmint
-    failed, the host's copy (:class:`SharedKeySet`) or the error."""
+    failed, the host's copy (:class:`SharedKeySet`) or the error.
+
+    With ``host_only``, Crossmint is not called (it failed moments ago): the
+    result is the host's copy, or an error when there is none.
+    """
+
+    host_only: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +102,13 @@ class ReadBody:
     limit: int
 
 
+def no_host_keys() -> NoReturn:
+    """What a :data:`HOST_KEYS` lookup comes to without a host store."""
+    raise CrossmintAuthError(
+        ErrorCode.UPSTREAM_UNAVAILABLE, "no worker of this host has Crossmint's key set"
+    )
+
+
 def no_body(limit: int) -> bytes:
     """The body reader of a flow run outside a request: there is no body."""
     return b""
@@ -108,3 +123,4 @@ Effect = Union[FetchKeys, Refresh, Logout, Revoke, RevokeToken, ReadBody]  # noq
 Flow = Generator[Effect, Any, Any]
 
 FETCH_KEYS = FetchKeys()
+HOST_KEYS = FetchKeys(host_only=True)

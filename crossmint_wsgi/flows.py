@@ -23,6 +23,7 @@ from .cookies import AuthCookies, clear_cookie_headers, session_cookie_headers
 from .coordination import LOGGED_OUT, LoggedOutDuringRefresh, secret_digest
 from .effects import (
     FETCH_KEYS,
+    HOST_KEYS,
     Logout,
     Refresh,
     Revoke,
@@ -173,7 +174,9 @@ class AuthCore:
                 self.keys.abandon()
                 raise
             if isinstance(result, SharedKeySet):
-                self._take_shared_keys(result)
+                # The fetch failed: the host's copy serves (when newer) as stale keys do.
+                self._adopt_host_keys(result)
+                self.keys.fail(self.clock(), result.why)
             elif isinstance(result, CrossmintAuthError):
                 self.keys.fail(self.clock(), result.message)
             else:
@@ -181,6 +184,12 @@ class AuthCore:
                     self.keys.store(result, self.clock())
                 except ValueError as error:
                     logger.error("Crossmint key set is unusable: %s", error)
+        elif self.keys.empty and not self.keys.static:
+            # No keys, and Crossmint is being left alone after a failure: another
+            # worker of this host may have fetched them since.
+            shared = yield HOST_KEYS
+            if isinstance(shared, SharedKeySet):
+                self._adopt_host_keys(shared)
         key = self.keys.get(kid)
         if key is None:
             if self.keys.empty:
@@ -200,26 +209,24 @@ class AuthCore:
         self.tokens.put(token, claims, now)
         return claims
 
-    def _take_shared_keys(self, shared: SharedKeySet) -> None:
-        """End a failed fetch: verify with the key set another worker of this
-        host fetched, if it is young enough, else fail as without it."""
-        now = self.clock()
-        age = now - shared.fetched_at
+    def _adopt_host_keys(self, shared: SharedKeySet) -> None:
+        """Take the key set another worker of this host fetched, if it is newer
+        than this process's and no older than :data:`SHARED_KEYS_MAX_AGE`."""
+        age = self.clock() - shared.fetched_at
         if age > SHARED_KEYS_MAX_AGE:
-            self.keys.fail(now, shared.why)
             return
         try:
-            # Fresh for one refetch interval: Crossmint is asked again after it.
-            self.keys.store(shared.jwks, now, fresh_for=self.keys.refetch_interval)
+            adopted = self.keys.adopt(shared.jwks, shared.fetched_at)
         except ValueError as error:
             logger.error("the key set this host shares is unusable: %s", error)
             return
-        logger.warning(
-            "Crossmint key set fetch failed (%s): verifying with the copy this host fetched"
-            " %.0f s ago",
-            shared.why,
-            max(age, 0.0),
-        )
+        if adopted:
+            logger.warning(
+                "Crossmint key set fetch failed (%s): verifying with the copy this host fetched"
+                " %.0f s ago",
+                shared.why,
+                max(age, 0.0),
+            )
 
     # -- sessions -------------------------------------------------------------------------
 

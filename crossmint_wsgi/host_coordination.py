@@ -80,6 +80,12 @@ _SALT = b"crossmint-wsgi host store"
 #: How far a session's chain of secrets is followed on logout.
 _MAX_CHAIN = 8
 
+#: Why a host-only look for the key set found none.
+_NOT_ASKED = CrossmintAuthError(
+    ErrorCode.UPSTREAM_UNAVAILABLE,
+    "Crossmint's key set failed moments ago, and no worker of this host has it",
+)
+
 LocalT = TypeVar("LocalT", LocalCoordinator, AsyncLocalCoordinator)
 R = TypeVar("R")
 
@@ -166,8 +172,9 @@ def trade_flow(
     cipher = _cipher(secret, digest)
     owner = os.urandom(8).hex()
     deadline = time.monotonic() + settings.wait
+    since = time.time()
     while True:
-        claim = yield StoreCall(store.claim, (digest, owner, settings.lock_ttl))
+        claim = yield StoreCall(store.claim, (digest, owner, settings.lock_ttl, None, since))
         if claim is None:
             return unwrap((yield TRADE))
         if claim.revoked:
@@ -198,8 +205,10 @@ def trade_flow(
     successor = (
         secret_digest(outcome.refresh_token.secret) if isinstance(outcome, AuthMaterial) else None
     )
+    lasting = isinstance(outcome, AuthMaterial) or outcome.code is ErrorCode.SESSION_EXPIRED
     kept = yield StoreCall(
-        store.settle, (digest, owner, cipher.seal(outcome), _ttl(outcome, settings), successor)
+        store.settle,
+        (digest, owner, cipher.seal(outcome), _ttl(outcome, settings), successor, None, lasting),
     )
     if kept is False and isinstance(outcome, AuthMaterial):
         raise LoggedOutDuringRefresh(outcome)
@@ -239,13 +248,16 @@ def revoke_flow(
     return successors
 
 
-def keys_flow(store: HostStore) -> Generator[Step, Any, dict[str, Any] | SharedKeySet]:
+def keys_flow(
+    store: HostStore, host_only: bool = False
+) -> Generator[Step, Any, dict[str, Any] | SharedKeySet]:
     """Crossmint's key set, shared with the host: fetched (:data:`TRADE`) and
     left for the others, or, when Crossmint failed, the host's last copy.
 
+    :param host_only: only the host's copy: Crossmint is not asked.
     :raises CrossmintAuthError: Crossmint failed and the host has no copy.
     """
-    fetched = yield TRADE
+    fetched = _NOT_ASKED if host_only else (yield TRADE)
     if isinstance(fetched, CrossmintAuthError):
         shared = yield StoreCall(store.keys)
         if shared is None:
@@ -417,10 +429,11 @@ class HostCoordinator(_HostBase[LocalCoordinator]):
         """Tell every process of the host that a JWT was logged out until ``exp``."""
         self._store_call(self._announce(digest, exp))
 
-    def keys(self, fetch: Callable[[], dict[str, Any]]) -> dict[str, Any] | SharedKeySet:
+    def keys(self, fetch: Callable[[], dict[str, Any]] | None) -> dict[str, Any] | SharedKeySet:
         """Crossmint's key set from ``fetch()``, left for the host's other workers;
-        when it fails, the copy one of them fetched last (see :func:`keys_flow`)."""
-        return self._drive(keys_flow(self.store), fetch)
+        when it fails, or with no ``fetch``, the copy one of them fetched last
+        (see :func:`keys_flow`)."""
+        return self._drive(keys_flow(self.store, fetch is None), fetch)
 
     def close(self) -> None:
         """Stop listening for logouts and close this process's connection."""
@@ -483,10 +496,10 @@ class AsyncHostCoordinator(_HostBase[AsyncLocalCoordinator]):
         await self._offload(self._announce(digest, exp))
 
     async def keys(
-        self, fetch: Callable[[], Awaitable[dict[str, Any]]]
+        self, fetch: Callable[[], Awaitable[dict[str, Any]]] | None
     ) -> dict[str, Any] | SharedKeySet:
         """As :meth:`HostCoordinator.keys`, awaited."""
-        return await self._drive(keys_flow(self.store), fetch)
+        return await self._drive(keys_flow(self.store, fetch is None), fetch)
 
     async def aclose(self) -> None:
         """As :meth:`HostCoordinator.close`."""

@@ -71,7 +71,7 @@ __all__ = [
 logger = logging.getLogger("crossmint_wsgi")
 
 #: Bumped when the tables change: a new file, never a migration.
-_VERSION = 1
+_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keyset (
@@ -84,7 +84,9 @@ CREATE TABLE IF NOT EXISTS refreshes (
     owner TEXT,
     lock_until REAL NOT NULL DEFAULT 0,
     record BLOB,
-    expires REAL NOT NULL
+    expires REAL NOT NULL,
+    settled REAL NOT NULL DEFAULT 0,
+    lasting INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS links (
     next TEXT PRIMARY KEY,
@@ -152,10 +154,13 @@ def default_directory() -> Path:
 
 
 def default_path(
-    project_id: str, api_key: str, base_url: str, directory: Path | None = None
+    project_id: str, api_key: str, base_url: str, directory: Path | None = None, scope: str = ""
 ) -> Path:
-    """The file of one Crossmint project, API key and base URL (by digest, never the key)."""
-    name = hashlib.sha256(f"{project_id}\x00{api_key}\x00{base_url}".encode()).hexdigest()[:32]
+    """The file of one Crossmint project, API key, base URL and ``scope`` (an
+    app's refresh route: its secrets are traded there, not at Crossmint), by
+    digest, never the key."""
+    seed = f"{project_id}\x00{api_key}\x00{base_url}\x00{scope}"
+    name = hashlib.sha256(seed.encode()).hexdigest()[:32]
     return (directory or default_directory()) / f"{name}-v{_VERSION}.sqlite3"
 
 
@@ -340,17 +345,37 @@ class HostStore:
         with self._transaction(write=False) as db:
             return self._revoked(db, digest, now)
 
-    def claim(self, digest: str, owner: str, lock_ttl: float, now: float | None = None) -> Claim:
-        """For a secret about to be traded: its record, or the lock, or neither (wait)."""
+    def claim(
+        self,
+        digest: str,
+        owner: str,
+        lock_ttl: float,
+        now: float | None = None,
+        since: float | None = None,
+    ) -> Claim:
+        """For a secret about to be traded: its record, or the lock, or neither (wait).
+
+        :param since: when the caller began waiting: a record that does not
+            last (Crossmint unavailable) is shared only with those who waited
+            for it; a caller that came after it trades again.
+        """
         now = time.time() if now is None else now
+        since = now if since is None else since
         with self._transaction() as db:
             if self._revoked(db, digest, now):
                 return Claim(revoked=True)
             row = db.execute(
-                "SELECT owner, lock_until, record, expires FROM refreshes WHERE digest = ?",
+                "SELECT owner, lock_until, record, expires, settled, lasting FROM refreshes"
+                " WHERE digest = ?",
                 (digest,),
             ).fetchone()
-            if row is not None and row[2] is not None and row[3] > now:
+            lasting, settled = (row[5], row[4]) if row is not None else (1, 0)
+            if (
+                row is not None
+                and row[2] is not None
+                and row[3] > now
+                and (lasting or settled >= since)
+            ):
                 return Claim(record=bytes(row[2]))
             if row is not None and row[0] not in (None, owner) and row[1] > now:
                 return Claim()
@@ -372,10 +397,14 @@ class HostStore:
         ttl: float,
         successor: str | None,
         now: float | None = None,
+        lasting: bool = True,
     ) -> bool:
         """Store what the trade of a secret came to and release its lock.
 
         :param successor: the digest of the secret the trade returned, if any.
+        :param lasting: whether the outcome holds for everyone who comes
+            within ``ttl`` (new material, a refusal), or only for those
+            already waiting (Crossmint unavailable: see :meth:`claim`).
         :returns: ``False`` when the session was logged out while the trade
             was under way: nothing is stored, and the successor is revoked too.
         """
@@ -396,10 +425,12 @@ class HostStore:
                 return False
             if ttl > 0:
                 db.execute(
-                    "INSERT INTO refreshes (digest, owner, lock_until, record, expires)"
-                    " VALUES (?, NULL, 0, ?, ?) ON CONFLICT (digest) DO UPDATE SET owner = NULL,"
-                    " lock_until = 0, record = excluded.record, expires = excluded.expires",
-                    (digest, record, now + ttl),
+                    "INSERT INTO refreshes (digest, owner, lock_until, record, expires, settled,"
+                    " lasting) VALUES (?, NULL, 0, ?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET"
+                    " owner = NULL, lock_until = 0, record = excluded.record,"
+                    " expires = excluded.expires, settled = excluded.settled,"
+                    " lasting = excluded.lasting",
+                    (digest, record, now + ttl, now, int(lasting)),
                 )
             else:
                 db.execute("DELETE FROM refreshes WHERE digest = ? AND owner = ?", (digest, owner))
@@ -481,13 +512,16 @@ _OFF = frozenset({"off", "false", "0", "no", "none"})
 _unusable: set[Path] = set()
 
 
-def open_host_store(crossmint: Crossmint, setting: object = True) -> HostStore | None:
+def open_host_store(
+    crossmint: Crossmint, setting: object = True, scope: str = ""
+) -> HostStore | None:
     """The host store an auth uses, as its ``host_store`` setting says.
 
     :param setting: ``True`` for the default directory (:func:`default_directory`),
         a directory (``str`` or path) to keep it in, or ``False`` for none.
         With ``True``, the environment variable ``CROSSMINT_HOST_STORE``
         may name a directory or turn it off (``off``, ``false``, ``0``).
+    :param scope: what else tells this auth's sessions apart (its refresh route).
     :returns: ``None`` when turned off, or when it cannot be created (a
         read-only file system): then a warning says so, once, and each
         worker process shares nothing with the others.
@@ -510,7 +544,9 @@ def open_host_store(crossmint: Crossmint, setting: object = True) -> HostStore |
             f"host_store must be True, False or a directory, not {setting!r}",
             setting="host_store",
         )
-    path = default_path(crossmint.project_id, crossmint.api_key, crossmint.base_url, directory)
+    path = default_path(
+        crossmint.project_id, crossmint.api_key, crossmint.base_url, directory, scope
+    )
     try:
         return HostStore(path)
     except OSError as error:

@@ -157,11 +157,9 @@ class KeySetCache:
         with self._lock:
             self._in_flight = max(0, self._in_flight - 1)
 
-    def store(self, jwks: Mapping[str, Any], now: float, *, fresh_for: float | None = None) -> None:
+    def store(self, jwks: Mapping[str, Any], now: float) -> None:
         """Take a freshly fetched key set.
 
-        :param fresh_for: seconds it counts as fresh, when less than ``ttl``
-            (a copy another worker fetched: Crossmint is asked again sooner).
         :raises ValueError: the set is unusable; the cached keys stay.
         """
         # Install first, end the fetch after: a token with the new kid checked
@@ -173,9 +171,22 @@ class KeySetCache:
             raise
         else:
             self._keys = keys
-            self._fetched_at = now if fresh_for is None else now - max(self.ttl - fresh_for, 0.0)
+            self._fetched_at = now
         finally:
             self._end()
+
+    def adopt(self, jwks: Mapping[str, Any], fetched_at: float) -> bool:
+        """Install the key set another worker of this host fetched at
+        ``fetched_at``, if it is newer than the one held: it is as fresh here
+        as it is there. Whether it was installed.
+
+        :raises ValueError: the set is unusable; the cached keys stay.
+        """
+        if self._fetched_at is not None and fetched_at <= self._fetched_at:
+            return False
+        self._keys = import_public_keys(jwks)
+        self._fetched_at = fetched_at
+        return True
 
     def fail(self, now: float, reason: str) -> None:
         """Note a failed fetch: the cached keys, if any, keep serving."""

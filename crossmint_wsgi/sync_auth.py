@@ -14,7 +14,7 @@ from .answers import Answer
 from .api import unreachable
 from .auth_base import Call, R, _AuthBase, httpx_timeout, tls_context
 from .coordination import LocalCoordinator, RefreshCoordinator, SingleFlight
-from .effects import Effect, Refresh, SharedKeySet, no_body
+from .effects import Effect, Refresh, SharedKeySet, no_body, no_host_keys
 from .errors import CrossmintAuthError
 from .host_coordination import HostCoordinator
 from .models import AuthMaterial, Session, User
@@ -159,12 +159,18 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
             response.status_code, response.content, response.headers.get_list("set-cookie")
         )
 
-    def _fetch_keys(self) -> dict[str, Any] | SharedKeySet:
+    def _fetch_keys(self, host_only: bool) -> dict[str, Any] | SharedKeySet:
         def fetch() -> dict[str, Any]:
             return self._call(self._keys_call())
 
         host: HostCoordinator | None = self.host
-        return self._keys_flight.do("jwks", fetch if host is None else lambda: host.keys(fetch))
+        if host is None:
+            if host_only:
+                no_host_keys()
+            return self._keys_flight.do("jwks", fetch)
+        if host_only:
+            return host.keys(None)
+        return self._keys_flight.do("jwks", lambda: host.keys(fetch))
 
     def _refresh_upstream(self, effect: Refresh) -> AuthMaterial:
         with self.core.upstream_call(effect):

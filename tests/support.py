@@ -21,23 +21,8 @@ from typing import IO
 
 import httpx
 
-from crossmint_wsgi.keys import KeySetCache
-
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-
-
-#: How long a process that failed to fetch Crossmint's keys, with none cached,
-#: answers 503 without trying again (``KeySetCache``'s ``failure_backoff``).
-KEYS_FAILURE_BACKOFF: float = KeySetCache.__init__.__kwdefaults__["failure_backoff"]
-
-
-def wait_out_key_backoff() -> None:
-    """After Crossmint comes back: let every worker that failed a key fetch
-    while it was down fetch again. A worker with no keys cached fails fast for
-    :data:`KEYS_FAILURE_BACKOFF` seconds by design, and a test cannot choose
-    which gunicorn worker answers it."""
-    time.sleep(KEYS_FAILURE_BACKOFF + 0.1)
 
 
 #: Ports :func:`free_port` handed out in this process: never handed out twice.

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import Server, free_port, require_program, run_server, wait_out_key_backoff
+from support import Server, free_port, require_program, run_server
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -220,7 +220,6 @@ def test_crossmint_down_keeps_the_cookies(server: Server, emulator: CrossmintEmu
     assert auth_cookies_set(protected) == auth_cookies_set(home) == "none"
     # Back up: the same cookies still work, since nothing was cleared.
     emulator.set_down(False)
-    wait_out_key_backoff()
     assert call(server, "GET", "/api/me", cookies).json()["user_id"] == USER
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import ROOT, Server, free_port, require_program, run_server, wait_out_key_backoff
+from support import ROOT, Server, free_port, require_program, run_server
 
 from crossmint_wsgi.testing import CrossmintEmulator
 
@@ -59,19 +59,9 @@ class Control:
 
     def down(self, down: bool = True) -> None:
         self._post("down", down=down)
-        if down:
-            self.was_down = True
-        else:
-            self._settle()
 
     def reset(self) -> None:
         self._post("reset")
-        self._settle()
-
-    def _settle(self) -> None:
-        if self.was_down:
-            self.was_down = False
-            wait_out_key_backoff()
 
     def requests(self) -> dict[str, int]:
         answer = self.http.get("/_emulator/requests")

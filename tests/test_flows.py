@@ -22,8 +22,16 @@ from crossmint_wsgi import (
 from crossmint_wsgi.config import Crossmint
 from crossmint_wsgi.cookies import AuthCookies
 from crossmint_wsgi.coordination import secret_digest
-from crossmint_wsgi.effects import FETCH_KEYS, FetchKeys, Logout, ReadBody, Refresh
-from crossmint_wsgi.flows import AuthCore
+from crossmint_wsgi.effects import (
+    FETCH_KEYS,
+    HOST_KEYS,
+    FetchKeys,
+    Logout,
+    ReadBody,
+    Refresh,
+    SharedKeySet,
+)
+from crossmint_wsgi.flows import SHARED_KEYS_MAX_AGE, AuthCore
 from crossmint_wsgi.limits import FailedRefreshes
 from crossmint_wsgi.revocations import token_digest
 from crossmint_wsgi.tokens import TokenExpired, TokenInvalid
@@ -127,9 +135,52 @@ def test_verify_without_any_key_set_is_upstream_unavailable(
         drive(core.verify(signer.token()), upstream())
     assert caught.value.code is ErrorCode.UPSTREAM_UNAVAILABLE
     assert "no keys cached" in caplog.text
-    # Within the failure backoff the next request fails fast, without a fetch.
+    # Within the failure backoff the next request fails fast: Crossmint is not
+    # asked, only the host, which has no copy either.
+    flow = core.verify(signer.token("user-2"))
+    assert next(flow) == HOST_KEYS
+    with pytest.raises(CrossmintAuthError) as again:
+        flow.send(upstream("no worker of this host has it"))
+    assert again.value.code is ErrorCode.UPSTREAM_UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("age", "verifies"),
+    [
+        pytest.param(5.0, True, id="fetched-moments-ago"),
+        pytest.param(SHARED_KEYS_MAX_AGE + 1, False, id="older-than-a-day"),
+    ],
+)
+def test_a_worker_without_keys_verifies_with_the_hosts_copy(
+    core: AuthCore,
+    signer: Signer,
+    age: float,
+    verifies: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker started during an outage: Crossmint fails, the host's copy serves."""
+    copy = SharedKeySet(signer.jwks(), NOW - age, "Crossmint call failed: HTTP 503")
+    if verifies:
+        claims, effects = drive(core.verify(signer.token()), copy)
+        assert claims["sub"] == "user-1"
+        assert effects == [FETCH_KEYS]
+        assert "verifying with the copy this host fetched 5 s ago" in caplog.text
+    else:
+        with pytest.raises(CrossmintAuthError) as caught:
+            drive(core.verify(signer.token()), copy)
+        assert caught.value.code is ErrorCode.UPSTREAM_UNAVAILABLE
+
+
+def test_a_worker_in_its_failure_backoff_takes_the_hosts_copy(
+    core: AuthCore, signer: Signer
+) -> None:
     with pytest.raises(CrossmintAuthError):
-        drive(core.verify(signer.token("user-2")))
+        drive(core.verify(signer.token()), upstream())
+    # Another worker fetched the set since: no call to Crossmint, the host's copy.
+    copy = SharedKeySet(signer.jwks(), NOW, "not asked")
+    claims, effects = drive(core.verify(signer.token("user-2")), copy)
+    assert claims["sub"] == "user-2"
+    assert effects == [HOST_KEYS]
 
 
 def test_unusable_key_set_is_upstream_unavailable(

@@ -137,9 +137,11 @@ def test_open_host_store_settings(
     assert open_host_store(config, True) is None
     monkeypatch.setenv("CROSSMINT_HOST_STORE", str(tmp_path / "env"))
     found = open_host_store(config, True)
-    assert found is not None and found.path.parent == tmp_path / "env"
+    assert found is not None
+    assert found.path.parent == tmp_path / "env"
     given = open_host_store(config, tmp_path / "given")
-    assert given is not None and given.path.parent == tmp_path / "given"
+    assert given is not None
+    assert given.path.parent == tmp_path / "given"
     with pytest.raises(CrossmintConfigError, match="host_store must be"):
         open_host_store(config, 3)
     # A directory that cannot be made (here: under a regular file) warns once, then nothing.
@@ -158,7 +160,7 @@ def test_open_host_store_settings(
 def test_claim_record_and_lock(store: HostStore) -> None:
     assert store.claim("d1", "a", lock_ttl=5, now=100).won
     waiting = store.claim("d1", "b", lock_ttl=5, now=101)
-    assert not waiting.won and waiting.record is None and not waiting.revoked
+    assert (waiting.won, waiting.record, waiting.revoked) == (False, None, False)
     # The holder may claim again; a lock past its ttl goes to the next.
     assert store.claim("d1", "a", lock_ttl=5, now=101).won
     assert store.claim("d1", "b", lock_ttl=5, now=107).won
@@ -211,14 +213,19 @@ def test_expired_rows_are_dropped(store: HostStore) -> None:
     store.revoke(SECRET, ["late"], expires=10_000, now=1_000)
     for n in range(130):
         store.claim(f"e{n}", "a", lock_ttl=1, now=1_000)
-    with store._transaction() as db:  # noqa: SLF001 - counting rows
-        assert db.execute("SELECT count(*) FROM revoked").fetchone()[0] == 1
-        assert db.execute("SELECT count(*) FROM refreshes WHERE digest LIKE 'd%'").fetchone()[0] == 0
+    with store._transaction() as db:
+        revoked = db.execute("SELECT count(*) FROM revoked").fetchone()[0]
+        stale = db.execute("SELECT count(*) FROM refreshes WHERE digest LIKE 'd%'").fetchone()[0]
+    assert (revoked, stale) == (1, 0)
 
 
 def test_bounded_in_size(tmp_path: Path) -> None:
     store = HostStore(tmp_path / "small" / "store.sqlite3", max_bytes=256 << 10)
-    with pytest.raises(StoreUnavailable, match="full"):
+
+    def fill() -> None:
         for n in range(100_000):
             store.revoke(SECRET, [f"{n:064d}"] * 10, expires=1e12, now=1)
+
+    with pytest.raises(StoreUnavailable, match="full"):
+        fill()
     assert os.path.getsize(store.path) <= 300 << 10

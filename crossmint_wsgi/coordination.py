@@ -8,6 +8,7 @@ afterwards requests still carrying S receive the material that call returned.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import threading
 import time
@@ -67,6 +68,9 @@ class LoggedOutDuringRefresh(CrossmintAuthError):
         return orphan
 
 
+# Tombstones kept at least, whatever the grace cache's bound.
+_MIN_TOMBSTONES = 10_000
+
 # How far a chain of refreshes is followed: a session refreshes at most every
 # few minutes, so a grace window sees two or three of its secrets at most.
 _MAX_CHAIN = 8
@@ -111,6 +115,11 @@ class GraceCache:
         self._cache: BoundedCache[str, AuthMaterial | CrossmintAuthError | str] = BoundedCache(
             "refreshes", budget if max_entries > 0 else 0, max_entries=max_entries
         )
+        #: Logged-out digests -> until when, apart from the results: a flood of
+        #: logouts evicts older tombstones, never a result a real session needs.
+        self._tombstones: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self.max_tombstones = max(max_entries, _MIN_TOMBSTONES)
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         """Secrets with an entry, live or not yet dropped (links between them not counted)."""
@@ -123,6 +132,8 @@ class GraceCache:
             or its session was logged out.
         """
         now = self._clock()
+        if self._tombstones and self._dead(digest, now):
+            raise LOGGED_OUT
         found = self._cache.get(digest, now)
         if found is None or found is EXPIRED or isinstance(found, str):
             return None
@@ -132,12 +143,10 @@ class GraceCache:
         later = found
         for _ in range(_MAX_CHAIN):
             successor = secret_digest(later.refresh_token.secret)
-            entry = self._cache.peek(successor)
-            if entry is None or entry[0] <= now:
-                break
-            if entry[1] is LOGGED_OUT:
+            if self._dead(successor, now):
                 raise LOGGED_OUT
-            if not isinstance(entry[1], AuthMaterial):
+            entry = self._cache.peek(successor)
+            if entry is None or entry[0] <= now or not isinstance(entry[1], AuthMaterial):
                 break
             later = entry[1]
         return found
@@ -148,7 +157,7 @@ class GraceCache:
         if ttl <= 0:
             return
         now = self._clock()
-        if self._logged_out(digest, now):
+        if self._dead(digest, now):
             # A refresh in flight during the logout lands late: still logged out.
             return
         size = 2 * len(digest) + len(material.jwt) + len(material.refresh_token.secret) + 300
@@ -158,7 +167,7 @@ class GraceCache:
 
     def logged_out(self, digest: str) -> bool:
         """Whether the session of this secret was logged out here (and not forgotten yet)."""
-        return self._logged_out(digest, self._clock())
+        return self._dead(digest, self._clock())
 
     def refuse(self, digest: str, error: CrossmintAuthError) -> None:
         """Remember a failed refresh, if Crossmint refused the secret itself.
@@ -166,7 +175,7 @@ class GraceCache:
         Only ``SESSION_EXPIRED`` is final; an unavailable Crossmint is asked again.
         """
         now = self._clock()
-        if error.code is ErrorCode.SESSION_EXPIRED and not self._logged_out(digest, now):
+        if error.code is ErrorCode.SESSION_EXPIRED and not self._dead(digest, now):
             self._cache.put(digest, error, now + self.refusal_window, len(digest) + 100, now)
 
     def revoke(self, digest: str) -> list[str]:
@@ -194,20 +203,22 @@ class GraceCache:
             successors.append(secret)
             chain.append(current)
             entry = self._cache.peek(current)
-        now = self._clock()
-        for name in chain:
-            self._cache.put(
-                name, LOGGED_OUT, now + self.revoked_window, len(name) + 100, now, force=True
-            )
+        until = self._clock() + self.revoked_window
+        with self._lock:
+            for name in chain:
+                self._tombstones[name] = until
+                self._tombstones.move_to_end(name)
+            while len(self._tombstones) > self.max_tombstones:
+                self._tombstones.popitem(last=False)
         return successors
 
     def stats(self) -> CacheStats:
         """Entries (outcomes and the links between them), bytes, hits, misses, evictions."""
         return self._cache.stats()
 
-    def _logged_out(self, digest: str, now: float) -> bool:
-        entry = self._cache.peek(digest)
-        return entry is not None and entry[1] is LOGGED_OUT and entry[0] > now
+    def _dead(self, digest: str, now: float) -> bool:
+        until = self._tombstones.get(digest)
+        return until is not None and until > now
 
 
 class _Call(Generic[T]):

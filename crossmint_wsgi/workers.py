@@ -1,9 +1,9 @@
 """How many worker processes serve this app: a warning when they cannot share refreshes.
 
 Refresh tokens rotate, so the processes serving one site must share each
-refresh (:class:`~crossmint_wsgi.redis.RedisCoordinator`); with the default
-in-process coordinator, two workers refreshing one session at once log its
-user out. Nothing here is needed to serve: it only finds the worker count,
+refresh (the host store by default, :class:`~crossmint_wsgi.redis.RedisCoordinator`
+across hosts); with neither, two workers refreshing one session at once log
+its user out. Nothing here is needed to serve: it only finds the worker count,
 where a server makes it knowable.
 """
 
@@ -101,9 +101,10 @@ def warn_without_shared_coordinator(found: Workers | None) -> bool:
     if found is None or found.count < 2 or not found.reporter:
         return False
     logger.warning(
-        "%s runs %d workers, each with its own in-process refresh coordinator: two workers"
-        " refreshing one session at once log its user out. Share refreshes through Redis:"
-        " set CROSSMINT_REDIS_URL (crossmint_wsgi.gunicorn) or pass"
+        "%s runs %d workers with no host store (turned off, or it could not be created), each"
+        " refreshing on its own: two workers refreshing one session at once log its user out."
+        " Give host_store= (or CROSSMINT_HOST_STORE) a writable directory, or share refreshes"
+        " through Redis: set CROSSMINT_REDIS_URL (crossmint_wsgi.gunicorn) or pass"
         " coordinator=RedisCoordinator.from_url(...) from crossmint_wsgi.redis",
         found.server,
         found.count,

@@ -81,6 +81,7 @@ class Hosts:
         return "\n".join(
             f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}"
             for log in sorted(self.logs.iterdir())
+            if log.is_file()
         )
 
 
@@ -120,7 +121,12 @@ def hosts(logs: Path, count: int = 2, workers: int = 3, redis: bool = True) -> I
         )  # fmt: skip
         made.client("--wait", f"http://127.0.0.1:{EMULATOR_PORT}/_emulator/config")
         for i, host in enumerate(made.hosts, start=1):
-            environment = {"CROSSMINT_EMULATOR_URL": f"http://10.231.{i}.1:{EMULATOR_PORT}"}
+            # Each simulated host has its own host store, as separate machines would.
+            store = made.logs / f"host-store-{i}"
+            environment = {
+                "CROSSMINT_EMULATOR_URL": f"http://10.231.{i}.1:{EMULATOR_PORT}",
+                "CROSSMINT_HOST_STORE": str(store),
+            }
             if redis:
                 environment["CROSSMINT_REDIS_URL"] = f"redis://10.231.{i}.1:{REDIS_PORT}/0"
             made.run_in(

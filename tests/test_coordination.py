@@ -577,3 +577,18 @@ def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> l
 async def _asgi_not_found(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 404, "headers": []})
     await send({"type": "http.response.body", "body": b""})
+
+
+def test_a_flood_of_logouts_never_evicts_a_refresh_result() -> None:
+    """Tombstones live apart: made-up logouts cannot push a real session's result out."""
+    cache = GraceCache(window=30, budget=8 << 10)
+    cache.put(digest_of("real"), material("real"))
+    for n in range(30_000):
+        cache.revoke(digest_of(f"fake-{n}"))
+    found = cache.get(digest_of("real"))
+    assert found is not None
+    assert found.jwt == material("real").jwt
+    # Tombstones are bounded too, the newest kept.
+    with pytest.raises(CrossmintAuthError):
+        cache.get(digest_of("fake-29999"))
+    assert cache.get(digest_of("fake-0")) is None

@@ -274,7 +274,7 @@ def test_gunicorn_stops_at_start_up_with_one_line(
     assert BAD_KEY not in output
 
 
-WARNING = "runs 2 workers, each with its own in-process refresh coordinator"
+WARNING = "runs 2 workers with no host store"
 
 
 def wait_for_line(server: Any, text: str) -> None:
@@ -286,9 +286,16 @@ def wait_for_line(server: Any, text: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("redis_url", [None, "redis://127.0.0.1:1/0"], ids=["local", "redis"])
+@pytest.mark.parametrize(
+    ("redis_url", "host_store"),
+    [(None, None), ("redis://127.0.0.1:1/0", None), (None, "off")],
+    ids=["host-store", "redis", "nothing-shared"],
+)
 def test_gunicorn_serves_the_wrapped_app(
-    crossmint_emulator: CrossmintEmulator, app_module: Path, redis_url: str | None
+    crossmint_emulator: CrossmintEmulator,
+    app_module: Path,
+    redis_url: str | None,
+    host_store: str | None,
 ) -> None:
     gunicorn = require_program("gunicorn")
 
@@ -308,6 +315,7 @@ def test_gunicorn_serves_the_wrapped_app(
         "CROSSMINT_EMULATOR_URL": crossmint_emulator.url,
         "CROSSMINT_PROTECT": "/private/:path*",
         **({"CROSSMINT_REDIS_URL": redis_url} if redis_url else {}),
+        **({"CROSSMINT_HOST_STORE": host_store} if host_store else {}),
     }
     with (
         serve(command, env=env) as server,
@@ -324,11 +332,12 @@ def test_gunicorn_serves_the_wrapped_app(
             answer = http.get("/private", headers={"Cookie": f"crossmint-jwt={jwt}"})
             assert answer.text == "hello user-1"
         assert http.post("/logout").status_code == 200
-        if redis_url is None:
-            # Two workers, each refreshing on its own: one line says so, naming the fix.
+        if host_store == "off" and redis_url is None:
+            # Two workers, each refreshing on its own: one line says so, naming the fixes.
             wait_for_line(server, WARNING)
             lines = [line for line in server.output().splitlines() if WARNING in line]
             assert len(lines) == 1, server.output()
+            assert "CROSSMINT_HOST_STORE" in lines[0]
             assert "CROSSMINT_REDIS_URL" in lines[0]
         else:
             assert WARNING not in server.output()

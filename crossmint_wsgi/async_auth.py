@@ -13,7 +13,7 @@ import httpx
 
 from .answers import Answer
 from .api import unreachable
-from .auth_base import Call, R, _AuthBase, httpx_timeout, tls_context
+from .auth_base import Call, R, _AuthBase, httpx_timeout, merged, tls_context
 from .coordination import AsyncLocalCoordinator, AsyncRefreshCoordinator, AsyncSingleFlight
 from .effects import Effect, Refresh, SharedKeySet, ano_body, no_host_keys
 from .errors import CrossmintAuthError
@@ -115,6 +115,14 @@ class AsyncCrossmintAuth(_AuthBase[AsyncRefreshCoordinator, httpx.AsyncBaseTrans
         if host_only:
             return await host.keys(None)
         return await self._keys_flight.do("jwks", functools.partial(host.keys, fetch))
+
+    def _in_turn(
+        self, first: Callable[..., Any], second: Callable[..., Any], *args: Any
+    ) -> Callable[[], Any]:
+        async def both() -> Any:
+            return merged(await first(*args), await second(*args))
+
+        return both
 
     async def _refresh_upstream(self, effect: Refresh) -> AuthMaterial:
         with self.core.upstream_call(effect):

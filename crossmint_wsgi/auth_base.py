@@ -26,6 +26,7 @@ from .api import (
     jwks_request,
     logout_request,
     parse_jwks_answer,
+    parse_logout_answer,
     parse_user_answer,
     refresh_call,
     refresh_route_url,
@@ -73,7 +74,7 @@ if TYPE_CHECKING:
         max_concurrent_refreshes: int
 
 
-__all__ = ["Call", "as_bytes", "httpx_timeout", "jwt_error", "tls_context"]
+__all__ = ["Call", "as_bytes", "httpx_timeout", "jwt_error", "merged", "tls_context"]
 
 logger = logging.getLogger("crossmint_wsgi")
 
@@ -89,6 +90,13 @@ class Call(Generic[R]):
 
     request: ApiRequest
     read: Callable[[int, bytes, list[str]], R]
+
+
+def merged(first: list[str] | None, second: list[str] | None) -> list[str] | None:
+    """Two coordinators' successor secrets, each once, in order (``None`` when neither had any)."""
+    if first is None and second is None:
+        return None
+    return list(dict.fromkeys([*(first or []), *(second or [])]))
 
 
 def as_bytes(body: bytes | str | Mapping[str, Any] | None) -> bytes:
@@ -207,8 +215,11 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         return Call(*refresh_call(self.crossmint, secret, self.refresh_route))
 
     def _logout_call(self, secret: str) -> Call[None]:
-        # Crossmint's answer to a logout carries nothing we use.
-        return Call(logout_request(self.crossmint, secret), lambda status, body, _: None)
+        # A dead secret is done too; anything else says the secret may still be alive.
+        return Call(
+            logout_request(self.crossmint, secret),
+            lambda status, body, _: parse_logout_answer(status, body),
+        )
 
     def _user_call(self, user_id: str) -> Call[User]:
         return Call(
@@ -227,14 +238,33 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         if isinstance(effect, Logout):
             return functools.partial(self._call, self._logout_call(effect.secret))
         coordinator: Any = self.coordinator
+        # A coordinator of its own (Redis) reaches other hosts; the host store
+        # stays beneath it, for this host's workers when Redis does not answer.
+        host: Any = None if self.host is coordinator else self.host
         if isinstance(effect, Refresh):
-            perform = functools.partial(self._refresh_upstream, effect)
+            perform: Callable[[], Any] = functools.partial(self._refresh_upstream, effect)
+            if host is not None:
+                # The trade itself, once per host: what Redis falls back to is this.
+                perform = functools.partial(host.trade, effect.secret, perform)
             return functools.partial(coordinator.refresh, effect.secret, perform)
         if isinstance(effect, Revoke):
-            return functools.partial(coordinator.revoke, effect.secret)
+            if host is None:
+                return functools.partial(coordinator.revoke, effect.secret)
+            return self._in_turn(host.revoke, coordinator.revoke, effect.secret)
         if isinstance(effect, RevokeToken):
-            return functools.partial(coordinator.revoke_token, effect.digest, effect.exp)
+            if host is None:
+                return functools.partial(coordinator.revoke_token, effect.digest, effect.exp)
+            return self._in_turn(
+                host.revoke_token, coordinator.revoke_token, effect.digest, effect.exp
+            )
         raise TypeError(f"unknown effect {effect!r}")
+
+    def _in_turn(
+        self, first: Callable[..., Any], second: Callable[..., Any], *args: Any
+    ) -> Callable[[], Any]:
+        """Call ``first(*args)``, then ``second(*args)``; their lists of successor
+        secrets merged, each once (``None`` when they return none)."""
+        raise NotImplementedError
 
     def _listen(self) -> None:
         """Once in each process: a coordinator that reaches other processes
@@ -242,9 +272,11 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         pid = os.getpid()
         if self._listening_pid != pid:
             self._listening_pid = pid
-            listen = getattr(getattr(self, "coordinator", None), "listen", None)
-            if callable(listen):
-                listen(self.core.revoked)
+            coordinator = getattr(self, "coordinator", None)
+            for each in dict.fromkeys([coordinator, self.host]):
+                listen = getattr(each, "listen", None)
+                if callable(listen):
+                    listen(self.core.revoked)
 
     @property
     def cookie_options(self) -> CookieOptions:

@@ -53,7 +53,7 @@ from .coordination import (
 )
 from .effects import SharedKeySet
 from .errors import CrossmintAuthError, ErrorCode
-from .host_store import SECRET, TOKEN, HostStore, StoreUnavailable
+from .host_store import SECRET, TOKEN, HostStore, StoreBusy, StoreUnavailable
 from .models import AuthMaterial
 from .revocations import RevokedTokens
 from .sealing import Outcome, RecordCipher, unwrap
@@ -376,15 +376,18 @@ class _HostBase(Generic[LocalT]):
         try:
             return step.function(*step.args)
         except StoreUnavailable as error:
-            now = time.monotonic()
-            if now - self._warned_at >= 60.0:
-                self._warned_at = now
-                logger.warning(
-                    "the host store %s failed (%s): this worker goes on alone until it answers",
-                    self.store.path,
-                    error,
-                )
-            return None
+            return self._failed(error)
+
+    def _failed(self, error: StoreUnavailable) -> None:
+        """What a failed store call comes to: ``None``, and a warning now and then."""
+        now = time.monotonic()
+        if now - self._warned_at >= 60.0:
+            self._warned_at = now
+            logger.warning(
+                "the host store %s failed (%s): this worker goes on alone until it answers",
+                self.store.path,
+                error,
+            )
 
     def _vet(self, secret: str) -> Generator[Step, Any, bool]:
         """Whether another process logged the session of ``secret`` out."""
@@ -418,6 +421,12 @@ class HostCoordinator(_HostBase[LocalCoordinator]):
         return local.refresh(
             secret, lambda: self._drive(trade_flow(self.store, secret, self.settings), perform)
         )
+
+    def trade(self, secret: str, perform: Callable[[], AuthMaterial]) -> AuthMaterial:
+        """``perform()`` once among the host's processes (the trade beneath
+        another coordinator: Redis shares it between hosts, this within one)."""
+        result: AuthMaterial = self._drive(trade_flow(self.store, secret, self.settings), perform)
+        return result
 
     def revoke(self, secret: str) -> list[str]:
         """End the session of ``secret`` in this process and every process of the host."""
@@ -485,6 +494,15 @@ class AsyncHostCoordinator(_HostBase[AsyncLocalCoordinator]):
 
         return await local.refresh(secret, shared)
 
+    async def trade(
+        self, secret: str, perform: Callable[[], Awaitable[AuthMaterial]]
+    ) -> AuthMaterial:
+        """As :meth:`HostCoordinator.trade`, awaited."""
+        result: AuthMaterial = await self._drive(
+            trade_flow(self.store, secret, self.settings), perform
+        )
+        return result
+
     async def revoke(self, secret: str) -> list[str]:
         """As :meth:`HostCoordinator.revoke`, awaited."""
         successors = await self._process().revoke(secret)
@@ -507,7 +525,16 @@ class AsyncHostCoordinator(_HostBase[AsyncLocalCoordinator]):
         self.store.close()
 
     async def _offload(self, step: StoreCall) -> Any:
-        return await anyio.to_thread.run_sync(self._store_call, step)
+        # Inline first: a call takes well under a millisecond, while a hop to a
+        # worker thread and back costs the GIL's switch interval each way. Only
+        # when another process holds the write lock does the wait leave the loop.
+        try:
+            with HostStore.impatient():
+                return step.function(*step.args)
+        except StoreBusy:
+            return await anyio.to_thread.run_sync(self._store_call, step)
+        except StoreUnavailable as error:
+            return self._failed(error)
 
     async def _drive(
         self,

@@ -62,6 +62,7 @@ __all__ = [
     "Claim",
     "HostStore",
     "Revocation",
+    "StoreBusy",
     "StoreUnavailable",
     "default_directory",
     "default_path",
@@ -118,6 +119,14 @@ def _close_if_mine(connection: sqlite3.Connection, pid: int) -> None:
 
 class StoreUnavailable(Exception):
     """The host store failed this once (locked too long, disk full, removed)."""
+
+
+class StoreBusy(StoreUnavailable):
+    """Another process held the store's write lock for longer than this call would wait."""
+
+
+#: Per thread: how long a call waits for another process's write, when not the store's own.
+_patience = threading.local()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +241,7 @@ class HostStore:
         self._lock = threading.Lock()
         self._pid = -1
         self._connection: sqlite3.Connection | None = None
+        self._waits = busy_timeout
         self._writes = 0
         try:
             with self._transaction() as db:
@@ -272,10 +282,15 @@ class HostStore:
                         # closed here (closing it could end the parent's WAL).
                         _inherited.append(self._connection)
                     self._connection = self._connect()
+                    self._waits = self.busy_timeout
                     self._pid = os.getpid()
                     # Closed with the store, whoever forgets to close it.
                     weakref.finalize(self, _close_if_mine, self._connection, self._pid)
                 db = self._connection
+                waits = getattr(_patience, "seconds", self.busy_timeout)
+                if waits != self._waits:
+                    db.execute(f"PRAGMA busy_timeout={int(waits * 1000)}")
+                    self._waits = waits
                 db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     yield db
@@ -286,7 +301,25 @@ class HostStore:
                     raise
                 db.execute("COMMIT")
             except sqlite3.Error as error:
-                raise StoreUnavailable(f"{type(error).__name__}: {error}") from None
+                busy = "locked" in str(error) or "busy" in str(error)
+                kind = StoreBusy if busy else StoreUnavailable
+                raise kind(f"{type(error).__name__}: {error}") from None
+
+    @staticmethod
+    @contextlib.contextmanager
+    def impatient(seconds: float = 0.02) -> Iterator[None]:
+        """Calls from this thread meanwhile wait at most ``seconds`` for another
+        process's write, then raise :class:`StoreBusy` (an event loop tries
+        inline first, and waits in a worker thread only when it must)."""
+        before = getattr(_patience, "seconds", None)
+        _patience.seconds = seconds
+        try:
+            yield
+        finally:
+            if before is None:
+                del _patience.seconds
+            else:
+                _patience.seconds = before
 
     def close(self) -> None:
         """Close this process's connection."""

@@ -12,7 +12,7 @@ import httpx
 
 from .answers import Answer
 from .api import unreachable
-from .auth_base import Call, R, _AuthBase, httpx_timeout, tls_context
+from .auth_base import Call, R, _AuthBase, httpx_timeout, merged, tls_context
 from .coordination import LocalCoordinator, RefreshCoordinator, SingleFlight
 from .effects import Effect, Refresh, SharedKeySet, no_body, no_host_keys
 from .errors import CrossmintAuthError
@@ -43,21 +43,32 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
     :param timeout: seconds a Crossmint call may take in total.
     :param refresh_grace: seconds a refresh result is served to requests
         still carrying the old refresh secret.
-    :param coordinator: decides who refreshes a secret; by default
-        in-process single-flight plus a grace cache
-        (:class:`~crossmint_wsgi.coordination.LocalCoordinator`).
+    :param coordinator: decides who refreshes a secret; by default the
+        host store's (:class:`~crossmint_wsgi.host_coordination.HostCoordinator`:
+        single flight and a grace cache shared by the worker processes of
+        this host), or in-process only when there is no host store
+        (:class:`~crossmint_wsgi.coordination.LocalCoordinator`). Another
+        coordinator (Redis) keeps the host store beneath it.
+    :param host_store: where the worker processes of this host share
+        refreshes, Crossmint's key set and logouts: ``True`` for the default
+        directory (``$CROSSMINT_HOST_STORE``, else ``$XDG_RUNTIME_DIR``, else
+        the temp directory), a directory, or ``False`` for none (see
+        :mod:`~crossmint_wsgi.host_store`).
     :param cache_budget: the bytes this auth's caches may hold together
         (default 64 MiB: three quarters the middlewares' recent sessions,
         about 15,000 of them with 770-byte ``Cookie`` headers; an eighth
         verified tokens; an eighth refresh results).
-    :param refresh_failure_limit: distinct refresh secrets from one client
-        address that Crossmint may refuse within ``refresh_failure_window``
-        seconds; past that the address's unknown secrets are answered
-        ``UPSTREAM_UNAVAILABLE`` without calling Crossmint until the window
-        has passed. ``0`` turns the bound off.
+    :param refresh_failure_limit: distinct refresh secrets that Crossmint
+        may refuse (or that are in flight) within ``refresh_failure_window``
+        seconds from one client address, or from one user when the request
+        carries an authentic JWT (expired or not: counted by its ``sub``,
+        never against the address); past that the address's (user's)
+        unknown secrets are answered ``UPSTREAM_UNAVAILABLE`` without
+        calling Crossmint until the window has passed. ``0`` turns the bound off.
     :param refresh_failure_window: seconds, see ``refresh_failure_limit``.
     :param max_concurrent_refreshes: refresh calls to Crossmint in flight at
-        once in this process; beyond it a request is answered
+        once in this process, a quarter of them kept for requests with an
+        authentic JWT; beyond it a request is answered
         ``UPSTREAM_UNAVAILABLE`` at once. ``0`` means no bound.
     :param refresh_route: the absolute URL of an app's own refresh route (the
         JS SDK's ``refreshRoute``, e.g. one service holding the server key for
@@ -171,6 +182,11 @@ class CrossmintAuth(_AuthBase[RefreshCoordinator, httpx.BaseTransport]):
         if host_only:
             return host.keys(None)
         return self._keys_flight.do("jwks", lambda: host.keys(fetch))
+
+    def _in_turn(
+        self, first: Callable[..., Any], second: Callable[..., Any], *args: Any
+    ) -> Callable[[], Any]:
+        return lambda: merged(first(*args), second(*args))
 
     def _refresh_upstream(self, effect: Refresh) -> AuthMaterial:
         with self.core.upstream_call(effect):

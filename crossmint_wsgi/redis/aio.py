@@ -152,6 +152,7 @@ class AsyncRedisCoordinator(RedisCoordinatorBase):
         exchange = self._announcement(digest, exp)
         if exchange is not None:
             await self._drive(exchange)
+            self._announced(exchange, digest, exp)
 
     def _blocking_client(self) -> Callable[[], Any] | None:
         return self._connect_sync

@@ -13,10 +13,10 @@ from ..coordination import AsyncLocalCoordinator, GraceCache, LocalCoordinator, 
 from ..errors import CrossmintAuthError
 from ..revocations import RevokedTokens
 from ..settings import count, seconds
-from .exchange import Exchange
+from .exchange import NOT_TOLD, Exchange
 from .health import Health
 from .protocol import Settings, revocations_key
-from .revocations import Listener
+from .revocations import Listener, Unannounced
 
 __all__ = ["RedisCoordinatorBase"]
 
@@ -65,6 +65,8 @@ class RedisCoordinatorBase:
         self._pid = -1
         self._listener: Listener | None = None
         self._listener_pid = -1
+        #: Logouts of JWTs Redis did not take yet (this process's).
+        self.unannounced = Unannounced()
 
     def _process(self) -> LocalCoordinator | AsyncLocalCoordinator:
         """This process's in-process coordinator (a new one after a fork)."""
@@ -94,7 +96,9 @@ class RedisCoordinatorBase:
                 " coordinator has no blocking client (give it sync_client)"
             )
             return
-        self._listener = Listener(connect, revocations_key(self.settings), revoked).start()
+        self._listener = Listener(
+            connect, revocations_key(self.settings), revoked, unannounced=self.unannounced
+        ).start()
 
     def _stop_listening(self) -> None:
         listener, self._listener = self._listener, None
@@ -103,10 +107,27 @@ class RedisCoordinatorBase:
         self._listener_pid = -1
 
     def _announcement(self, digest: str, exp: float) -> Exchange | None:
-        """A logout of a JWT told through Redis, or ``None`` while Redis is left alone."""
+        """A logout of a JWT told through Redis, or ``None`` while Redis is left
+        alone (then it is held, see :meth:`_held_back`)."""
         if not self._health.usable():
+            self._held_back(digest, exp)
             return None
         return Exchange.announce(digest, exp, self.settings, self._health, time.time())
+
+    def _announced(self, exchange: Exchange, digest: str, exp: float) -> None:
+        """After an announcement: hold it back if Redis did not take it."""
+        if exchange.result is NOT_TOLD:
+            self._held_back(digest, exp)
+
+    def _held_back(self, digest: str, exp: float) -> None:
+        """A logout Redis could not take: this host honours it (the host store),
+        the others learn it when this process's listener reaches Redis again."""
+        self.unannounced.add(digest, exp)
+        logger.warning(
+            "the logout of JWT %s is honoured on this host but cannot reach the other hosts"
+            " yet: Redis is unavailable; it is told to them as soon as Redis answers",
+            digest[:8],
+        )
 
     def _exchange(self, secret: str) -> Exchange | None:
         """A refresh through Redis, or ``None`` while Redis is taken to be gone and

@@ -19,7 +19,10 @@ from .health import Health
 from .protocol import Keys, Perform, Settings, Sleep, Step
 from .record import RecordCipher
 
-__all__ = ["Exchange"]
+__all__ = ["NOT_TOLD", "Exchange"]
+
+#: The result of an announcement that Redis did not take.
+NOT_TOLD = object()
 
 
 class Exchange:
@@ -37,9 +40,16 @@ class Exchange:
     """
 
     def __init__(
-        self, flow: Generator[Step, Any, Any], digest: str, health: Health, fallback: Any = None
+        self,
+        flow: Generator[Step, Any, Any],
+        digest: str,
+        health: Health,
+        fallback: Any = None,
+        operation: str = "refresh of secret",
     ) -> None:
         self._flow = flow
+        #: What the flow does, as log lines name it ("logout of JWT").
+        self.operation = operation
         #: What the driver answers when Redis fails in a flow that does not absorb it.
         self.fallback = fallback
         self._digest = digest
@@ -66,19 +76,22 @@ class Exchange:
     @classmethod
     def revoke(cls, secret: str, settings: Settings, health: Health) -> Exchange:
         """A logout of ``secret``: :attr:`result` is the successor secrets found."""
-        return cls(revoke(secret, settings), secret_digest(secret), health, fallback=[])
+        return cls(revoke(secret, settings), secret_digest(secret), health, [], "logout of secret")
 
     @classmethod
     def announce(
         cls, digest: str, exp: float, settings: Settings, health: Health, now: float
     ) -> Exchange:
-        """A logout of a JWT, told to every process."""
-        return cls(announce(digest, exp, settings, now), digest, health)
+        """A logout of a JWT, told to every process: :attr:`result` is
+        :data:`NOT_TOLD` when Redis failed."""
+        flow = announce(digest, exp, settings, now)
+        return cls(flow, digest, health, NOT_TOLD, "logout of JWT")
 
     @classmethod
     def vet(cls, secrets_: tuple[str, ...], settings: Settings, health: Health) -> Exchange:
         """Whether any of ``secrets_`` was logged out: :attr:`result` is a bool."""
-        return cls(revoked_any(secrets_, settings), secret_digest(secrets_[0]), health, False)
+        digest = secret_digest(secrets_[0])
+        return cls(revoked_any(secrets_, settings), digest, health, False, "logout check of secret")
 
     def __iter__(self) -> Iterator[Step]:
         """The steps to perform, in order; report each one's outcome within
@@ -117,7 +130,7 @@ class Exchange:
             self._reply = error
             return
         if isinstance(error, RedisError):
-            self._health.failed(error, self._digest)
+            self._health.failed(error, self._digest, self.operation)
         self._error = error
 
     def close(self) -> None:

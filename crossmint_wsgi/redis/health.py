@@ -75,7 +75,9 @@ class Health:
         under way, or when Redis is not being left alone."""
         return self._clock() < self.ride_out_until() or self.usable()
 
-    def failed(self, error: BaseException, digest: str) -> None:
+    def failed(
+        self, error: BaseException, digest: str, operation: str = "refresh of secret"
+    ) -> None:
         with self._lock:
             now = self._clock()
             if self._failing_since is None:
@@ -88,17 +90,19 @@ class Health:
         why = f"{type(error).__name__}: {error}"[:200]
         if failing_over:
             logger.warning(
-                "Redis is unavailable (%s) during the refresh of secret %s: refreshes keep"
-                " trying it for up to %gs (a failover), then are coordinated in this process only",
+                "Redis is unavailable (%s) during the %s %s: refreshes keep trying it for up"
+                " to %gs (a failover), then are coordinated without Redis (on this host only)",
                 why,
+                operation,
                 digest[:8],
                 self.failover_window,
             )
             return
         logger.warning(
-            "Redis is unavailable (%s) during the refresh of secret %s: refreshes are"
-            " coordinated in this process only, Redis is retried in %gs",
+            "Redis is unavailable (%s) during the %s %s: refreshes are coordinated without"
+            " Redis (on this host only), Redis is retried in %gs",
             why,
+            operation,
             digest[:8],
             self.retry_interval,
         )

@@ -21,13 +21,46 @@ from typing import Any
 from redis.exceptions import RedisClusterException, RedisError
 
 from ..revocations import RevokedTokens
+from .protocol import Announce, commands
 
-__all__ = ["Listener"]
+__all__ = ["Listener", "Unannounced"]
 
 logger = logging.getLogger("crossmint_wsgi")
 
-#: Seconds between reconnection attempts, doubling up to the last.
-_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+#: Seconds between reconnection attempts, growing up to the last: a Redis back
+#: from a failover or a restart is picked up again within a second.
+_BACKOFF = (0.2, 0.5, 1.0)
+
+
+class Unannounced:
+    """Logouts of JWTs that Redis did not take (it was down): told to every
+    process by the listener as soon as it reaches Redis again."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._held: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def add(self, digest: str, exp: float) -> None:
+        with self._lock:
+            self._held[digest] = exp
+            while len(self._held) > self.max_entries:
+                # The oldest go first: their JWTs expire soonest.
+                del self._held[next(iter(self._held))]
+
+    def pending(self, now: float) -> list[tuple[str, float]]:
+        """What is still to be told and has not expired."""
+        with self._lock:
+            for digest in [d for d, exp in self._held.items() if exp <= now]:
+                del self._held[digest]
+            return list(self._held.items())
+
+    def told(self, digest: str) -> None:
+        with self._lock:
+            self._held.pop(digest, None)
 
 
 class Listener:
@@ -46,10 +79,13 @@ class Listener:
         key: str,
         revoked: RevokedTokens,
         clock: Callable[[], float] = time.time,
+        unannounced: Unannounced | None = None,
     ) -> None:
         self._connect = connect
         self.key = key
         self.revoked = revoked
+        #: This process's logouts that Redis did not take: told on each (re)connection.
+        self.unannounced = unannounced or Unannounced()
         self._clock = clock
         self._stop = threading.Event()
         #: Set whenever the listener is subscribed and has read the set.
@@ -100,6 +136,7 @@ class Listener:
             pubsub.subscribe(self.key)
             # Subscribed first, then read: a logout published meanwhile arrives twice, never not.
             self._read_active(client)
+            self._tell_unannounced(client)
             self.ready.set()
             while not self._stop.is_set():
                 message = pubsub.get_message(timeout=1.0)
@@ -108,6 +145,19 @@ class Listener:
         finally:
             # The client may be the app's own: only the subscription's connection goes.
             pubsub.close()
+
+    def _tell_unannounced(self, client: Any) -> None:
+        held = self.unannounced.pending(self._clock())
+        for digest, exp in held:
+            for command in commands(Announce(self.key, digest, exp, self._clock())):
+                client.execute_command(*command)
+            self.unannounced.told(digest)
+        if held:
+            logger.warning(
+                "Redis answers again: %d logout(s) made while it was unavailable are told to"
+                " every host",
+                len(held),
+            )
 
     def _read_active(self, client: Any) -> None:
         now = self._clock()

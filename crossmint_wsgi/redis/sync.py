@@ -161,6 +161,7 @@ class RedisCoordinator(RedisCoordinatorBase):
         exchange = self._announcement(digest, exp)
         if exchange is not None:
             self._drive(exchange)
+            self._announced(exchange, digest, exp)
 
     def _blocking_client(self) -> Callable[[], Any] | None:
         return self._connect

@@ -30,6 +30,7 @@ once a minute.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import logging
@@ -284,12 +285,14 @@ class _Listener:
         self._after = 0
 
     def start(self) -> _Listener:
-        threading.Thread(
+        thread = threading.Thread(
             target=_listen,
             args=(weakref.ref(self), self._stop),
             name="crossmint-wsgi host revocations",
             daemon=True,
-        ).start()
+        )
+        _threads[thread] = self._stop
+        thread.start()
         return self
 
     def stop(self) -> None:
@@ -304,6 +307,22 @@ class _Listener:
                 self._revoked.add(each.digest, each.expires, now)
             elif each.kind == SECRET:
                 self._revoke_secret(each.digest)
+
+
+#: Every listener thread of this process and its stop event.
+_threads: weakref.WeakKeyDictionary[threading.Thread, threading.Event] = weakref.WeakKeyDictionary()
+
+
+@atexit.register
+def _stop_listeners() -> None:
+    # Before the interpreter tears down: a daemon thread caught inside SQLite
+    # during finalization can crash the process on its way out.
+    threads = list(_threads.items())
+    for _, stop in threads:
+        stop.set()
+    for thread, _ in threads:
+        if thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout=2.0)
 
 
 def _listen(listener: weakref.ref[_Listener], stop: threading.Event) -> None:

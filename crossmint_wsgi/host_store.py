@@ -284,8 +284,10 @@ class HostStore:
                     self._connection = self._connect()
                     self._waits = self.busy_timeout
                     self._pid = os.getpid()
-                    # Closed with the store, whoever forgets to close it.
-                    weakref.finalize(self, _close_if_mine, self._connection, self._pid)
+                    # Closed with the store, whoever forgets to close it; not at exit,
+                    # where another thread may still be inside it (the process ends anyway).
+                    closer = weakref.finalize(self, _close_if_mine, self._connection, self._pid)
+                    closer.atexit = False
                 db = self._connection
                 waits = getattr(_patience, "seconds", self.busy_timeout)
                 if waits != self._waits:

@@ -32,6 +32,15 @@ logger = logging.getLogger("crossmint_wsgi")
 _BACKOFF = (0.2, 0.5, 1.0)
 
 
+class _Flag:
+    """Raised by a connection's callback, lowered by the listener."""
+
+    up = False
+
+    def raise_(self, _connection: object) -> None:
+        self.up = True
+
+
 class Unannounced:
     """Logouts of JWTs that Redis did not take (it was down): told to every
     process by the listener as soon as it reaches Redis again."""
@@ -85,7 +94,7 @@ class Listener:
         self.key = key
         self.revoked = revoked
         #: This process's logouts that Redis did not take: told on each (re)connection.
-        self.unannounced = unannounced or Unannounced()
+        self.unannounced = Unannounced() if unannounced is None else unannounced
         self._clock = clock
         self._stop = threading.Event()
         #: Set whenever the listener is subscribed and has read the set.
@@ -134,6 +143,13 @@ class Listener:
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(self.key)
+            # redis-py reconnects a subscription by itself, inside get_message: be told,
+            # so that what was missed meanwhile is read again.
+            reconnected = _Flag()
+            connection = getattr(pubsub, "connection", None)
+            register = getattr(connection, "register_connect_callback", None)
+            if callable(register):
+                register(reconnected.raise_)  # held weakly: a bound method of a local
             # Subscribed first, then read: a logout published meanwhile arrives twice, never not.
             self._read_active(client)
             self._tell_unannounced(client)
@@ -142,6 +158,11 @@ class Listener:
                 message = pubsub.get_message(timeout=1.0)
                 if message is not None and message.get("type") == "message":
                     self._apply(message.get("data"))
+                if reconnected.up:
+                    reconnected.up = False
+                    self._read_active(client)
+                if len(self.unannounced):
+                    self._tell_unannounced(client)
         finally:
             # The client may be the app's own: only the subscription's connection goes.
             pubsub.close()

@@ -281,12 +281,19 @@ def session_cookie_headers(
     :param secure: whether the request came over https; used when
         ``options.secure`` is ``None``.
     :param project_id: the project id, for the project-scoped names.
-    :param names: the auth cookie names the request carried: see :func:`written_names`.
+    :param names: the auth cookie names the request carried: see
+        :func:`written_names`. A project-scoped refresh cookie the request
+        carried is written back readable by script (the browser SDK manages
+        it), whatever ``options.http_only`` says.
     :param now: the current time, for ``options.max_age``.
     """
     if now is None:
         now = time.time()
     jwt_names, refresh_names = written_names(options, project_id, names)
+    # A session that came in the browser SDK's project-scoped cookies is the
+    # SDK's: it reads its refresh secret from script (no refreshRoute), so an
+    # HttpOnly copy would log it out on the next page load. Ours stay HttpOnly.
+    sdk_managed = {name for name in names if name != REFRESH_COOKIE}
     return [
         # The browser SDK reads the JWT cookie: never HttpOnly.
         *(
@@ -307,7 +314,7 @@ def session_cookie_headers(
                 material.refresh_token.secret,
                 options,
                 secure=secure,
-                http_only=options.http_only,
+                http_only=options.http_only and name not in sdk_managed,
                 expires=material.refresh_token.expires_at,
                 now=now,
             )

@@ -444,8 +444,43 @@ def test_a_refresh_writes_every_name_the_request_carried() -> None:
         REFRESH_COOKIE: "refresh-secret",
         SCOPED_REFRESH: "refresh-secret",
     }
-    scoped_refresh = next(h for h in headers if h.startswith(SCOPED_REFRESH + "="))
-    assert set_cookie(scoped_refresh)[2]["httponly"] is True
+    http_only = {
+        name: attributes.get("httponly", False) for name, _, attributes in map(set_cookie, headers)
+    }
+    # The SDK-managed scoped secret stays readable by the SDK; ours stays HttpOnly.
+    assert http_only == {
+        JWT_COOKIE: False,
+        SCOPED_JWT: False,
+        REFRESH_COOKIE: True,
+        SCOPED_REFRESH: False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("choice", "carried", "scoped_http_only"),
+    [
+        # The app chose scoped names, the browser sent ours: nothing says the SDK manages it.
+        pytest.param("scoped", (JWT_COOKIE, REFRESH_COOKIE), True, id="app-chose-scoped"),
+        # The browser SDK's own cookies (no refreshRoute): it must read the new secret.
+        pytest.param("unscoped", (SCOPED_JWT, SCOPED_REFRESH), False, id="sdk-managed"),
+        pytest.param("both", (SCOPED_REFRESH,), False, id="sdk-managed-secret-only"),
+    ],
+)
+def test_a_scoped_refresh_cookie_is_readable_only_when_the_sdk_sent_it(
+    choice: str, carried: tuple[str, ...], scoped_http_only: bool
+) -> None:
+    headers = session_cookie_headers(
+        _material(),
+        JWT_EXP,
+        CookieOptions(names=choice),
+        secure=False,
+        project_id=PROJECT,
+        names=carried,
+    )
+    attributes = {name: attrs for name, _, attrs in map(set_cookie, headers)}
+    assert attributes[SCOPED_REFRESH].get("httponly", False) is scoped_http_only
+    if REFRESH_COOKIE in attributes:
+        assert attributes[REFRESH_COOKIE]["httponly"] is True
 
 
 NOW = JWT_EXP - 3600  # the JWT has an hour left; the refresh token much longer

@@ -26,6 +26,7 @@ __all__ = [
     "AsyncLocalCoordinator",
     "AsyncRefreshCoordinator",
     "AsyncSingleFlight",
+    "DoubtedRefusal",
     "GraceCache",
     "LocalCoordinator",
     "LoggedOutDuringRefresh",
@@ -45,6 +46,24 @@ def secret_digest(secret: str) -> str:
 
 #: What a secret of a logged-out session gets for as long as this process remembers it.
 LOGGED_OUT = CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "the session was logged out")
+
+
+class DoubtedRefusal(CrossmintAuthError):
+    """Crossmint refused a secret while the hosts could not coordinate (Redis
+    down): another host may have traded it a moment ago and handed the
+    browser the new pair, so the refusal is no proof that the session ended.
+
+    ``UPSTREAM_UNAVAILABLE`` (cookies kept) for a request with an authentic
+    JWT; the core answers a stranger with the :attr:`refusal` itself.
+    """
+
+    def __init__(self, refusal: CrossmintAuthError) -> None:
+        super().__init__(
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "Crossmint refused the refresh secret while Redis could not coordinate the hosts:"
+            " another host may have traded it, so the session is kept; try again",
+        )
+        self.refusal = refusal
 
 
 class LoggedOutDuringRefresh(CrossmintAuthError):

@@ -20,7 +20,7 @@ from typing import Any
 from .caches import DEFAULT_BUDGET
 from .config import Crossmint
 from .cookies import AuthCookies, clear_cookie_headers, session_cookie_headers
-from .coordination import LOGGED_OUT, LoggedOutDuringRefresh, secret_digest
+from .coordination import LOGGED_OUT, DoubtedRefusal, LoggedOutDuringRefresh, secret_digest
 from .effects import (
     FETCH_KEYS,
     HOST_KEYS,
@@ -288,6 +288,10 @@ class AuthCore:
         if isinstance(result, LoggedOutDuringRefresh):
             yield from self._end_orphan(result)
             raise LOGGED_OUT
+        if isinstance(result, DoubtedRefusal):
+            # Counted as the refusal it may be; only a user's session is kept.
+            self.failed_refreshes.failed(client, digest, self.clock(), user)
+            raise result if user is not None else result.refusal
         if isinstance(result, CrossmintAuthError):
             if result.code is ErrorCode.SESSION_EXPIRED:
                 self.failed_refreshes.failed(client, digest, self.clock(), user)

@@ -114,3 +114,36 @@ def test_a_logout_while_redis_is_down_sticks_here_and_reaches_other_hosts_once_i
     assert login.refresh_token.secret not in caplog.text
     for auth in [*here, there]:
         auth.close()
+
+
+def test_with_redis_down_a_refusal_across_hosts_keeps_the_session(
+    emulator: CrossmintEmulator, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    """Two hosts trade one secret while Redis is dead: Crossmint refuses the second
+    trade, but the browser holds the new pair from the first host: no logout."""
+    hosts = [worker(emulator, own_redis, tmp_path / f"host-{i}") for i in (1, 2)]
+    for auth in hosts:
+        auth.refresh(emulator.one_time_secret("warm"))
+    own_redis.kill()
+    login = emulator.create_session("user-r", jwt_ttl=-30)
+    cookies = {"crossmint-jwt": login.jwt, "crossmint-refresh-token": login.refresh_token.secret}
+    emulator.set_latency(0.3)
+    barrier = threading.Barrier(len(hosts))
+
+    def session(auth: CrossmintAuth) -> ErrorCode | str:
+        barrier.wait()
+        try:
+            return auth.get_session(cookies).user_id
+        except CrossmintAuthError as error:
+            return error.code
+
+    with concurrent.futures.ThreadPoolExecutor(len(hosts)) as pool:
+        outcomes = sorted(map(str, pool.map(session, hosts)))
+    emulator.set_latency(0)
+    assert outcomes == ["UPSTREAM_UNAVAILABLE", "user-r"]  # kept, not SESSION_EXPIRED
+    # A made-up secret with no authentic JWT is a stranger's: refused as it is.
+    with pytest.raises(CrossmintAuthError) as caught:
+        hosts[0].get_session({"crossmint-refresh-token": "made-up-secret-0001"})
+    assert caught.value.code is ErrorCode.SESSION_EXPIRED
+    for auth in hosts:
+        auth.close()

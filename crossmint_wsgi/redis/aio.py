@@ -16,6 +16,7 @@ import anyio.to_thread
 from redis.exceptions import RedisError
 
 from ..coordination import LOGGED_OUT, AsyncLocalCoordinator
+from ..errors import CrossmintAuthError
 from ..models import AuthMaterial
 from .base import RedisCoordinatorBase
 from .clients import (
@@ -160,10 +161,13 @@ class AsyncRedisCoordinator(RedisCoordinatorBase):
     async def _shared(
         self, secret: str, perform: Callable[[], Awaitable[AuthMaterial]]
     ) -> AuthMaterial:
-        exchange = self._exchange(secret)
-        if exchange is None:
-            return await perform()
-        result: AuthMaterial = await self._drive(exchange, perform)
+        try:
+            exchange = self._exchange(secret)
+            if exchange is None:
+                return await perform()
+            result: AuthMaterial = await self._drive(exchange, perform)
+        except CrossmintAuthError as error:
+            raise self._doubted(error) from None
         return result
 
     async def _drive(

@@ -9,8 +9,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ..caches import CacheStats
-from ..coordination import AsyncLocalCoordinator, GraceCache, LocalCoordinator, secret_digest
-from ..errors import CrossmintAuthError
+from ..coordination import (
+    LOGGED_OUT,
+    AsyncLocalCoordinator,
+    DoubtedRefusal,
+    GraceCache,
+    LocalCoordinator,
+    LoggedOutDuringRefresh,
+    secret_digest,
+)
+from ..errors import CrossmintAuthError, ErrorCode
 from ..revocations import RevokedTokens
 from ..settings import count, seconds
 from .exchange import NOT_TOLD, Exchange
@@ -153,6 +161,19 @@ class RedisCoordinatorBase:
             return None
         chain = (secret, material.refresh_token.secret)
         return Exchange.vet(chain, self.settings, self._health)
+
+    def _doubted(self, error: CrossmintAuthError) -> CrossmintAuthError:
+        """Crossmint's refusal of a secret, judged while Redis could not coordinate:
+        a :class:`~crossmint_wsgi.coordination.DoubtedRefusal`. A logout,
+        known here, stays a logout."""
+        if (
+            error.code is not ErrorCode.SESSION_EXPIRED
+            or error is LOGGED_OUT
+            or isinstance(error, LoggedOutDuringRefresh)
+            or not self._health.failing()
+        ):
+            return error
+        return DoubtedRefusal(error)
 
     @staticmethod
     def _merge(local: list[str], shared: list[str]) -> list[str]:

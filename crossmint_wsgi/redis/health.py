@@ -70,6 +70,11 @@ class Health:
         since = self._failing_since
         return _ALWAYS if since is None else since + self.failover_window
 
+    def failing(self) -> bool:
+        """Whether Redis failed this process last time it was asked (and has not
+        answered since): what happens meanwhile is not coordinated across hosts."""
+        return self._failing_since is not None
+
     def worth_refreshing(self) -> bool:
         """Whether a refresh should go through Redis now: while a failover may be
         under way, or when Redis is not being left alone."""

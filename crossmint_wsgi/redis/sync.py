@@ -12,6 +12,7 @@ from typing import Any
 import redis.cluster
 
 from ..coordination import LOGGED_OUT, LocalCoordinator
+from ..errors import CrossmintAuthError
 from ..models import AuthMaterial
 from .base import RedisCoordinatorBase
 from .clients import SYNC_KINDS, SyncClient, Target, accept, cluster_errors_as_redis_errors
@@ -167,10 +168,13 @@ class RedisCoordinator(RedisCoordinatorBase):
         return self._connect
 
     def _shared(self, secret: str, perform: Callable[[], AuthMaterial]) -> AuthMaterial:
-        exchange = self._exchange(secret)
-        if exchange is None:
-            return perform()
-        result: AuthMaterial = self._drive(exchange, perform)
+        try:
+            exchange = self._exchange(secret)
+            if exchange is None:
+                return perform()
+            result: AuthMaterial = self._drive(exchange, perform)
+        except CrossmintAuthError as error:
+            raise self._doubted(error) from None
         return result
 
     def _drive(self, exchange: Exchange, perform: Callable[[], AuthMaterial] | None = None) -> Any:

@@ -230,7 +230,9 @@ class AuthCore:
 
     # -- sessions -------------------------------------------------------------------------
 
-    def logout(self, secret: str | None, jwt: str | None = None) -> Generator[Effect, Any, None]:
+    def logout(
+        self, secret: str | None, jwt: str | None = None, client: str | None = None
+    ) -> Generator[Effect, Any, None]:
         """End a session, best effort: its JWT and every refresh secret of its chain.
 
         The JWT, if it verifies, is refused from now on in this process and,
@@ -239,11 +241,21 @@ class AuthCore:
         yielding material (the coordinator's part), and each still-valid one
         is revoked at Crossmint. Nothing can fail the logout: the cookies are
         cleared whatever Crossmint says.
+
+        :param client: the request's address. A logout whose JWT is not
+            authentic (absent, forged) may be anyone's: it counts against the
+            address as a refused refresh does, and past the bound it costs
+            nothing (no coordinator state, no call to Crossmint).
         """
-        if jwt:
-            yield from self._revoke_token(jwt)
+        vouched = (yield from self._revoke_token(jwt)) if jwt else False
         if not secret:
             return
+        if not vouched:
+            now = self.clock()
+            if self.failed_refreshes.refusal(client, now) is not None:
+                logger.info("logout from an address past the flood bound: cookies cleared only")
+                return
+            self.failed_refreshes.failed(client, secret_digest(secret), now)
         successors = yield Revoke(secret)
         if isinstance(successors, CrossmintAuthError):
             logger.warning("logout could not reach the coordinator: %s", successors.message)
@@ -253,19 +265,25 @@ class AuthCore:
             if isinstance(result, CrossmintAuthError):
                 logger.warning("%s (best effort: the cookies are cleared anyway)", result.message)
 
-    def _revoke_token(self, jwt: str) -> Generator[Effect, Any, None]:
-        # Only a genuine, live JWT: anything else needs no revoking, and a
-        # forged one must not fill the set.
+    def _revoke_token(self, jwt: str) -> Generator[Effect, Any, bool]:
+        """Revoke a genuine, live JWT; whether it was authentic (live or merely expired)."""
+        # Anything else needs no revoking, and a forged one must not fill the set.
         try:
             claims = yield from self.verify(jwt)
-        except (TokenExpired, TokenInvalid, CrossmintAuthError):
-            return
+        except TokenRevoked:
+            return False
+        except TokenExpired:
+            # Raised only once the signature held: a user's, with nothing to revoke.
+            return True
+        except (TokenInvalid, CrossmintAuthError):
+            return False
         digest, exp = token_digest(jwt), float(claims["exp"]) + self.leeway
         self.revoked.add(digest, exp, self.clock())
         self.tokens.discard(jwt)
         result = yield RevokeToken(digest, exp)
         if isinstance(result, CrossmintAuthError):
             logger.warning("logout could not tell the other processes: %s", result.message)
+        return True
 
     def refresh(
         self, secret: str, client: str | None = None, *, user: str | None = None

@@ -396,7 +396,7 @@ class Gate:
             request.cookie, self.core.crossmint.project_id
         )
         if cookies.refresh or cookies.jwt:
-            yield from self.core.logout(cookies.refresh, cookies.jwt)
+            yield from self.core.logout(cookies.refresh, cookies.jwt, request.client)
         return json_answer(
             200,
             {"ok": True},

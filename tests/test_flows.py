@@ -611,3 +611,47 @@ def test_upstream_calls_keep_slots_for_users(
                 stack.enter_context(core.upstream_call(Refresh(OLD_SECRET, user=user)))
             assert caught.value.code is ErrorCode.UPSTREAM_UNAVAILABLE
     assert core.upstream_slots.in_flight == 0
+
+
+# -- logouts: strangers bounded, users never ---------------------------------------------
+
+PUBLIC = "93.184.216.34"  # a public address (documentation ranges are not)
+
+
+def _logout_effects(core: AuthCore, secret: str, jwt: str | None, client: str) -> list[Any]:
+    """The effects a logout yields, answered: no successors, Crossmint fine."""
+    flow = core.logout(secret, jwt, client)
+    effects: list[Any] = []
+    try:
+        effect = next(flow)
+        while True:
+            effects.append(type(effect).__name__)
+            effect = flow.send([] if type(effect).__name__ == "Revoke" else None)
+    except StopIteration:
+        return effects
+
+
+@pytest.mark.parametrize(
+    ("jwt", "bounded"),
+    [
+        pytest.param(None, True, id="no-jwt"),
+        pytest.param("not.a.jwt", True, id="forged-jwt"),
+        pytest.param("expired", False, id="authentic-expired-jwt"),
+        pytest.param("live", False, id="authentic-live-jwt"),
+    ],
+)
+def test_a_flood_of_logouts_from_one_address_is_bounded_unless_a_user_sends_it(
+    crossmint: Crossmint, clock: Clock, signer: Signer, jwt: str | None, bounded: bool
+) -> None:
+    core = AuthCore(crossmint, clock=clock, leeway=0, jwks=signer.jwks(), refresh_failure_limit=3)
+    calls = 0
+    for n in range(10):
+        token = jwt
+        if jwt == "expired":
+            token = signer.token(f"user-{n}", ttl=-60)
+        elif jwt == "live":
+            token = signer.token(f"user-{n}")
+        effects = _logout_effects(core, f"made-up-secret-{n:04d}", token, PUBLIC)
+        calls += effects.count("Logout")
+    # Past the bound a stranger's logout costs nothing: no coordinator state, no upstream call.
+    assert calls == (3 if bounded else 10)

@@ -2,12 +2,14 @@
 stale secret of a tab that missed a rotation, and the logged-out one itself get
 nothing afterwards, from any worker.
 
-Servers: the raw ASGI example under uvicorn and hypercorn (trio), and the Flask
-example under gunicorn with two workers sharing a real redis-server.
+Servers: the raw ASGI example under uvicorn and hypercorn (trio), the Flask
+example under gunicorn with two workers sharing a real redis-server, and under
+gunicorn with four workers and no Redis (the host store, the default).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -42,6 +44,16 @@ SERVERS = {
         "127.0.0.1:{port}",
         "flask_app:app",
     ],
+    "flask-gunicorn-4-workers-host-store": [
+        "gunicorn",
+        "--chdir",
+        "examples",
+        "--workers",
+        "4",
+        "--bind",
+        "127.0.0.1:{port}",
+        "flask_app:app",
+    ],
 }
 
 
@@ -68,7 +80,7 @@ def server(
 
     def env(port: int) -> dict[str, str]:
         env = {"CROSSMINT_EMULATOR_URL": emulator.url, "PORT": str(port)}
-        if program == "gunicorn":
+        if request.param.endswith("-redis"):
             env["CROSSMINT_REDIS_URL"] = shared_redis.url
         return env
 
@@ -108,6 +120,44 @@ def test_logout_ends_every_secret_of_the_session(
         # Crossmint itself was told: the newest secret is dead there too.
         with CrossmintAuth(emulator.crossmint()) as fresh, pytest.raises(CrossmintAuthError):
             fresh.refresh(s2)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_logged_out_jwt_is_refused_by_every_worker_within_a_second(
+    server: Server, emulator: CrossmintEmulator
+) -> None:
+    login = emulator.create_session("user-logout-jwt")
+    cookie = f"crossmint-jwt={login.jwt}"
+    # Many connections, many requests: the JWT is verified and cached in every worker.
+    clients = [httpx.Client(base_url=server.url, timeout=10) for _ in range(8)]
+    try:
+        for _ in range(3):
+            for client in clients:
+                answer = client.get("/api/me", headers={"Cookie": cookie})
+                assert answer.status_code == 200, answer.text
+        out = clients[0].post(
+            "/logout", headers={"Cookie": f"{cookie}; {REFRESH}={login.refresh_token.secret}"}
+        )
+        assert out.status_code == 200
+        start = time.monotonic()
+        served_after = 0
+        while True:
+            statuses = [
+                client.get("/api/me", headers={"Cookie": cookie}).status_code for client in clients
+            ]
+            if set(statuses) == {401}:
+                break
+            served_after += statuses.count(200)
+            assert time.monotonic() - start < 10, statuses
+            time.sleep(0.02)
+        delay = time.monotonic() - start
+        print(
+            f"\n[logout] {server.url}: refused everywhere after {delay:.2f} s,"
+            f" {served_after} requests served meanwhile"
+        )
+        assert delay < 1.5, (delay, served_after)
     finally:
         for client in clients:
             client.close()

@@ -112,6 +112,20 @@ SECRET = "s"  # noqa: S105 - a kind, not a secret
 _inherited: list[sqlite3.Connection] = []
 
 
+#: Every store of this process: a forked child starts each one afresh.
+_stores: weakref.WeakSet[HostStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A thread of the parent (its logout listener) may have held a store's lock
+    # at the fork: the child's copy would stay locked for good.
+    for store in list(_stores):
+        store._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _close_if_mine(connection: sqlite3.Connection, pid: int) -> None:
     if pid == os.getpid():
         connection.close()
@@ -239,6 +253,7 @@ class HostStore:
         _secure_directory(self.path.parent)
         _secure_file(self.path)
         self._lock = threading.Lock()
+        _stores.add(self)
         self._pid = -1
         self._connection: sqlite3.Connection | None = None
         self._waits = busy_timeout

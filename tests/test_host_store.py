@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
+import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -229,3 +232,38 @@ def test_bounded_in_size(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailable, match="full"):
         fill()
     assert os.path.getsize(store.path) <= 300 << 10
+
+
+def test_a_child_forked_while_a_thread_held_the_lock_uses_the_store(store: HostStore) -> None:
+    """gunicorn forks workers from a master whose logout listener may be inside the store."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._lock:
+            held.set()
+            release.wait()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads, on 3.12+
+        pid = os.fork()
+    if pid == 0:  # the child: its own lock, its own connection
+        code = 1
+        try:
+            store.revoke(SECRET, ["forked"], expires=1e12)
+            code = 0
+        finally:
+            os._exit(code)
+    release.set()
+    thread.join()
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise AssertionError("the child hung on the lock it inherited")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert store.is_revoked("forked")

@@ -628,6 +628,21 @@ def document(
     return "\n".join(lines)
 
 
+#: The section ``bench/continuity.py --write`` keeps up to date: this report keeps it as it was.
+CONTINUITY = ("<!-- continuity:start -->", "<!-- continuity:end -->")
+
+
+def keep_continuity(old: str, new: str) -> str:
+    """``new`` with the continuity section of ``old`` (if any) put back before its first ``##``."""
+    start, end = CONTINUITY
+    if start not in old or end not in old.split(start, 1)[1]:
+        return new
+    section = start + old.split(start, 1)[1].split(end, 1)[0] + end
+    at = new.find("\n## ")
+    at = len(new) if at < 0 else at + 1
+    return new[:at] + section + "\n\n" + new[at:]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--soak-seconds", type=float, default=20.0)
@@ -660,7 +675,10 @@ def main(argv: list[str] | None = None) -> int:
         soak_text = soak_section(results)
         soak_failed = any(r.unexpected_errors or not r.rss_growth < 0.10 for r in results)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(document(sections, tally, soak_text, split, args) + "\n")
+    text = document(sections, tally, soak_text, split, args) + "\n"
+    if args.output.exists():
+        text = keep_continuity(args.output.read_text(), text)
+    args.output.write_text(text)
     print(f"{tally.passed} passed, {len(tally.failed)} failed; wrote {args.output}")
     for failure in tally.failed:
         print(f"  FAILED {failure}")

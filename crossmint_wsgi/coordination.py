@@ -32,6 +32,7 @@ __all__ = [
     "LoggedOutDuringRefresh",
     "RefreshCoordinator",
     "SingleFlight",
+    "Successor",
     "secret_digest",
 ]
 
@@ -46,6 +47,19 @@ def secret_digest(secret: str) -> str:
 
 #: What a secret of a logged-out session gets for as long as this process remembers it.
 LOGGED_OUT = CrossmintAuthError(ErrorCode.SESSION_EXPIRED, "the session was logged out")
+
+
+class Successor(str):
+    """A refresh secret a session was refreshed into, as a coordinator's
+    ``revoke`` returns it: the secret itself, carrying the JWT minted beside
+    it, which a logout must refuse too (the browser may hold it already)."""
+
+    jwt: str
+
+    def __new__(cls, material: AuthMaterial) -> Successor:
+        made = super().__new__(cls, material.refresh_token.secret)
+        made.jwt = material.jwt
+        return made
 
 
 class DoubtedRefusal(CrossmintAuthError):
@@ -219,7 +233,7 @@ class GraceCache:
             current = secret_digest(secret)
             if current in chain:
                 break
-            successors.append(secret)
+            successors.append(Successor(entry[1]))
             chain.append(current)
             entry = self._cache.peek(current)
         until = self._clock() + self.revoked_window

@@ -260,6 +260,11 @@ class AuthCore:
         if isinstance(successors, CrossmintAuthError):
             logger.warning("logout could not reach the coordinator: %s", successors.message)
             successors = []
+        for each in successors:
+            # A JWT minted by a refresh of this session, maybe in the browser already.
+            jwt = getattr(each, "jwt", None)
+            if jwt:
+                yield from self._revoke_token(jwt)
         for each in (secret, *successors):
             result = yield Logout(each)
             if isinstance(result, CrossmintAuthError):

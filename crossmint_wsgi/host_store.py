@@ -526,8 +526,8 @@ class HostStore:
 
     def revoke(
         self, kind: str, digests: list[str], expires: float, now: float | None = None
-    ) -> None:
-        """Log these out for every process of the host, until ``expires``."""
+    ) -> bool:
+        """Log these out for every process of the host, until ``expires``; ``True``."""
         now = time.time() if now is None else now
         with self._transaction() as db:
             db.executemany(
@@ -535,6 +535,7 @@ class HostStore:
                 [(kind, digest, expires) for digest in digests],
             )
             self._prune(db, now)
+        return True
 
     def revocations(self, after: int, now: float | None = None) -> list[Revocation]:
         """The live revocations numbered after ``after``, oldest first."""

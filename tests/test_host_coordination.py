@@ -286,3 +286,21 @@ def test_a_locked_store_never_fails_a_request(
     assert "goes on alone" in caplog.text
     assert login.refresh_token.secret not in caplog.text
     auth.close()
+
+
+@pytest.mark.parametrize("where", ["same-worker", "other-worker"])
+def test_a_logout_with_the_cookies_from_before_a_refresh_ends_the_jwt_it_minted(
+    emulator: CrossmintEmulator, where: str
+) -> None:
+    """A tab that missed the rotation logs out with (JWT1, S1): JWT2, which the
+    refresh of S1 minted and another tab holds, is refused everywhere too."""
+    login = emulator.create_session("user-h", jwt_ttl=60)
+    first, second = workers(emulator, 2)
+    new = first.refresh(login.refresh_token.secret)
+    for auth in (first, second):
+        assert auth.verify_crossmint_jwt(new.jwt)["sub"] == "user-h"
+    logger = first if where == "same-worker" else second
+    logger.logout(jwt=login.jwt, refresh_token=login.refresh_token.secret)
+    for auth in (first, second):
+        assert until(lambda auth=auth: refused(auth, new.jwt)) < 1.0
+    assert emulator.requests["logout"] == 2  # S1 and S2 at Crossmint

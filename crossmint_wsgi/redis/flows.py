@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..coordination import LOGGED_OUT
+from ..coordination import LOGGED_OUT, Successor
 from ..errors import CrossmintAuthError
 from ..models import AuthMaterial
 from .protocol import (
@@ -118,7 +118,7 @@ def revoke(secret: str, settings: Settings) -> Generator[Step, Any, list[str]]:
         if keys.digest in seen:
             break
         seen.add(keys.digest)
-        successors.append(current)
+        successors.append(Successor(outcome))
         chain.append(keys)
     yield Tombstone(tuple(each.revoked for each in chain), ms(settings.revoked_ttl))
     return successors

@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -229,3 +229,24 @@ def serve(
         with starting:
             yield server
         return
+
+
+def until(condition: Callable[[], bool], within: float = 30.0) -> float:
+    """Seconds until ``condition()`` held, looking every 10 ms; fails after ``within``."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > within:
+            raise AssertionError(f"not true within {within} s")
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def refused(auth: Any, jwt: str) -> bool:
+    """Whether ``auth`` (a ``CrossmintAuth``) refuses ``jwt`` as logged out or expired."""
+    from crossmint_wsgi import CrossmintAuthError, ErrorCode
+
+    try:
+        auth.verify_crossmint_jwt(jwt)
+    except CrossmintAuthError as error:
+        return error.code is ErrorCode.SESSION_EXPIRED
+    return False

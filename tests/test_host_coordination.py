@@ -12,13 +12,12 @@ import concurrent.futures
 import logging
 import sqlite3
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from support import refused, until
 
 from crossmint_wsgi import (
     AsyncCrossmintAuth,
@@ -43,24 +42,6 @@ def emulator(crossmint_emulator: CrossmintEmulator) -> CrossmintEmulator:
 def workers(emulator: CrossmintEmulator, n: int = WORKERS, **settings: Any) -> list[CrossmintAuth]:
     """``n`` auths on one host store: the workers of one host."""
     return [CrossmintAuth(emulator.crossmint(), leeway=0, **settings) for _ in range(n)]
-
-
-def until(condition: Callable[[], bool], within: float = 30.0) -> float:
-    """Seconds until ``condition()`` held; fails after ``within``."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > within:
-            raise AssertionError(f"not true within {within} s")
-        time.sleep(0.01)
-    return time.monotonic() - start
-
-
-def refused(auth: CrossmintAuth, jwt: str) -> bool:
-    try:
-        auth.verify_crossmint_jwt(jwt)
-    except CrossmintAuthError as error:
-        return error.code is ErrorCode.SESSION_EXPIRED
-    return False
 
 
 # -- refreshes ------------------------------------------------------------------------------

@@ -10,12 +10,12 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from redis_server import RedisServer, redis_server
+from support import refused, until
 
 from crossmint_wsgi import CrossmintAuth, CrossmintAuthError, ErrorCode
 from crossmint_wsgi.redis import RedisCoordinator
@@ -42,23 +42,6 @@ def worker(emulator: CrossmintEmulator, redis: RedisServer, host: Path) -> Cross
         host_store=host,
         leeway=0,
     )
-
-
-def until(condition: Callable[[], bool], within: float = 30.0) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > within:
-            raise AssertionError(f"not true within {within} s")
-        time.sleep(0.01)
-    return time.monotonic() - start
-
-
-def refused(auth: CrossmintAuth, jwt: str) -> bool:
-    try:
-        auth.verify_crossmint_jwt(jwt)
-    except CrossmintAuthError as error:
-        return error.code is ErrorCode.SESSION_EXPIRED
-    return False
 
 
 def test_with_redis_down_the_workers_of_a_host_still_trade_once(

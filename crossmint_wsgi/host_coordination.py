@@ -176,9 +176,9 @@ def trade_flow(
     cipher = _cipher(secret, digest)
     owner = os.urandom(8).hex()
     deadline = time.monotonic() + settings.wait
-    since = time.time()
+    waited = False
     while True:
-        claim = yield StoreCall(store.claim, (digest, owner, settings.lock_ttl, None, since))
+        claim = yield StoreCall(store.claim, (digest, owner, settings.lock_ttl, None, waited))
         if claim is None:
             return unwrap((yield TRADE))
         if claim.revoked:
@@ -198,6 +198,7 @@ def trade_flow(
                 settings.wait,
             )
             return unwrap((yield TRADE))
+        waited = True
         yield Pause(settings.poll_interval)
     try:
         outcome = yield TRADE

@@ -401,16 +401,15 @@ class HostStore:
         owner: str,
         lock_ttl: float,
         now: float | None = None,
-        since: float | None = None,
+        waited: bool = False,
     ) -> Claim:
         """For a secret about to be traded: its record, or the lock, or neither (wait).
 
-        :param since: when the caller began waiting: a record that does not
-            last (Crossmint unavailable) is shared only with those who waited
-            for it; a caller that came after it trades again.
+        :param waited: whether the caller found the secret's lock held before: a
+            record that does not last (Crossmint unavailable) is shared only with
+            those who waited for it; a caller that comes after it trades again.
         """
         now = time.time() if now is None else now
-        since = now if since is None else since
         with self._transaction() as db:
             if self._revoked(db, digest, now):
                 return Claim(revoked=True)
@@ -419,13 +418,7 @@ class HostStore:
                 " WHERE digest = ?",
                 (digest,),
             ).fetchone()
-            lasting, settled = (row[5], row[4]) if row is not None else (1, 0)
-            if (
-                row is not None
-                and row[2] is not None
-                and row[3] > now
-                and (lasting or settled >= since)
-            ):
+            if row is not None and row[2] is not None and row[3] > now and (row[5] or waited):
                 return Claim(record=bytes(row[2]))
             if row is not None and row[0] not in (None, owner) and row[1] > now:
                 return Claim()

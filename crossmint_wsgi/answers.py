@@ -12,7 +12,8 @@ import json
 from collections.abc import Generator, Iterable
 from typing import Any
 
-from .cookies import AuthCookies, is_token_text
+from .caching import uncacheable
+from .cookies import AuthCookies, ambiguity, is_token_text
 from .effects import Effect
 from .errors import CrossmintAuthError, ErrorCode
 from .flows import AuthCore
@@ -90,16 +91,17 @@ def json_answer(
     cookies: Iterable[str] = (),
     headers: Iterable[tuple[str, str]] = (),
 ) -> Answer:
-    """Compact JSON, never cached, with ``Set-Cookie`` for each of ``cookies``."""
+    """Compact JSON, never cached (``private, no-store``, ``Vary: Cookie``), with
+    ``Set-Cookie`` for each of ``cookies``."""
     body = json.dumps(payload, separators=(",", ":")).encode()
     out = [
         ("Content-Type", "application/json"),
         ("Content-Length", str(len(body))),
-        ("Cache-Control", "no-store"),
         *headers,
     ]
     out.extend(("Set-Cookie", cookie) for cookie in cookies)
-    return Answer(status, out, body)
+    # Every answer of ours depends on the request's cookies, and may set them.
+    return Answer(status, uncacheable(out), body)
 
 
 def refusal(
@@ -126,10 +128,10 @@ def refusal(
 
 
 def redirect(location: str, *, cookies: Iterable[str] = ()) -> Answer:
-    """A ``302`` to ``location``, never cached."""
-    headers = [("Location", location), ("Content-Length", "0"), ("Cache-Control", "no-store")]
+    """A ``302`` to ``location``, never cached (see :func:`json_answer`)."""
+    headers = [("Location", location), ("Content-Length", "0")]
     headers.extend(("Set-Cookie", cookie) for cookie in cookies)
-    return Answer(302, headers, b"")
+    return Answer(302, uncacheable(headers), b"")
 
 
 def invalid_request(message: str) -> Answer:
@@ -239,6 +241,11 @@ def refresh_answer(
             return invalid_request("'refresh' must be a string")
         if secret and not is_token_text(secret):
             return invalid_request("'refresh' must be printable ASCII")
+    unsure = ambiguity(cookies)
+    if unsure is not None and not secret:
+        # No secret of the body's own: the cookies' would be a guess.
+        error = CrossmintAuthError(ErrorCode.INVALID_TOKEN, unsure)
+        return refusal(error, cookies=core.clear_cookies(secure=secure, names=cookies.names))
     # Only the session the request holds may be kept through an outage: a
     # login's one-time secret must not be answered with another session's JWT.
     own = not secret or secret == cookies.refresh

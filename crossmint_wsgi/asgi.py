@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from .answers import Answer, refusal
 from .auth import AsyncCrossmintAuth
+from .caching import uncacheable
 from .errors import CrossmintAuthError, ErrorCode
 from .middleware import GatedMiddleware
 from .models import Session
@@ -195,13 +196,21 @@ class CrossmintASGIMiddleware(GatedMiddleware[ASGIApp, AsyncCrossmintAuth]):
         if not outcome.set_cookies:
             await self.app(scope, receive, send)
             return
-        extra = [(b"set-cookie", cookie.encode("latin-1")) for cookie in outcome.set_cookies]
+        extra = [("set-cookie", cookie) for cookie in outcome.set_cookies]
 
         async def send_with_cookies(message: Message) -> None:
             if message["type"] == "http.response.start":
-                # Append, never replace: the app's own cookies must survive.
+                # Append, never replace: the app's own cookies must survive. An
+                # answer with our cookies must not be kept by a shared cache.
                 message = dict(message)
-                message["headers"] = [*message.get("headers", ()), *extra]
+                headers = [
+                    (k.decode("latin-1"), v.decode("latin-1"))
+                    for k, v in message.get("headers", ())
+                ]
+                message["headers"] = [
+                    (k.lower().encode("latin-1"), v.encode("latin-1"))
+                    for k, v in uncacheable([*headers, *extra])
+                ]
             await send(message)
 
         await self.app(scope, receive, send_with_cookies)

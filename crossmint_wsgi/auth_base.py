@@ -297,9 +297,7 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
         """The auth cookies of ``source``, with explicit values taking precedence."""
         cookies = cookie_header_from(source)
         found = read_auth_cookies(cookies, self.crossmint.project_id) if cookies else AuthCookies()
-        if jwt is None and refresh_token is None:
-            return found
-        return AuthCookies(jwt or found.jwt, refresh_token or found.refresh, found.names)
+        return found.given(jwt, refresh_token)
 
     def session_cookies(self, material: AuthMaterial, *, secure: bool | None = None) -> list[str]:
         """``Set-Cookie`` header values that store ``material`` in the browser.

@@ -17,6 +17,7 @@ __all__ = [
     "JWT_COOKIE",
     "REFRESH_COOKIE",
     "AuthCookies",
+    "ambiguity",
     "auth_cookie_pairs",
     "clear_cookie_headers",
     "cookie_header_from",
@@ -37,14 +38,36 @@ class AuthCookies:
     ``names`` lists the unscoped and project-scoped names that held a value,
     used or not: a refresh writes under each of them (so no stale secret is
     left for the browser SDK to send) and a logout clears each of them.
+
+    ``ambiguous`` lists the names that carried more than one distinct
+    non-empty value (``crossmint-jwt=a; crossmint-jwt=b``). Frameworks disagree on which of
+    them an app reads (werkzeug the first, Starlette, Django and Bottle the
+    last), so none of them is used: the JWT or secret of such a name is
+    ``None``, and :func:`ambiguity` says why no session comes of them.
     """
 
     jwt: str | None = dataclasses.field(default=None, repr=False)
     refresh: str | None = dataclasses.field(default=None, repr=False)
     names: tuple[str, ...] = ()
+    ambiguous: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.jwt or self.refresh)
+        return bool(self.jwt or self.refresh or self.ambiguous)
+
+    def given(self, jwt: str | None, refresh: str | None) -> AuthCookies:
+        """These cookies with explicit values in place of the cookies' own.
+
+        A name whose value is replaced no longer makes the request ambiguous.
+        """
+        if jwt is None and refresh is None:
+            return self
+        replaced = {JWT_COOKIE: jwt is not None, REFRESH_COOKIE: refresh is not None}
+        return AuthCookies(
+            jwt or self.jwt,
+            refresh or self.refresh,
+            self.names,
+            tuple(n for n in self.ambiguous if not replaced[_base_of(n)]),
+        )
 
 
 NO_COOKIES = AuthCookies()
@@ -60,29 +83,70 @@ def is_token_text(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
 
-def read_auth_cookies(cookies: Mapping[str, str], project_id: str) -> AuthCookies:
+def _base_of(name: str) -> str:
+    return REFRESH_COOKIE if name.startswith(REFRESH_COOKIE) else JWT_COOKIE
+
+
+def read_auth_cookies(
+    cookies: Mapping[str, str] | Iterable[tuple[str, str]], project_id: str
+) -> AuthCookies:
     """Pick the JWT and refresh secret out of parsed cookies.
 
     The unscoped names the server side writes win; the project-scoped names
     the browser SDK writes when it has no refresh route come second. Empty
     values count as absent.
+
+    :param cookies: ``(name, value)`` pairs in header order, or a mapping;
+        a werkzeug ``MultiDict`` (what :func:`cookie_header_from` returns)
+        is read with every value of a repeated name. A name that carries
+        two distinct non-empty values is ambiguous: see :class:`AuthCookies`.
     """
-    names: list[str] = []
+    if isinstance(cookies, MultiDict):
+        pairs: Iterable[tuple[str, str]] = cookies.items(multi=True)
+    elif isinstance(cookies, Mapping):
+        pairs = cookies.items()
+    else:
+        pairs = cookies
+    wanted = (
+        JWT_COOKIE,
+        f"{JWT_COOKIE}-{project_id}",
+        REFRESH_COOKIE,
+        f"{REFRESH_COOKIE}-{project_id}",
+    )
+    seen: dict[str, str] = {}
+    ambiguous: list[str] = []
+    for name, value in pairs:
+        # An empty value is absent to every reader (an app reading it finds
+        # no token): it cannot make a name mean two things.
+        if not value or name not in wanted:
+            continue
+        first = seen.setdefault(name, value)
+        if first != value and name not in ambiguous:
+            ambiguous.append(name)
+    if not seen:
+        return NO_COOKIES
+    names = [name for name in wanted if name in seen]
 
     def pick(base: str) -> str | None:
-        found = None
-        for name in (base, f"{base}-{project_id}"):
-            value = cookies.get(name)
-            if value:
-                names.append(name)
-                found = found or value
-        return found
+        if any(_base_of(name) == base for name in ambiguous):
+            return None
+        return seen.get(base) or seen.get(f"{base}-{project_id}")
 
-    jwt = pick(JWT_COOKIE)
-    refresh = pick(REFRESH_COOKIE)
-    if jwt is None and refresh is None:
-        return NO_COOKIES
-    return AuthCookies(jwt, refresh, tuple(names))
+    return AuthCookies(pick(JWT_COOKIE), pick(REFRESH_COOKIE), tuple(names), tuple(ambiguous))
+
+
+def ambiguity(cookies: AuthCookies) -> str | None:
+    """Why no session may come of the request's cookies, or ``None`` when they are unambiguous.
+
+    The message names the cookies, never their values.
+    """
+    if not cookies.ambiguous:
+        return None
+    return (
+        f"the request carries the cookie {' and '.join(cookies.ambiguous)} more than once with"
+        " different values (one may come from another path or subdomain): no session is read"
+        " from it"
+    )
 
 
 def _parse(header: str) -> MultiDict[str, str]:
@@ -149,21 +213,21 @@ def _read_auth_pairs(header: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _auth_only(header: str) -> Mapping[str, str]:
-    """The auth cookies of a header as :func:`_parse` has them (the first of a
-    repeated name wins)."""
-    found: dict[str, str] = {}
-    for name, value in auth_cookie_pairs(header):
-        found.setdefault(name, value)
-    return found
-
-
 def parse_auth_cookie_header(header: str | None, project_id: str) -> AuthCookies:
     """Read the auth cookies from a raw ``Cookie`` header (PEP 3333 latin-1 text)."""
     # Most requests of an app carry no auth cookie: skip the parser for them.
     if not header or "crossmint-" not in header:
         return NO_COOKIES
-    return read_auth_cookies(_auth_only(header), project_id)
+    return read_auth_cookies(auth_cookie_pairs(header), project_id)
+
+
+def _is_scope(source: Mapping[str, Any]) -> bool:
+    return "headers" in source and source.get("type") in ("http", "websocket")
+
+
+def _from_scope(scope: Mapping[str, Any]) -> MultiDict[str, str]:
+    header = b"; ".join(v for k, v in scope["headers"] if k.lower() == b"cookie")
+    return _parse(header.decode("latin-1"))
 
 
 def cookie_header_from(source: Any) -> Mapping[str, str] | None:
@@ -178,9 +242,8 @@ def cookie_header_from(source: Any) -> Mapping[str, str] | None:
     if isinstance(source, Mapping):
         if "HTTP_COOKIE" in source or "wsgi.version" in source:
             return _parse(source.get("HTTP_COOKIE") or "")
-        if "headers" in source and source.get("type") in ("http", "websocket"):
-            header = b"; ".join(v for k, v in source["headers"] if k.lower() == b"cookie")
-            return _parse(header.decode("latin-1"))
+        if _is_scope(source):
+            return _from_scope(source)
         return source
     environ = getattr(source, "environ", None)
     if isinstance(environ, Mapping) and ("HTTP_COOKIE" in environ or "wsgi.version" in environ):
@@ -189,6 +252,13 @@ def cookie_header_from(source: Any) -> Mapping[str, str] | None:
         # a duplicated name, and SimpleCookie drops the rest of a header at an
         # odd character.
         return _parse(environ.get("HTTP_COOKIE") or "")
+    scope = getattr(source, "scope", None)
+    if isinstance(scope, Mapping) and _is_scope(scope):
+        # An ASGI request object (Starlette, FastAPI, Quart, Django's ASGI
+        # request): its .cookies keeps one value of a repeated name, and
+        # Starlette reads only the first Cookie header line. Every value of
+        # every line is needed to see that a name is ambiguous.
+        return _from_scope(scope)
     cookies = getattr(source, "cookies", None)
     if isinstance(cookies, Mapping):
         return cookies

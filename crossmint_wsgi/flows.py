@@ -19,7 +19,7 @@ from typing import Any
 
 from .caches import DEFAULT_BUDGET
 from .config import Crossmint
-from .cookies import AuthCookies, clear_cookie_headers, session_cookie_headers
+from .cookies import AuthCookies, ambiguity, clear_cookie_headers, session_cookie_headers
 from .coordination import LOGGED_OUT, DoubtedRefusal, LoggedOutDuringRefresh, secret_digest
 from .effects import (
     FETCH_KEYS,
@@ -361,6 +361,11 @@ class AuthCore:
                 CrossmintAuthError(ErrorCode.MISSING_SESSION, "the request carries no session"),
                 cookies,
             )
+        unsure = ambiguity(cookies)
+        if unsure is not None:
+            # The app's framework may read another of the values than any we
+            # would verify: vouch for none of them (the cookies are cleared).
+            return Resolution(None, CrossmintAuthError(ErrorCode.INVALID_TOKEN, unsure), cookies)
         problem = ErrorCode.SESSION_EXPIRED
         why = "the JWT has expired"
         user: str | None = None

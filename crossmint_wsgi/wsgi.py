@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .answers import Answer, refusal
 from .auth import CrossmintAuth
+from .caching import uncacheable
 from .errors import CrossmintAuthError, ErrorCode
 from .middleware import GatedMiddleware
 from .models import Session
@@ -154,9 +155,12 @@ class CrossmintWSGIMiddleware(GatedMiddleware["WSGIApplication", CrossmintAuth])
         def start_with_cookies(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Callable[[bytes], object]:
-            # Append, never replace: the app's own cookies must survive.
+            # Append, never replace: the app's own cookies must survive. An
+            # answer with our cookies must not be kept by a shared cache.
             return start_response(
-                status, [*headers, *(("Set-Cookie", cookie) for cookie in cookies)], exc_info
+                status,
+                uncacheable([*headers, *(("Set-Cookie", cookie) for cookie in cookies)]),
+                exc_info,
             )
 
         return self.app(environ, start_with_cookies)

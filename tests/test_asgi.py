@@ -541,7 +541,8 @@ async def test_refresh_route(
     assert not inner.called
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
-    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["cache-control"] == "private, no-store"
+    assert response.headers["vary"] == "Cookie"
     assert auth_cookies_set(response) == cookies
     answer = response.json()
     if status == 200:
@@ -1117,3 +1118,70 @@ async def test_cross_site_websockets_get_no_session(
     assert received[1]["text"] == expected
     if expected == "anonymous":
         assert inner.states[-1]["crossmint_error"].code is ErrorCode.FORBIDDEN_ORIGIN
+
+
+# -- security round 3: repeated cookie names, caching ------------------------------------------
+
+
+async def _public_app(scope: Scope, receive: Receive, send: Send) -> None:
+    session = scope["state"]["crossmint_session"]
+    error = scope["state"]["crossmint_error"]
+    headers = [
+        (b"cache-control", b"public, max-age=60"),
+        (b"vary", b"Accept-Encoding"),
+        (b"set-cookie", b"app=1"),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    body = {"jwt": session.jwt if session else None, "error": error.code.value if error else None}
+    await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+
+async def test_a_refresh_on_the_apps_answer_makes_it_private(
+    crossmint_emulator: CrossmintEmulator, async_auth: AsyncCrossmintAuth
+) -> None:
+    sent = cookies_for("expired+good-refresh", crossmint_emulator)
+    async with client(wrap(_public_app, async_auth)) as http:
+        response = await http.get("/", headers=cookie_header(sent))
+    assert response.headers.get_list("cache-control") == ["private, no-store, max-age=60"]
+    assert response.headers.get_list("vary") == ["Accept-Encoding, Cookie"]
+    names = [c.split("=", 1)[0] for c in response.headers.get_list("set-cookie")]
+    assert names == ["app", JWT, REFRESH]
+
+
+async def test_an_answer_without_our_cookies_is_the_apps(
+    crossmint_emulator: CrossmintEmulator, async_auth: AsyncCrossmintAuth
+) -> None:
+    sent = cookies_for("valid", crossmint_emulator)
+    async with client(wrap(_public_app, async_auth)) as http:
+        response = await http.get("/", headers=cookie_header(sent))
+    assert response.json()["jwt"] == sent[JWT]
+    assert response.headers.get_list("cache-control") == ["public, max-age=60"]
+    assert response.headers.get_list("vary") == ["Accept-Encoding"]
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        pytest.param(["{a}; {b}"], id="one-line"),
+        pytest.param(["{b}; {a}"], id="one-line-reversed"),
+        pytest.param(["{a}", "{b}"], id="two-lines"),
+        pytest.param(["x=1; {b}", "{a}"], id="two-lines-reversed"),
+    ],
+)
+async def test_a_jwt_cookie_with_two_values_gives_no_session(
+    crossmint_emulator: CrossmintEmulator, async_auth: AsyncCrossmintAuth, lines: list[str]
+) -> None:
+    genuine = crossmint_emulator.issue_jwt("mallory")
+    other = crossmint_emulator.issue_jwt("victim-admin")  # genuine too: still refused
+    headers = [("cookie", line.format(a=f"{JWT}={genuine}", b=f"{JWT}={other}")) for line in lines]
+    async with client(wrap(_public_app, async_auth)) as http:
+        response = await http.get("/", headers=headers)
+        protected = await http.get("/protected/x", headers=headers)
+    assert response.json() == {"jwt": None, "error": "INVALID_TOKEN"}
+    assert auth_cookies_set(response) == "cleared"
+    assert response.headers.get_list("cache-control") == ["private, no-store, max-age=60"]
+    assert protected.status_code == 401
+    assert protected.json()["error"] == "INVALID_TOKEN"
+    assert JWT in protected.json()["message"]
+    assert genuine not in protected.text
+    assert auth_cookies_set(protected) == "cleared"

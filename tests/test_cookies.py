@@ -73,10 +73,10 @@ def set_cookie(value: str) -> tuple[str, str, dict[str, str | bool]]:
         ),
         pytest.param(
             f"{JWT_COOKIE}=first; {JWT_COOKIE}=second",
-            "first",
+            None,
             None,
             (JWT_COOKIE,),
-            id="first-wins",
+            id="repeated-with-two-values-is-used-by-nobody",
         ),
         pytest.param(
             f"{JWT_COOKIE}-{PROJECT}=scoped; {REFRESH_COOKIE}-{PROJECT}=rs",
@@ -133,7 +133,7 @@ def test_parse_auth_cookie_header(
 ) -> None:
     cookies = parse_auth_cookie_header(header, PROJECT)
     assert (cookies.jwt, cookies.refresh, cookies.names) == (jwt, refresh, names)
-    assert bool(cookies) is bool(jwt or refresh)
+    assert bool(cookies) is bool(jwt or refresh or cookies.ambiguous)
 
 
 @pytest.mark.parametrize(
@@ -218,7 +218,9 @@ def test_cookie_header_from_sources(make_source: Any) -> None:
     assert cookies is not None
     found = read_auth_cookies(cookies, PROJECT)
     assert found.refresh == "a=b"
-    assert found.jwt == JWT
+    # The frameworks' own readers disagree on which crossmint-jwt is meant:
+    # every source shows both, so none is used.
+    assert (found.jwt, found.ambiguous) == (None, (JWT_COOKIE,))
 
 
 @pytest.mark.parametrize(
@@ -562,8 +564,9 @@ def test_auth_cookies_read_as_the_full_parser_reads_them(header: str) -> None:
     ("header", "jwt", "refresh"),
     [
         pytest.param("crossmint-jwt=a; crossmint-refresh-token=b", "a", "b", id="plain"),
-        pytest.param("crossmint-jwt=a; crossmint-jwt=z", "a", None, id="first-wins"),
-        pytest.param("crossmint-jwt=; crossmint-jwt=z", None, None, id="empty-first-is-absent"),
+        pytest.param("crossmint-jwt=a; crossmint-jwt=z", None, None, id="repeated-is-ambiguous"),
+        pytest.param("crossmint-jwt=; crossmint-jwt=z", "z", None, id="empty-is-absent"),
+        pytest.param("crossmint-jwt=a; crossmint-jwt=a", "a", None, id="identical-repeat"),
         pytest.param("crossmint-jwt=a b; crossmint-refresh-token=b", None, "b", id="space-drops"),
         pytest.param('x="; crossmint-jwt=evil"; crossmint-jwt=a', "a", None, id="quoted-semicolon"),
         pytest.param(" \tcrossmint-jwt \t= \ta \t", "a", None, id="blanks"),
@@ -573,3 +576,122 @@ def test_auth_cookies_read_as_the_full_parser_reads_them(header: str) -> None:
 def test_auth_cookie_edge_cases(header: str, jwt: str | None, refresh: str | None) -> None:
     found = parse_auth_cookie_header(header, "p1")
     assert (found.jwt, found.refresh) == (jwt, refresh)
+
+
+# -- a name carried twice ---------------------------------------------------------------------
+
+SCOPED_JWT = f"{JWT_COOKIE}-{PROJECT}"
+SCOPED_REFRESH = f"{REFRESH_COOKIE}-{PROJECT}"
+
+
+@pytest.mark.parametrize(
+    ("header", "jwt", "refresh", "ambiguous"),
+    [
+        pytest.param(
+            f"{JWT_COOKIE}=mallory; {JWT_COOKIE}=forged", None, None, (JWT_COOKIE,), id="jwt-twice"
+        ),
+        pytest.param(
+            f"{JWT_COOKIE}=forged; {JWT_COOKIE}=mallory", None, None, (JWT_COOKIE,), id="reversed"
+        ),
+        pytest.param(
+            f"a=1; {JWT_COOKIE}=m; b=2; {REFRESH_COOKIE}=r; {JWT_COOKIE}=f",
+            None,
+            "r",
+            (JWT_COOKIE,),
+            id="among-others",
+        ),
+        pytest.param(f"{JWT_COOKIE}=m; {JWT_COOKIE}=m", "m", None, (), id="identical-is-harmless"),
+        pytest.param(f"{JWT_COOKIE}=; {JWT_COOKIE}=m", "m", None, (), id="empty-is-absent"),
+        pytest.param(
+            f"{JWT_COOKIE}=m; {REFRESH_COOKIE}=r1; {REFRESH_COOKIE}=r2",
+            "m",
+            None,
+            (REFRESH_COOKIE,),
+            id="refresh-twice",
+        ),
+        pytest.param(
+            f"{JWT_COOKIE}=m; {SCOPED_JWT}=s1; {SCOPED_JWT}=s2",
+            None,
+            None,
+            (SCOPED_JWT,),
+            id="scoped-twice-spoils-the-unscoped-too",
+        ),
+        pytest.param(
+            f"{SCOPED_REFRESH}=a; {SCOPED_REFRESH}=b; {REFRESH_COOKIE}=c",
+            None,
+            None,
+            (SCOPED_REFRESH,),
+            id="scoped-refresh-twice",
+        ),
+        pytest.param(
+            f"{JWT_COOKIE}=m; {SCOPED_JWT}=s", "m", None, (), id="two-names-are-not-one-name"
+        ),
+        pytest.param(
+            f'x="; {JWT_COOKIE}=forged"; {JWT_COOKIE}=m', "m", None, (), id="quoted-is-a-value"
+        ),
+        pytest.param(
+            f"{JWT_COOKIE}=a; {JWT_COOKIE}=b; {REFRESH_COOKIE}=c; {REFRESH_COOKIE}=d",
+            None,
+            None,
+            (JWT_COOKIE, REFRESH_COOKIE),
+            id="both-twice",
+        ),
+    ],
+)
+def test_repeated_names(
+    header: str, jwt: str | None, refresh: str | None, ambiguous: tuple[str, ...]
+) -> None:
+    # Every way in reads the same: the raw header, werkzeug's MultiDict, the pairs.
+    for found in (
+        parse_auth_cookie_header(header, PROJECT),
+        read_auth_cookies(parse_cookie(header), PROJECT),
+        read_auth_cookies(cookies_module.auth_cookie_pairs(header), PROJECT),
+        read_auth_cookies(cookie_header_from({"HTTP_COOKIE": header}) or {}, PROJECT),
+    ):
+        assert (found.jwt, found.refresh, found.ambiguous) == (jwt, refresh, ambiguous)
+        assert bool(found)
+        assert set(ambiguous) <= set(found.names), "an ambiguous name is cleared with the rest"
+        message = cookies_module.ambiguity(found)
+        if ambiguous:
+            assert message is not None
+            assert all(name in message for name in ambiguous)
+            assert "forged" not in message
+            assert "mallory" not in message
+        else:
+            assert message is None
+
+
+def test_two_cookie_lines_of_a_starlette_request_are_both_read() -> None:
+    # Starlette's own request.cookies keeps one of the two lines' values.
+    scope = {
+        "type": "http",
+        "headers": [(b"cookie", b"crossmint-jwt=mallory"), (b"cookie", b"crossmint-jwt=forged")],
+    }
+    request = StarletteRequest(scope)
+    assert request.cookies == {JWT_COOKIE: "forged"}
+    found = read_auth_cookies(cookie_header_from(request) or {}, PROJECT)
+    assert (found.jwt, found.ambiguous) == (None, (JWT_COOKIE,))
+
+
+@pytest.mark.parametrize(
+    ("jwt", "refresh", "expected_jwt", "expected_refresh", "ambiguous"),
+    [
+        pytest.param(None, None, None, "r", (JWT_COOKIE,), id="nothing-given"),
+        pytest.param("given", None, "given", "r", (), id="jwt-given-ends-the-doubt"),
+        pytest.param(None, "r2", None, "r2", (JWT_COOKIE,), id="refresh-given-leaves-it"),
+    ],
+)
+def test_explicit_values_replace_an_ambiguous_cookie(
+    jwt: str | None,
+    refresh: str | None,
+    expected_jwt: str | None,
+    expected_refresh: str | None,
+    ambiguous: tuple[str, ...],
+) -> None:
+    found = parse_auth_cookie_header(f"{JWT_COOKIE}=a; {JWT_COOKIE}=b; {REFRESH_COOKIE}=r", PROJECT)
+    given = found.given(jwt, refresh)
+    assert (given.jwt, given.refresh, given.ambiguous) == (
+        expected_jwt,
+        expected_refresh,
+        ambiguous,
+    )

@@ -118,7 +118,8 @@ def test_refresh_route_success(
     del expected["refreshToken"]["secret"]  # the refresh cookie is HttpOnly: not in the body
     assert answer.json() == expected
     assert headers(answer, "Content-Type") == ["application/json"]
-    assert headers(answer, "Cache-Control") == ["no-store"]
+    assert headers(answer, "Cache-Control") == ["private, no-store"]
+    assert headers(answer, "Vary") == ["Cookie"]
     set_cookies = headers(answer, "Set-Cookie")
     assert cookie_names(set_cookies) == ["crossmint-jwt", "crossmint-refresh-token"]
     assert set_cookies[1].startswith(f"crossmint-refresh-token={NEW_SECRET};")

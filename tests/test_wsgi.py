@@ -393,7 +393,8 @@ def test_refresh_route_trades_a_secret(
     assert set(payload["refreshToken"]) == {"expiresAt"}
     assert payload["user"]["id"] == "user-1"
     assert_stored(response, payload)
-    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Cache-Control"] == "private, no-store"
+    assert response.headers["Vary"] == "Cookie"
     assert app.calls == []
     assert crossmint_emulator.requests["refresh"] == 1
 
@@ -1001,3 +1002,91 @@ def test_the_app_iterable_is_passed_through(
         response.close()
         assert closed == [True]
         assert auth_cookie_names(response) == ["crossmint-jwt", "crossmint-refresh-token"]
+
+
+# -- security round 3: repeated cookie names, caching ------------------------------------------
+
+
+def public_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    session = environ["crossmint.session"]
+    start_response(
+        "200 OK",
+        [("Cache-Control", "public, max-age=60"), ("Set-Cookie", APP_COOKIE)],
+    )
+    return [(session.jwt if session else "none").encode()]
+
+
+def test_a_refresh_on_the_apps_answer_makes_it_private(
+    crossmint_emulator: CrossmintEmulator,
+) -> None:
+    with CrossmintAuth(crossmint_emulator.crossmint()) as auth:
+        client = Client(CrossmintWSGIMiddleware(public_app, auth), use_cookies=False)
+        old = crossmint_emulator.create_session("user-1", jwt_ttl=-30)
+        refreshed = client.get("/", headers={"Cookie": cookie_header(old)})
+        fresh = crossmint_emulator.create_session("user-1")
+        untouched = client.get("/", headers={"Cookie": cookie_header(fresh)})
+    assert refreshed.headers.getlist("Cache-Control") == ["private, no-store, max-age=60"]
+    assert refreshed.headers.getlist("Vary") == ["Cookie"]
+    assert auth_cookie_names(refreshed) == ["crossmint-jwt", "crossmint-refresh-token"]
+    assert set_cookies(refreshed)[0][0] == "app-cookie"
+    # No cookie of ours on it: the app's answer is the app's.
+    assert untouched.get_data() == fresh.jwt.encode()
+    assert untouched.headers.getlist("Cache-Control") == ["public, max-age=60"]
+    assert "Vary" not in untouched.headers
+
+
+@pytest.mark.parametrize(
+    "order", [pytest.param(False, id="genuine-first"), pytest.param(True, id="genuine-last")]
+)
+def test_a_jwt_cookie_with_two_values_gives_no_session(
+    build: Build, crossmint_emulator: CrossmintEmulator, order: bool
+) -> None:
+    client, app = build()
+    material = crossmint_emulator.create_session("user-1")
+    values = [material.jwt, crossmint_emulator.issue_jwt("victim-admin")]
+    if order:
+        values.reverse()
+    header = "; ".join(f"crossmint-jwt={value}" for value in values)
+    header += f"; crossmint-refresh-token={material.refresh_token.secret}"
+
+    page = client.get("/page", headers={"Cookie": header})
+    assert app.last["session"] is None
+    assert app.last["error"].code is ErrorCode.INVALID_TOKEN
+    assert "crossmint-jwt" in app.last["error"].message
+    assert_cleared(page)
+    assert page.headers["Cache-Control"] == "private, no-store"
+
+    protected = client.get("/protected/x", headers={"Cookie": header})
+    assert protected.status_code == 401
+    assert error_of(protected) == "INVALID_TOKEN"
+    assert material.jwt not in protected.get_data(as_text=True)
+    # The refresh secret alone was not traded either: no session on its strength.
+    assert crossmint_emulator.requests["refresh"] == 0
+
+
+def test_the_refresh_route_with_a_repeated_refresh_cookie(
+    build: Build, crossmint_emulator: CrossmintEmulator
+) -> None:
+    client, _ = build()
+    first = crossmint_emulator.create_session("user-1")
+    second = crossmint_emulator.create_session("user-2")
+    header = (
+        f"crossmint-refresh-token={first.refresh_token.secret}; "
+        f"crossmint-refresh-token={second.refresh_token.secret}"
+    )
+    post = {"Content-Type": "application/json", "Cookie": header}
+    guessed = client.post("/refresh", data=b"{}", headers=post)
+    assert guessed.status_code == 401
+    assert error_of(guessed) == "INVALID_TOKEN"
+    assert_cleared(guessed)
+    assert crossmint_emulator.requests["refresh"] == 0
+    # A login's one-time secret in the body is the body's own: it is traded.
+    secret = crossmint_emulator.one_time_secret("user-3")
+    login = client.post("/refresh", data=json.dumps({"refresh": secret}), headers=post)
+    assert login.status_code == 200, login.get_data()
+    assert login.get_json()["user"]["id"] == "user-3"
+    assert login.headers["Cache-Control"] == "private, no-store"
+    # And a logout clears every name, whatever it carried.
+    out = client.post("/logout", headers={"Cookie": header})
+    assert out.status_code == 200
+    assert_cleared(out)

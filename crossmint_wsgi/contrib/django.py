@@ -59,6 +59,7 @@ from ..answers import Answer, refusal
 from ..asgi import cookie_header
 from ..auth import AsyncCrossmintAuth, CrossmintAuth
 from ..auth_base import _AuthBase
+from ..caching import uncacheable
 from ..errors import CrossmintAuthError
 from ..middleware import GatedMiddleware
 from ..models import Session
@@ -172,6 +173,11 @@ def _publish(
 
 
 def _finish(response: HttpResponseBase, cookies: list[str]) -> HttpResponseBase:
+    if cookies:
+        # An answer with our cookies must not be kept by a shared cache.
+        mine = [(k, response[k]) for k in ("Cache-Control", "Vary") if response.has_header(k)]
+        for name, value in uncacheable(mine):
+            response[name] = value
     for header in cookies:
         _add_cookie(response, header)
     return response

@@ -42,9 +42,25 @@ __all__ = [
     "require_session",
 ]
 
-#: The OpenAPI security scheme: the session cookie. It reads nothing the
-#: middleware has not read already; it is there for the schema.
-cookie_scheme = APIKeyCookie(
+
+class _SessionCookie(APIKeyCookie):
+    """The session cookie in the OpenAPI schema; as a dependency, the verified JWT.
+
+    It never reads the cookie itself: a request may carry ``crossmint-jwt``
+    twice, and Starlette keeps another of the values than a verifier would.
+    What it gives is the JWT of the session the middleware verified and
+    published, or ``None`` without one.
+    """
+
+    async def __call__(self, request: HTTPConnection) -> str | None:
+        session = get_asgi_session(request)
+        return session.jwt if session is not None else None
+
+
+#: The OpenAPI security scheme: the session cookie. As a dependency it gives
+#: the JWT of the session the middleware verified (``None`` without one),
+#: never the cookie as Starlette reads it.
+cookie_scheme = _SessionCookie(
     name=JWT_COOKIE,
     scheme_name="CrossmintSession",
     description="The Crossmint session JWT, set by Crossmint's browser SDK or the refresh route.",

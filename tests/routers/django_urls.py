@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 
 from routers.apps import ran
+from routers.cookie_apps import django_view
 
 
 def _view(name: str) -> Any:
@@ -23,4 +24,5 @@ urlpatterns: list[URLPattern] = [
     path("account/<path:p>", _view("account")),
     path("users/<str:name>", _view("users")),
     path("public/<path:p>", _view("public")),
+    path("whoami", django_view),
 ]

@@ -13,7 +13,17 @@ from typing import Any
 
 from crossmint_wsgi import AsyncCrossmintAuth, CrossmintASGIMiddleware
 from crossmint_wsgi.testing import connect_emulator
-from routers.apps import PROTECT, fastapi_app, quart_app, starlette_app, starlette_mount
+from routers import cookie_apps
+from routers.apps import (
+    PROTECT,
+    configure_django,
+    fastapi_app,
+    quart_app,
+    starlette_app,
+    starlette_mount,
+)
+
+configure_django()
 
 _auth = AsyncCrossmintAuth(connect_emulator(os.environ["CROSSMINT_EMULATOR_URL"]))
 
@@ -30,6 +40,11 @@ APPS = {
     b"fastapi": _variants(fastapi_app),
     b"quart": _variants(quart_app),
     b"starlette-sub": _variants(starlette_app, mount=True),
+    # The differential cookie test's /whoami views.
+    b"cookies-starlette": _variants(cookie_apps.starlette_app),
+    b"cookies-fastapi": _variants(cookie_apps.fastapi_app),
+    b"cookies-quart": _variants(cookie_apps.quart_app),
+    b"cookies-django": _variants(cookie_apps.django_asgi_app),
 }
 
 

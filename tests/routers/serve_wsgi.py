@@ -13,6 +13,7 @@ from typing import Any
 
 from crossmint_wsgi import CrossmintAuth, CrossmintWSGIMiddleware
 from crossmint_wsgi.testing import connect_emulator
+from routers import cookie_apps
 from routers.apps import PROTECT, bottle_app, configure_django, dispatcher, django_app, flask_app
 
 configure_django()
@@ -31,6 +32,10 @@ APPS = {
     "bottle": _variants(bottle_app),
     "django": _variants(django_app),
     "flask-sub": _variants(flask_app, mount=True),
+    # The differential cookie test's /whoami views.
+    "cookies-flask": _variants(cookie_apps.flask_app),
+    "cookies-bottle": _variants(cookie_apps.bottle_app),
+    "cookies-django": _variants(django_app),
 }
 
 

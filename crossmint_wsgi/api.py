@@ -7,6 +7,7 @@ and hand the status and body back to a parser here.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -36,6 +37,7 @@ __all__ = [
     "refresh_request",
     "refresh_route_request",
     "refresh_route_url",
+    "shown_url",
     "unreachable",
     "upstream_unavailable",
     "user_request",
@@ -89,20 +91,62 @@ def refresh_request(crossmint: Crossmint, secret: str) -> ApiRequest:
     return _post_secret(crossmint, "refresh", secret)
 
 
-def refresh_route_url(url: str) -> str:
-    """Check a ``refresh_route`` setting: an absolute ``http`` or ``https`` URL.
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
-    :raises CrossmintConfigError: ``setting == "refresh_route"``.
+
+def shown_url(url: str) -> str:
+    """``url`` as a message may show it: scheme, host, port and path, without
+    the userinfo, query or fragment that may hold a credential."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "(a malformed URL)"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}{parts.path}"
+
+
+def refresh_route_url(url: str) -> str:
+    """Check a ``refresh_route`` setting: an absolute ``https`` URL (``http``
+    only on a loopback host: ``localhost``, ``127.0.0.1``, ``::1``).
+
+    A refresh secret travels to it: over plain http anyone on the path reads it.
+
+    :raises CrossmintConfigError: ``setting == "refresh_route"``. The message
+        shows the URL without its userinfo and query.
     """
     if not isinstance(url, str):
         raise CrossmintConfigError(
             f"refresh_route must be a URL string, not {type(url).__name__}",
             setting="refresh_route",
         )
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
         raise CrossmintConfigError(
-            f"refresh_route must be an absolute http or https URL, not {url!r}",
+            "refresh_route is not a valid URL", setting="refresh_route"
+        ) from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise CrossmintConfigError(
+            f"refresh_route must be an absolute https URL, not {shown_url(url)!r}",
+            setting="refresh_route",
+        )
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise CrossmintConfigError(
+            f"refresh_route must use https (http only on a loopback host), not"
+            f" {shown_url(url)!r}: refresh secrets travel to it",
             setting="refresh_route",
         )
     return url
@@ -158,9 +202,12 @@ def jwks_request(crossmint: Crossmint) -> ApiRequest:
 def upstream_unavailable(call: str, why: str, url: str | None = None) -> CrossmintAuthError:
     """The error for a Crossmint call that got no usable answer.
 
-    :param url: the URL called, named in the message (it holds no secret).
+    Its message reaches clients (a 503's body): it never shows a URL's
+    userinfo, query or fragment.
+
+    :param url: the URL called, named in the message (see :func:`shown_url`).
     """
-    where = f" to {url}" if url else ""
+    where = f" to {shown_url(url)}" if url else ""
     return CrossmintAuthError(
         ErrorCode.UPSTREAM_UNAVAILABLE, f"Crossmint {call} call{where} failed: {why}"
     )
@@ -169,12 +216,15 @@ def upstream_unavailable(call: str, why: str, url: str | None = None) -> Crossmi
 def unreachable(request: ApiRequest, error: BaseException) -> CrossmintAuthError:
     """The error for a call that got no answer at all (refused, timed out, no such host)."""
     if isinstance(error, CrossmintAuthError):
-        if request.url in error.message:
+        if request.name != "refresh route" and shown_url(request.url) in error.message:
             return error
         why = error.message.rpartition(": ")[2]
     else:
         why = type(error).__name__
-    return upstream_unavailable(request.name, f"unreachable ({why})", request.url)
+    # An app's refresh route is configuration, maybe an internal host: not for
+    # the clients a 503 goes to. Crossmint's URL is public.
+    url = None if request.name == "refresh route" else request.url
+    return upstream_unavailable(request.name, f"unreachable ({why})", url)
 
 
 def not_crossmint(status: int, body: bytes) -> str | None:

@@ -159,6 +159,8 @@ class _AuthBase(Generic[CoordinatorT, TransportT]):
             instance("transport", transport, transport_type, f"{use} with {name}")
         # The core's settings are its own: it checks them, and its signature has the defaults.
         self.core = AuthCore(crossmint, **settings)
+        # A route of the app's is not Crossmint: what it returns is verified like a cookie.
+        self.core.verify_refreshed = self.refresh_route is not None
         self._listening_pid = -1
         store = open_host_store(self.crossmint, host_store, self.refresh_route or "")
         #: What the worker processes of this host share (refreshes, logouts,

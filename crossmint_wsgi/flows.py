@@ -135,6 +135,10 @@ class AuthCore:
         )
         #: JWTs logged out before their ``exp``, here or (with Redis) anywhere.
         self.revoked = RevokedTokens()
+        #: Whether a refresh's JWT is verified before it is published: set by
+        #: the auth when refreshes go to an app's ``refresh_route``, which,
+        #: unlike Crossmint's own answer over TLS, may be anything.
+        self.verify_refreshed = False
 
     def cached_claims(self, token: str, now: float) -> dict[str, Any] | None:
         """The claims of a token verified before, with no I/O: the hot path.
@@ -320,6 +324,15 @@ class AuthCore:
                 self.failed_refreshes.failed(client, digest, self.clock(), user)
             raise result
         assert isinstance(result, AuthMaterial)
+        if self.verify_refreshed:
+            try:
+                yield from self.verify(result.jwt)
+            except (TokenInvalid, TokenExpired) as error:
+                # Never published: not the session, and no reason to end it either.
+                raise CrossmintAuthError(
+                    ErrorCode.UPSTREAM_UNAVAILABLE,
+                    f"the refresh route answered a JWT that does not verify ({error})",
+                ) from None
         return result
 
     def _end_orphan(self, error: LoggedOutDuringRefresh) -> Generator[Effect, Any, None]:

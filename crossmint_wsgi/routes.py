@@ -46,6 +46,7 @@ class HttpRequest:
         "raw_cookie",
         "root_path",
         "scheme",
+        "script_name",
     )
 
     def __init__(
@@ -64,12 +65,16 @@ class HttpRequest:
         raw_cookie: bytes | None = None,
         root_path: str = "",
         client: str | None = None,
+        script_name: str = "",
     ) -> None:
         self.method = method
         #: The path as the server gave it; under a mount it may carry ``root_path``.
         self.path = path
         #: Where the app is mounted (ASGI ``root_path``); ``""`` at the top.
         self.root_path = root_path
+        #: Where a WSGI app is mounted (``SCRIPT_NAME``): never part of
+        #: :attr:`path` (PEP 3333), only put in front of it for the browser.
+        self.script_name = script_name
         #: The client's address (see :func:`client_address`), for the flood bounds.
         self.client = client
         self.query = query
@@ -95,6 +100,8 @@ class HttpRequest:
     @property
     def full_path(self) -> str:
         """The path the browser asked for: with the mount prefix."""
+        if self.script_name:
+            return self.script_name + self.path
         if self.root_path and self.route_path is self.path:
             return self.root_path + self.path
         return self.path
@@ -340,11 +347,14 @@ class Gate:
                 return True
             if origin == "null" or request.host is None:
                 return False
+            try:
+                netloc = urlsplit(origin).netloc
+            except ValueError:
+                # Not a URL (``http://[::1``): no site of ours sent it.
+                return False
             # Host only, not scheme: behind a TLS-terminating proxy the app may
             # see http while the browser's Origin says https.
-            return _without_default_port(urlsplit(origin).netloc) == _without_default_port(
-                request.host.lower()
-            )
+            return _without_default_port(netloc) == _without_default_port(request.host.lower())
         # No Origin: a non-browser client, or a browser that would send Sec-Fetch-Site.
         return request.fetch_site in (None, "same-origin", "none")
 

@@ -140,6 +140,7 @@ class CrossmintWSGIMiddleware(GatedMiddleware["WSGIApplication", CrossmintAuth])
             accept=environ.get("HTTP_ACCEPT"),
             content_length=_content_length(environ),
             client=client_address(environ.get("REMOTE_ADDR"), self._forwarded(environ)),
+            script_name=environ.get("SCRIPT_NAME", "").rstrip("/"),
         )
         outcome = self.auth.run(self.gate.handle(request), lambda limit: _read_body(environ, limit))
         if isinstance(outcome, Answer):

@@ -1064,3 +1064,135 @@ async def test_async_get_session_refreshes_at_the_refresh_route(
     assert sessions[0].refreshed
     assert sessions[0].refresh_token is not None
     assert crossmint_emulator.requests["refresh"] == 2  # the twenty shared one, plus the refused
+
+
+# -- security round 3: the refresh route is not trusted blindly ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("route", "ok"),
+    [
+        pytest.param("https://auth.example.com/refresh", True, id="https"),
+        pytest.param("http://127.0.0.1:8000/refresh", True, id="http-loopback-v4"),
+        pytest.param("http://localhost:8000/refresh", True, id="http-localhost"),
+        pytest.param("http://[::1]:8000/refresh", True, id="http-loopback-v6"),
+        pytest.param("http://auth.example.com/refresh", False, id="http-elsewhere"),
+        pytest.param("http://10.0.0.5/refresh", False, id="http-private-address"),
+        pytest.param("http://u:pw@auth.example.com/r?token=s3cret", False, id="credentials"),
+        pytest.param("https://[::1/refresh", False, id="malformed"),
+        pytest.param("https://auth.example.com:port/refresh", False, id="bad-port"),
+    ],
+)
+def test_refresh_route_must_be_https_except_on_loopback(
+    crossmint_emulator: CrossmintEmulator, route: str, ok: bool
+) -> None:
+    if ok:
+        CrossmintAuth(crossmint_emulator.crossmint(), refresh_route=route).close()
+        return
+    with pytest.raises(CrossmintConfigError) as caught:
+        CrossmintAuth(crossmint_emulator.crossmint(), refresh_route=route)
+    assert caught.value.setting == "refresh_route"
+    assert "refresh_route" in caught.value.message
+    assert "pw" not in caught.value.message
+    assert "s3cret" not in caught.value.message
+
+
+@contextlib.contextmanager
+def _fake_route(answer: Callable[[], dict[str, Any]]) -> Iterator[str]:
+    """A route on loopback that answers ``answer()`` to every refresh."""
+    from werkzeug.serving import make_server
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(answer()).encode()]
+
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/refresh"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def _unsigned(emulator: CrossmintEmulator, sub: str) -> str:
+    import base64
+
+    def segment(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {"sub": sub, "aud": emulator.project_id, "iat": now, "exp": now + 600}
+    return f"{segment({'alg': 'none', 'kid': emulator.kid})}.{segment(claims)}."
+
+
+@pytest.mark.parametrize(
+    "make_jwt",
+    [
+        pytest.param(lambda e: _unsigned(e, "route-admin"), id="alg-none"),
+        pytest.param(
+            lambda e: e.issue_jwt("route-admin", claims={"aud": "another-project"}),
+            id="other-audience",
+        ),
+        pytest.param(lambda e: e.issue_jwt("route-admin", ttl=-60), id="expired"),
+    ],
+)
+def test_a_refresh_routes_jwt_is_verified_before_it_is_published(
+    crossmint_emulator: CrossmintEmulator, make_jwt: Callable[[CrossmintEmulator], str]
+) -> None:
+    def answer() -> dict[str, Any]:
+        return {
+            "jwt": make_jwt(crossmint_emulator),
+            "refreshToken": {"secret": "next-secret", "expiresAt": None},
+            "user": {"id": "route-admin"},
+        }
+
+    with (
+        _fake_route(answer) as route,
+        CrossmintAuth(crossmint_emulator.crossmint(), refresh_route=route) as app_b,
+    ):
+        with pytest.raises(CrossmintAuthError) as caught:
+            app_b.get_session(refresh_token="some-secret")
+        assert code_of(caught) is ErrorCode.UPSTREAM_UNAVAILABLE
+        assert "does not verify" in caught.value.message
+        from crossmint_wsgi import CrossmintWSGIMiddleware
+
+        seen: list[Any] = []
+
+        def view(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            seen.append(environ["crossmint.session"])
+            start_response("200 OK", [])
+            return [b""]
+
+        middleware = CrossmintWSGIMiddleware(view, app_b)
+        environ = EnvironBuilder(
+            path="/", headers={"Cookie": "crossmint-refresh-token=other-secret"}
+        ).get_environ()
+        middleware(environ, lambda *a: None)
+        assert seen == [None]
+
+
+def test_an_unreachable_refresh_route_is_not_named_to_clients(
+    crossmint_emulator: CrossmintEmulator,
+) -> None:
+    from crossmint_wsgi import CrossmintWSGIMiddleware
+
+    route = f"http://user:pw@127.0.0.1:{free_port()}/refresh?token=s3cret"  # nothing listens
+    with CrossmintAuth(crossmint_emulator.crossmint(), refresh_route=route) as app_b:
+        with pytest.raises(CrossmintAuthError) as caught:
+            app_b.refresh("some-secret")
+        statuses: list[str] = []
+        middleware = CrossmintWSGIMiddleware(lambda e, s: [b""], app_b)
+        environ = EnvironBuilder(
+            path="/refresh",
+            method="POST",
+            json={"refresh": "some-secret"},
+            headers={"Origin": "http://localhost"},
+        ).get_environ()
+        body = b"".join(middleware(environ, lambda status, headers: statuses.append(status)))
+    assert code_of(caught) is ErrorCode.UPSTREAM_UNAVAILABLE
+    assert statuses == ["503 Service Unavailable"]
+    for shown in (caught.value.message, body.decode()):
+        for secret in ("pw", "s3cret", "user:", str(route.split("@")[1].split("/")[0])):
+            assert secret not in shown, shown

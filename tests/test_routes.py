@@ -796,3 +796,44 @@ def test_a_wrong_auth_kind_is_refused_at_construction(
         cls(lambda *args: None, auth)  # type: ignore[arg-type]
     assert caught.value.setting == "auth"
     assert f"needs a {wanted}, not {type(auth).__name__}" in str(caught.value)
+
+
+# -- security round 3: a malformed Origin is foreign, never a 500 --------------------------------
+
+MALFORMED_ORIGINS = [
+    pytest.param("http://[::1", id="unclosed-bracket"),
+    pytest.param("https://a]b", id="stray-bracket"),
+    pytest.param("http://[example.com]", id="bracketed-name"),
+    pytest.param("http://[::1]x", id="junk-after-bracket"),
+    pytest.param("https://[v1.x]", id="ipvfuture"),
+]
+
+
+@pytest.mark.parametrize("origin", MALFORMED_ORIGINS)
+@pytest.mark.parametrize("route", ["/refresh", "/logout"])
+def test_a_malformed_origin_is_forbidden(core: AuthCore, origin: str, route: str) -> None:
+    gate = make_gate(core)
+    answer, effects = drive(
+        gate.handle(post(route, origin=origin, cookie=f"crossmint-refresh-token={SECRET}"))
+    )
+    assert effects == []
+    assert answer.status == 403
+    assert answer.json()["error"] == "FORBIDDEN_ORIGIN"
+
+
+@pytest.mark.parametrize("origin", MALFORMED_ORIGINS)
+@pytest.mark.parametrize("path", ["/ws", "/dashboard/ws"])
+def test_a_websocket_with_a_malformed_origin_gets_no_session(
+    core: AuthCore, signer: Signer, origin: str, path: str
+) -> None:
+    gate = make_gate(core)
+    cookie = f"crossmint-jwt={signer.token()}"
+    outcome, effects = drive(
+        gate.handle_websocket(request(path=path, origin=origin, cookie=cookie))
+    )
+    assert effects == []
+    if path.startswith("/dashboard"):
+        assert outcome is None  # closed before the app
+    else:
+        assert outcome.session is None
+        assert outcome.error.code is ErrorCode.FORBIDDEN_ORIGIN

@@ -1090,3 +1090,23 @@ def test_the_refresh_route_with_a_repeated_refresh_cookie(
     out = client.post("/logout", headers={"Cookie": header})
     assert out.status_code == 200
     assert_cleared(out)
+
+
+@pytest.mark.parametrize(
+    ("script_name", "location"),
+    [
+        pytest.param("", "/login?next=/protected/x%3Fa%3D1", id="top"),
+        pytest.param("/sub", "/login?next=/sub/protected/x%3Fa%3D1", id="mounted"),
+        pytest.param("/sub/", "/login?next=/sub/protected/x%3Fa%3D1", id="mounted-slash"),
+    ],
+)
+def test_the_login_redirect_keeps_the_mount(build: Build, script_name: str, location: str) -> None:
+    client, _ = build()
+    response = client.get(
+        "/protected/x",
+        query_string="a=1",
+        headers={"Accept": "text/html"},
+        environ_overrides={"SCRIPT_NAME": script_name},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == location

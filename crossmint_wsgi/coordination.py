@@ -205,10 +205,14 @@ class GraceCache:
     def refuse(self, digest: str, error: CrossmintAuthError) -> None:
         """Remember a failed refresh, if Crossmint refused the secret itself.
 
-        Only ``SESSION_EXPIRED`` is final; an unavailable Crossmint is asked again.
+        Only ``SESSION_EXPIRED`` is final; an unavailable Crossmint is asked
+        again. A refusal judged while the hosts could not coordinate
+        (:class:`DoubtedRefusal`) is remembered too: asking again would only
+        be refused again, after riding the failover out once more.
         """
         now = self._clock()
-        if error.code is ErrorCode.SESSION_EXPIRED and not self._dead(digest, now):
+        final = error.code is ErrorCode.SESSION_EXPIRED or isinstance(error, DoubtedRefusal)
+        if final and not self._dead(digest, now):
             self._cache.put(digest, error, now + self.refusal_window, len(digest) + 100, now)
 
     def revoke(self, digest: str) -> list[str]:

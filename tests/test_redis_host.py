@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,9 +122,16 @@ def test_with_redis_down_a_refusal_across_hosts_keeps_the_session(
             return error.code
 
     with concurrent.futures.ThreadPoolExecutor(len(hosts)) as pool:
-        outcomes = sorted(map(str, pool.map(session, hosts)))
+        outcomes = list(map(str, pool.map(session, hosts)))
     emulator.set_latency(0)
-    assert outcomes == ["UPSTREAM_UNAVAILABLE", "user-r"]  # kept, not SESSION_EXPIRED
+    assert sorted(outcomes) == ["UPSTREAM_UNAVAILABLE", "user-r"]  # kept, not SESSION_EXPIRED
+    # The losing host answers the same old cookies at once for a while: no second ride-out.
+    loser = hosts[outcomes.index("UPSTREAM_UNAVAILABLE")]
+    start = time.monotonic()
+    with pytest.raises(CrossmintAuthError) as again:
+        loser.get_session(cookies)
+    assert again.value.code is ErrorCode.UPSTREAM_UNAVAILABLE
+    assert time.monotonic() - start < 1.0
     # A made-up secret with no authentic JWT is a stranger's: refused as it is.
     with pytest.raises(CrossmintAuthError) as caught:
         hosts[0].get_session({"crossmint-refresh-token": "made-up-secret-0001"})

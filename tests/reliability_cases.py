@@ -1452,6 +1452,11 @@ def _fail(n: int, status: int, body: object = None, endpoint: str | None = "refr
     return arrange
 
 
+def _clear_faults(ctx: FaultCtx) -> None:
+    """Crossmint recovers: the faults still queued go (sessions and keys stay valid)."""
+    ctx.emulator.reset()
+
+
 def _sleep(seconds: float) -> Any:
     def arrange(ctx: FaultCtx) -> None:
         time.sleep(seconds)
@@ -1654,8 +1659,15 @@ FAULT_CASES: list[FaultCase] = [
         "key-set-5xx-at-start",
         "no key set cached and the key set answers 503, then recovers",
         (
-            Step(_protected_live, _UNAVAILABLE, before=_fail(1, 503, endpoint="jwks")),
-            Step(_protected_live, _FRESH_OK, before=_sleep(1.1), label="after the backoff"),
+            # Every key set answer fails until step 2: a stray fetch (a previous
+            # case's) cannot take the one fault meant for step 1.
+            Step(_protected_live, _UNAVAILABLE, before=_fail(100, 503, endpoint="jwks")),
+            Step(
+                _protected_live,
+                _FRESH_OK,
+                before=_then(_clear_faults, _sleep(1.1)),
+                label="after the backoff",
+            ),
         ),
         warm=False,
     ),
